@@ -15,10 +15,28 @@ class KindConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BM25Config(KindConfig):
+class ImpactSearchConfig(KindConfig):
+    """Build and search settings shared by the impact-index kinds (``bm25``, ``splade``)."""
+
+    block_size: int = Field(64, ge=1, le=65536, description="Docs per block for block-max pruning.")
+    impact_bits: Literal[8, 16] = Field(
+        8, description="Width of the quantized impacts (the scale is recorded in the manifest)."
+    )
+    mode: Literal["bmp", "exhaustive"] = Field(
+        "bmp", description="bmp: block-max pruning; exhaustive: score every posting."
+    )
+    alpha: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="BMP stops when alpha * (next block's bound) cannot beat the k-th score: "
+        "1.0 is safe (exact); below 1 is faster and approximate.",
+    )
+
+
+class BM25Config(ImpactSearchConfig):
     k1: float = Field(0.9, gt=0)
     b: float = Field(0.4, ge=0, le=1)
-    block_size: int = Field(64, ge=1, le=65536, description="Docs per block for block-max pruning.")
 
 
 class DenseConfig(KindConfig):
@@ -29,13 +47,17 @@ class DenseConfig(KindConfig):
     hnsw_ef_search: int = Field(128, ge=8)
     ivf_nlist: int | None = Field(None, ge=1, description="Default: about 4*sqrt(n).")
     ivf_nprobe: int = Field(16, ge=1)
+    normalize: bool = Field(
+        True,
+        description="L2-normalize embeddings (cosine). Set False for dot-product models such as "
+        "ANCE, whose scores are unnormalized inner products.",
+    )
     batch_size: int = Field(64, ge=1)
     max_seq_length: int | None = Field(None, ge=8)
 
 
-class SpladeConfig(KindConfig):
+class SpladeConfig(ImpactSearchConfig):
     model: str = Field(description="SparseEncoder model name or path, e.g. naver/splade-v3.")
-    block_size: int = Field(64, ge=1, le=65536)
     batch_size: int = Field(32, ge=1)
     max_seq_length: int | None = Field(None, ge=8)
 
@@ -49,23 +71,61 @@ class LuceneConfig(KindConfig):
 class BinaryConfig(KindConfig):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     index: Literal["flat", "hnsw", "ivf"] = "flat"
-    rescore_factor: int = Field(4, ge=1, description="Hamming candidates = rescore_factor * k.")
-    min_candidates: int = Field(400, ge=1)
+    rescore_factor: int = Field(
+        4, ge=1, description="Hamming candidates = max(rescore_factor * k, min_candidates)."
+    )
+    min_candidates: int = Field(
+        400,
+        ge=1,
+        description="With at most this many (allowed) documents, every one is rescored: exact.",
+    )
+    normalize: bool = Field(True, description="L2-normalize embeddings before quantizing.")
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_search: int = Field(128, ge=8)
+    ivf_nlist: int | None = Field(None, ge=1, description="Default: about 4*sqrt(n).")
+    ivf_nprobe: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1)
 
 
 class ColbertConfig(KindConfig):
+    """PLAID-style late interaction: query tokens probe ``nprobe`` centroids each; the docs
+    in those centroids are pruned to ``candidates`` by centroid-interaction scores, then
+    scored by exact MaxSim over the stored (compressed) tokens. Corpora of at most
+    ``exhaustive_max_docs`` documents are scored exhaustively (exact)."""
+
     model: str = Field(
         "all-MiniLM-L6-v2",
         description="MultiVectorEncoder (ColBERT) name or path; a plain bi-encoder's normalized "
         "token embeddings are used when it is not a ColBERT checkpoint.",
     )
-    compression: Literal["int8", "binary", "residual"] = "int8"
-    n_centroids: int | None = Field(None, ge=1, description="Default: about 2*sqrt(n_tokens).")
-    nprobe: int = Field(8, ge=1)
-    candidates: int = Field(256, ge=1)
+    encoder: Literal["auto", "multi_vector", "token_embeddings"] = Field(
+        "auto",
+        description="auto: token_embeddings for a local sentence-embedding model (it has a "
+        "Pooling module), multi_vector (MultiVectorEncoder) otherwise.",
+    )
+    compression: Literal["fp16", "int8", "binary"] = Field(
+        "int8", description="Token codes: fp16, int8 per-dim scalar, or 1-bit (BTR-style)."
+    )
+    n_centroids: int | None = Field(
+        None, ge=1, description="Default: a power of two near 2*sqrt(n_tokens)."
+    )
+    nprobe: int = Field(4, ge=1, description="Centroids probed per query token.")
+    candidates: int = Field(
+        1024, ge=1, description="Docs kept after centroid-interaction pruning for exact MaxSim."
+    )
+    exhaustive_max_docs: int = Field(
+        2048, ge=0, description="Score every document exactly when the corpus is this small."
+    )
+    sample_tokens: int = Field(
+        131072, ge=256, description="Tokens sampled to fit the codec and the centroids."
+    )
+    kmeans_iters: int = Field(8, ge=1)
+    seed: int = 0
     batch_size: int = Field(32, ge=1)
 
 
 class DatastoreConfig(KindConfig):
     tokenizer: str = Field(description="The generator's tokenizer (name or path).")
+    max_match: int = Field(
+        16, ge=1, le=256, description="Longest context tail (tokens) matched against the corpus."
+    )

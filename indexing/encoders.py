@@ -41,15 +41,22 @@ def _load(kind: str, path: str, device: str):
         "dense": st.SentenceTransformer,
         "sparse": st.SparseEncoder,
         "cross": st.CrossEncoder,
+        "multi_vector": st.MultiVectorEncoder,
     }[kind]
     if kind == "cross":
         return cls(path, device=device)
+    if kind == "dense":
+        from specrag.indexing.ance import is_pyserini_ance, load_pyserini_ance
+
+        if is_pyserini_ance(path):  # RoBERTa + embeddingHead + norm (castorini/ance-*)
+            return load_pyserini_ance(path, device=device)
     return cls(path, device=device)
 
 
 def load_model(name: str, kind: str = "dense", device: str | None = None):
-    """A cached SentenceTransformer (``dense``), SparseEncoder (``sparse``) or
-    CrossEncoder (``cross``); thread-safe, loaded once per (kind, name, device)."""
+    """A cached SentenceTransformer (``dense``), SparseEncoder (``sparse``),
+    CrossEncoder (``cross``) or MultiVectorEncoder (``multi_vector``); thread-safe,
+    loaded once per (kind, name, device)."""
     path = resolve_model_path(name)
     if Path(path).exists():
         path = str(Path(path).resolve())

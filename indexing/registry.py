@@ -28,6 +28,9 @@ class IndexKind:
     builder: str  # "module:function"
     searcher: str  # "module:Class"
     description: str = ""
+    #: False for kinds that are not document retrievers (the generator's datastore);
+    #: the pipeline and the index contract test skip them.
+    searchable: bool = True
 
     def load_builder(self):
         return _import(self.builder)
@@ -119,5 +122,6 @@ register(
         "specrag.generation.datastore:build_datastore",
         "specrag.generation.datastore:DatastoreSearcher",
         "Suffix array over corpus tokens (the generator's tokenizer), for speculative drafts.",
+        searchable=False,
     )
 )

@@ -91,11 +91,12 @@ class VersionStore:
                 "kinds": {},
                 **(extra_manifest or {}),
             }
-            for name, cfg in parsed.items():
+            for position, (name, cfg) in enumerate(parsed.items(), start=1):
                 kind_started = time.time()
                 out = tmp / name
                 out.mkdir()
-                stats = get_kind(name).load_builder()(corpus, out, cfg, progress)
+                label = f"{name} ({position}/{len(parsed)})"
+                stats = get_kind(name).load_builder()(corpus, out, cfg, _labelled(progress, label))
                 manifest["kinds"][name] = {
                     "config": cfg.model_dump(),
                     "stats": stats or {},
@@ -119,6 +120,16 @@ class VersionStore:
         for vid in old:
             shutil.rmtree(self.path(vid), ignore_errors=True)
         return old
+
+
+def _labelled(progress: Progress, label: str) -> Progress:
+    """Prefix a builder's stage names with its kind, so a multi-kind build's progress
+    says which kind is running."""
+
+    def report(done: int, total: int, stage: str) -> None:
+        progress(done, total, stage if stage.startswith(label) else f"{label}: {stage}")
+
+    return report
 
 
 def _parse(name: str, cfg: BaseModel | dict[str, Any] | None) -> BaseModel:

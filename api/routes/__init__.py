@@ -1,0 +1,1 @@
+"""Thin REST routes: parse, call the service, return its pydantic model."""

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from specrag.api.deps import ServiceDep
+from specrag.api.schemas import BuildRequest, JobOut
+
+router = APIRouter(tags=["builds"])
+
+
+@router.post(
+    "/collections/{name}/builds", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED
+)
+def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
+    """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
+    return service.start_build(name, body.kinds if body else None)
+
+
+@router.get("/collections/{name}/builds", response_model=list[JobOut])
+def list_builds(name: str, service: ServiceDep) -> list[JobOut]:
+    return service.list_jobs(name)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, service: ServiceDep) -> JobOut:
+    return service.get_job(job_id)

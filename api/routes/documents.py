@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from specrag.api.deps import ServiceDep
+from specrag.api.schemas import DeleteDocuments, DocumentOut, UpsertDocuments
+
+router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"])
+
+
+@router.post("", response_model=dict[str, int])
+def upsert_documents(name: str, body: UpsertDocuments, service: ServiceDep) -> dict[str, int]:
+    """Insert or replace documents. New text becomes searchable at the next build."""
+    n = service.upsert(name, [doc.to_document() for doc in body.documents])
+    return {"upserted": n}
+
+
+@router.post("/delete", response_model=dict[str, int])
+def delete_documents(name: str, body: DeleteDocuments, service: ServiceDep) -> dict[str, int]:
+    """Delete documents; they leave search results at once (tombstones)."""
+    return {"deleted": service.delete_documents(name, body.ids)}
+
+
+@router.get("/{doc_id}", response_model=DocumentOut)
+def get_document(name: str, doc_id: str, service: ServiceDep) -> DocumentOut:
+    return service.get_document(name, doc_id)
+
+
+@router.delete("/{doc_id}", response_model=dict[str, int])
+def delete_document(name: str, doc_id: str, service: ServiceDep) -> dict[str, int]:
+    return {"deleted": service.delete_documents(name, [doc_id])}

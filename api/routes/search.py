@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from specrag.api.deps import ServiceDep
+from specrag.api.schemas import SearchResponse
+from specrag.retrieval.request import SearchRequest
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/collections/{name}/search", response_model=SearchResponse)
+def search(name: str, request: SearchRequest, service: ServiceDep) -> SearchResponse:
+    return service.search(name, request)

@@ -1,0 +1,194 @@
+"""The ``datastore`` index kind: the corpus as one token stream (the generator's
+tokenizer) with a suffix array, for REST-style drafts.
+
+Files: ``tokens.npy`` (int32; documents separated by the value ``vocab_size``, which no
+token takes), ``sa.npy`` (the suffix array, pydivsufsort) and ``doc_starts.npy``; loaded
+memory-mapped. A longest-match search finds the longest suffix of the generated text that
+occurs in the corpus and proposes the tokens that follow its occurrences.
+
+As a Searcher, a document's score is the length (tokens) of the longest suffix of the
+query that occurs in it, up to ``max_match``; documents without a match are not returned.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from specrag.indexing.configs import DatastoreConfig
+from specrag.types import Corpus, DocMask, Hit, Progress
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    from specrag.indexing.encoders import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(name))
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def build_datastore(corpus: Corpus, out_dir: Path, config: DatastoreConfig, progress: Progress) -> dict:
+    from pydivsufsort import divsufsort
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    separator = len(tokenizer)
+    pieces, starts = [], []
+    total, n = 0, len(corpus)
+    for i, doc in enumerate(corpus):
+        ids = _encode(tokenizer, doc.full_text())
+        starts.append(total)
+        pieces.append(np.asarray(ids + [separator], dtype=np.int32))
+        total += len(ids) + 1
+        if i % 1000 == 0:
+            progress(i, n, "datastore: tokenize")
+    if total >= 2**31 - 1:
+        raise ValueError(f"corpus has {total} tokens; the int32 datastore holds < 2**31")
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    progress(n, n, "datastore: suffix array")
+    sa = np.asarray(divsufsort(tokens), dtype=np.int32)
+    np.save(out_dir / "tokens.npy", tokens)
+    np.save(out_dir / "sa.npy", sa)
+    np.save(out_dir / "doc_starts.npy", np.asarray(starts, dtype=np.int64))
+    return {"n_tokens": int(total), "separator": int(separator)}
+
+
+class DatastoreSearcher:
+    kind = "datastore"
+
+    def __init__(self, tokens: np.ndarray, sa: np.ndarray, doc_starts: np.ndarray,
+                 doc_ids: np.ndarray, config: DatastoreConfig):
+        self.tokens, self.sa, self.doc_starts = tokens, sa, doc_starts
+        self.doc_ids, self.config = doc_ids, config
+        self.separator = int(tokens[-1]) if len(tokens) else 0
+
+    @classmethod
+    def load(cls, index_dir: Path, config: DatastoreConfig, doc_ids: np.ndarray) -> DatastoreSearcher:
+        index_dir = Path(index_dir)
+        tokens = np.load(index_dir / "tokens.npy", mmap_mode="r")
+        sa = np.load(index_dir / "sa.npy", mmap_mode="r")
+        starts = np.load(index_dir / "doc_starts.npy")
+        if len(starts) != len(doc_ids):
+            raise ValueError(f"datastore has {len(starts)} documents, the version {len(doc_ids)}")
+        return cls(tokens, sa, starts, doc_ids, config)
+
+    # --- suffix array search -------------------------------------------------------
+    def _suffix(self, i: int, length: int) -> tuple:
+        start = int(self.sa[i])
+        return tuple(self.tokens[start : start + length].tolist())
+
+    def find(self, pattern) -> tuple[int, int]:
+        """[lo, hi) range of suffix-array rows whose suffix starts with ``pattern``."""
+        pat = tuple(int(t) for t in pattern)
+        m = len(pat)
+        lo, hi = 0, len(self.sa)
+        while lo < hi:  # first suffix >= pattern
+            mid = (lo + hi) // 2
+            if self._suffix(mid, m) < pat:
+                lo = mid + 1
+            else:
+                hi = mid
+        first, hi = lo, len(self.sa)
+        while lo < hi:  # first suffix whose m-prefix > pattern
+            mid = (lo + hi) // 2
+            if self._suffix(mid, m) <= pat:
+                lo = mid + 1
+            else:
+                hi = mid
+        return first, lo
+
+    def longest_match(self, tail) -> tuple[int, int, int]:
+        """(L, lo, hi): the longest suffix of ``tail`` (at most ``max_match`` tokens) that
+        occurs in the corpus, and its suffix-array range. Matches are monotone in L (a
+        suffix of a match matches), so L is found by binary search."""
+        tail = [int(t) for t in tail][-self.config.max_match :]
+        best = (0, 0, 0)
+        lo_len, hi_len = 1, len(tail)
+        while lo_len <= hi_len:
+            mid = (lo_len + hi_len) // 2
+            a, b = self.find(tail[-mid:])
+            if b > a:
+                best = (mid, a, b)
+                lo_len = mid + 1
+            else:
+                hi_len = mid - 1
+        return best
+
+    def draft(self, tail, max_depth: int, max_paths: int = 4, min_match: int = 2,
+              max_occurrences: int = 64, max_nodes: int = 32) -> list[list[int]]:
+        """REST-style drafts: the continuations of the longest match's occurrences, as a
+        count-weighted trie; the ``max_nodes`` most frequent prefixes, leaves best first."""
+        length, lo, hi = self.longest_match(tail)
+        if length < min_match or max_depth < 1:
+            return []
+        counts: Counter = Counter()
+        for pos in self.sa[lo : min(hi, lo + max_occurrences)]:
+            start = int(pos) + length
+            cont = self.tokens[start : start + max_depth].tolist()
+            if self.separator in cont:
+                cont = cont[: cont.index(self.separator)]
+            for d in range(1, len(cont) + 1):
+                counts[tuple(cont[:d])] += 1
+        chosen = sorted(counts, key=lambda p: (-counts[p], len(p), p))[:max_nodes]
+        parents = {p[:-1] for p in chosen}
+        leaves = [p for p in chosen if p not in parents]
+        leaves.sort(key=lambda p: (-counts[p], -len(p)))
+        return [list(p) for p in leaves[:max_paths]]
+
+    # --- Searcher contract -------------------------------------------------------------
+    def _query_tokens(self, query: str) -> list[int]:
+        return _encode(load_tokenizer(self.config.tokenizer), query)[-self.config.max_match :]
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.doc_starts, positions, side="right") - 1
+
+    def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if allowed is not None and len(allowed) != len(self.doc_ids):
+            raise ValueError(f"mask has {len(allowed)} rows, the index {len(self.doc_ids)}")
+        out = []
+        for query in queries:
+            tail = self._query_tokens(query)
+            seen = np.zeros(len(self.doc_ids), dtype=bool)
+            hits: list[Hit] = []
+            for length in range(len(tail), 0, -1):
+                lo, hi = self.find(tail[-length:])
+                if hi <= lo:
+                    continue
+                rows = np.unique(self._rows(np.asarray(self.sa[lo:hi], dtype=np.int64)))
+                rows = rows[~seen[rows]]
+                seen[rows] = True
+                if allowed is not None:
+                    rows = rows[allowed[rows]]
+                for row in rows.tolist():
+                    hits.append(Hit(str(self.doc_ids[row]), float(length), {self.kind: float(length)}))
+                if len(hits) >= k:
+                    break
+            out.append(hits[:k])
+        return out
+
+    def reference_scores(self, queries: list[str]) -> np.ndarray:
+        """Per document, by brute force: the longest query suffix found in its tokens."""
+        n = len(self.doc_ids)
+        ends = list(self.doc_starts[1:]) + [len(self.tokens)]
+        docs = [np.asarray(self.tokens[s:e]) for s, e in zip(self.doc_starts, ends, strict=True)]
+        scores = np.full((len(queries), n), -np.inf)
+        for qi, query in enumerate(queries):
+            tail = np.asarray(self._query_tokens(query))
+            for row, toks in enumerate(docs):
+                for length in range(len(tail), 0, -1):
+                    pat = tail[-length:]
+                    if len(toks) >= length and np.any(
+                        np.all(np.lib.stride_tricks.sliding_window_view(toks, length) == pat, axis=1)
+                    ):
+                        scores[qi, row] = float(length)
+                        break
+        return scores

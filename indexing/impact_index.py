@@ -1,0 +1,370 @@
+"""The on-disk impact index shared by ``bm25`` and ``splade`` (and the sparse benchmark).
+
+An impact index stores, per term, the documents that contain it and a small integer
+*impact* (the term's quantized score contribution), so a query's score for a document is
+``scale * sum_t weight_t * impact[t, doc]``. Files in the index directory::
+
+    impact_index.json   format, n_docs, n_terms, block_size, impact dtype, scale, encoder meta
+    offsets.npy         int64 [n_terms+1]   postings of term t are [offsets[t], offsets[t+1])
+    docs.npy            int32 [n_postings]  doc ids, strictly increasing within a term
+    impacts.npy         uint8|uint16        quantized impacts, >= 1 (every posting can match)
+    block_offsets.npy   int64 [n_terms+1]   block-max entries of term t (a CSR over terms)
+    block_ids.npy       int32               blocks (doc_id // block_size) where t occurs, increasing
+    block_max.npy       impacts' dtype      max impact of t in that block
+    block_starts.npy    uint32              t's first posting in that block, relative to offsets[t]
+
+The block-max table is sparse: only (term, block) pairs that have a posting are stored.
+Widths are chosen from the data and checked here; a limit that would be exceeded raises
+a ValueError instead of wrapping (doc ids and term ids are int32, never 16-bit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from specrag.atomic import write_json_atomic
+
+FORMAT = 1
+META_FILE = "impact_index.json"
+INT32_MAX = np.iinfo(np.int32).max
+IMPACT_DTYPES = {8: np.uint8, 16: np.uint16}
+
+
+@dataclass
+class ImpactIndex:
+    """An impact index in memory (see the module docstring for the arrays)."""
+
+    n_docs: int
+    block_size: int
+    scale: float
+    offsets: np.ndarray
+    docs: np.ndarray
+    impacts: np.ndarray
+    block_offsets: np.ndarray
+    block_ids: np.ndarray
+    block_max: np.ndarray
+    block_starts: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_postings(self) -> int:
+        return len(self.docs)
+
+    @property
+    def n_blocks(self) -> int:
+        return n_blocks_for(self.n_docs, self.block_size)
+
+    @property
+    def max_impact(self) -> int:
+        return int(np.iinfo(self.impacts.dtype).max)
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays (postings + block-max table)."""
+        return sum(
+            a.nbytes
+            for a in (
+                self.offsets,
+                self.docs,
+                self.impacts,
+                self.block_offsets,
+                self.block_ids,
+                self.block_max,
+                self.block_starts,
+            )
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "n_docs": self.n_docs,
+            "n_terms": self.n_terms,
+            "n_postings": self.n_postings,
+            "n_block_entries": int(len(self.block_ids)),
+            "block_size": self.block_size,
+            "impact_bits": int(self.impacts.dtype.itemsize * 8),
+            "scale": self.scale,
+            "bytes": self.nbytes(),
+        }
+
+    @classmethod
+    def from_postings(
+        cls,
+        n_docs: int,
+        offsets: np.ndarray,
+        docs: np.ndarray,
+        impacts: np.ndarray,
+        *,
+        block_size: int,
+        scale: float,
+        meta: dict[str, Any] | None = None,
+    ) -> ImpactIndex:
+        """Validate term-major postings and add their block-max table."""
+        offsets, docs, impacts = _check_postings(n_docs, offsets, docs, impacts, block_size, scale)
+        block_offsets, block_ids, block_max, block_starts = build_block_max(
+            offsets, docs, impacts, block_size
+        )
+        return cls(
+            n_docs=int(n_docs),
+            block_size=int(block_size),
+            scale=float(scale),
+            offsets=offsets,
+            docs=docs,
+            impacts=impacts,
+            block_offsets=block_offsets,
+            block_ids=block_ids,
+            block_max=block_max,
+            block_starts=block_starts,
+            meta=dict(meta or {}),
+        )
+
+    def save(self, out_dir: Path) -> dict[str, Any]:
+        """Write the arrays, then the metadata file last (its presence marks a complete
+        index; the version directory around it is renamed into place atomically)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAYS:
+            np.save(out_dir / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        header = {
+            "format": FORMAT,
+            "n_docs": self.n_docs,
+            "n_terms": self.n_terms,
+            "block_size": self.block_size,
+            "impact_dtype": str(self.impacts.dtype),
+            "scale": self.scale,
+            "meta": self.meta,
+        }
+        write_json_atomic(out_dir / META_FILE, header)
+        return self.stats()
+
+    @classmethod
+    def load(cls, index_dir: Path) -> ImpactIndex:
+        index_dir = Path(index_dir)
+        path = index_dir / META_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: not an impact index directory")
+        header = json.loads(path.read_text())
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path}: unsupported impact index format {header.get('format')!r}")
+        arrays = {name: np.load(index_dir / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+        index = cls(
+            n_docs=int(header["n_docs"]),
+            block_size=int(header["block_size"]),
+            scale=float(header["scale"]),
+            meta=header.get("meta", {}),
+            **arrays,
+        )
+        if index.n_terms != header["n_terms"] or str(index.impacts.dtype) != header["impact_dtype"]:
+            raise ValueError(f"{index_dir}: arrays do not match {META_FILE}")
+        return index
+
+
+_ARRAYS = (
+    "offsets",
+    "docs",
+    "impacts",
+    "block_offsets",
+    "block_ids",
+    "block_max",
+    "block_starts",
+)
+
+
+def n_blocks_for(n_docs: int, block_size: int) -> int:
+    return (int(n_docs) + int(block_size) - 1) // int(block_size)
+
+
+# ---------------------------------------------------------------------------------------
+# Quantization
+
+
+def quantize(
+    values: np.ndarray, bits: int = 8, scale: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Map positive float weights to integers in [1, 2**bits - 1]: ``q = round(v / scale)``
+    with ``scale = max(v) / (2**bits - 1)`` unless given; every positive weight stays >= 1
+    so that a document containing a term always matches it. Returns (q, scale)."""
+    if bits not in IMPACT_DTYPES:
+        raise ValueError(f"impact bits must be one of {sorted(IMPACT_DTYPES)}, got {bits}")
+    values = np.asarray(values)
+    if values.size and not np.all(np.isfinite(values)):
+        raise ValueError("impact weights must be finite")
+    if values.size and values.min() <= 0:
+        raise ValueError("impact weights must be positive (drop zero weights before quantizing)")
+    top = (1 << bits) - 1
+    if scale is None:
+        vmax = float(values.max()) if values.size else 1.0
+        scale = vmax / top
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"quantization scale must be positive and finite, got {scale}")
+    q = np.rint(values / scale)
+    np.clip(q, 1, top, out=q)
+    return q.astype(IMPACT_DTYPES[bits]), float(scale)
+
+
+# ---------------------------------------------------------------------------------------
+# Building term-major postings from arrays
+
+
+def term_major(
+    term_ids: np.ndarray, doc_ids: np.ndarray, values: np.ndarray, n_terms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group (term, doc, value) triples by term with a stable counting sort, O(n).
+
+    Give them in increasing doc order (doc-major, as documents are read) and each term's
+    docs come out increasing. Returns (offsets int64[n_terms+1], docs int32, values)."""
+    term_ids = np.ascontiguousarray(term_ids)
+    doc_ids = np.ascontiguousarray(doc_ids)
+    values = np.ascontiguousarray(values)
+    if not (len(term_ids) == len(doc_ids) == len(values)):
+        raise ValueError("term_ids, doc_ids and values must have the same length")
+    if n_terms > INT32_MAX:
+        raise ValueError(f"{n_terms} terms exceed the int32 term id limit")
+    if len(term_ids) and (term_ids.min() < 0 or term_ids.max() >= n_terms):
+        raise ValueError(f"term ids must lie in [0, {n_terms})")
+    if len(doc_ids) and (doc_ids.min() < 0 or doc_ids.max() > INT32_MAX):
+        raise ValueError("doc ids must lie in [0, 2**31 - 1]")
+    counts = np.bincount(term_ids, minlength=n_terms).astype(np.int64)
+    offsets = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    out_docs = np.empty(len(doc_ids), dtype=np.int32)
+    out_values = np.empty(len(values), dtype=values.dtype)
+    _scatter_by_term(
+        term_ids.astype(np.int64, copy=False),
+        doc_ids.astype(np.int32, copy=False),
+        values,
+        offsets,
+        out_docs,
+        out_values,
+    )
+    return offsets, out_docs, out_values
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_by_term(term_ids, doc_ids, values, offsets, out_docs, out_values):
+    cursor = offsets[:-1].copy()
+    for i in range(len(term_ids)):
+        t = term_ids[i]
+        p = cursor[t]
+        out_docs[p] = doc_ids[i]
+        out_values[p] = values[i]
+        cursor[t] = p + 1
+
+
+def _check_postings(n_docs, offsets, docs, impacts, block_size, scale):
+    if not 0 < n_docs <= INT32_MAX:
+        raise ValueError(f"n_docs must be in [1, 2**31 - 1], got {n_docs}")
+    if not 1 <= block_size <= INT32_MAX:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"scale must be positive and finite, got {scale}")
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    docs = np.ascontiguousarray(docs)
+    impacts = np.ascontiguousarray(impacts)
+    if docs.dtype != np.int32:
+        if len(docs) and (docs.min() < 0 or docs.max() > INT32_MAX):
+            raise ValueError("doc ids must fit int32")
+        docs = docs.astype(np.int32)
+    if impacts.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"impacts must be uint8 or uint16 (quantize first), got {impacts.dtype}")
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(docs) or len(docs) != len(impacts):
+        raise ValueError("offsets must start at 0 and end at len(docs) == len(impacts)")
+    if len(offsets) - 1 > INT32_MAX:
+        raise ValueError("more terms than the int32 term id limit")
+    if len(offsets) > 1 and np.diff(offsets).max(initial=0) > np.iinfo(np.uint32).max:
+        raise ValueError("a term has more than 2**32 - 1 postings (block starts are uint32)")
+    problem = _first_postings_problem(offsets, docs, impacts, n_docs)
+    if problem == 1:
+        raise ValueError("offsets must be non-decreasing")
+    if problem == 2:
+        raise ValueError(f"doc ids must lie in [0, {n_docs})")
+    if problem == 3:
+        raise ValueError(
+            "doc ids must be strictly increasing within each term (one posting per doc)"
+        )
+    if problem == 4:
+        raise ValueError("impacts must be >= 1 (a stored posting always matches)")
+    return offsets, docs, impacts
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_postings_problem(offsets, docs, impacts, n_docs):
+    for t in range(len(offsets) - 1):
+        lo, hi = offsets[t], offsets[t + 1]
+        if hi < lo:
+            return 1
+        prev = -1
+        for p in range(lo, hi):
+            d = docs[p]
+            if d < 0 or d >= n_docs:
+                return 2
+            if d <= prev:
+                return 3
+            if impacts[p] == 0:
+                return 4
+            prev = d
+    return 0
+
+
+def build_block_max(offsets, docs, impacts, block_size: int):
+    """The sparse block-max table: per term, every block it occurs in with the maximum
+    impact there and where its postings in that block start."""
+    counts = _block_entry_counts(offsets, docs, np.int64(block_size))
+    block_offsets = np.zeros(len(offsets), dtype=np.int64)
+    np.cumsum(counts, out=block_offsets[1:])
+    total = int(block_offsets[-1])
+    block_ids = np.empty(total, dtype=np.int32)
+    block_max = np.empty(total, dtype=impacts.dtype)
+    block_starts = np.empty(total, dtype=np.uint32)
+    _fill_block_max(
+        offsets,
+        docs,
+        impacts,
+        np.int64(block_size),
+        block_offsets,
+        block_ids,
+        block_max,
+        block_starts,
+    )
+    return block_offsets, block_ids, block_max, block_starts
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_entry_counts(offsets, docs, block_size):
+    n_terms = len(offsets) - 1
+    counts = np.zeros(n_terms, dtype=np.int64)
+    for t in range(n_terms):
+        last = -1
+        for p in range(offsets[t], offsets[t + 1]):
+            b = docs[p] // block_size
+            if b != last:
+                counts[t] += 1
+                last = b
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_block_max(
+    offsets, docs, impacts, block_size, block_offsets, block_ids, block_max, block_starts
+):
+    for t in range(len(offsets) - 1):
+        e = block_offsets[t] - 1
+        last = -1
+        for p in range(offsets[t], offsets[t + 1]):
+            b = docs[p] // block_size
+            if b != last:
+                e += 1
+                block_ids[e] = b
+                block_max[e] = impacts[p]
+                block_starts[e] = p - offsets[t]
+                last = b
+            elif impacts[p] > block_max[e]:
+                block_max[e] = impacts[p]

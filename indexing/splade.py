@@ -1,0 +1,118 @@
+"""The ``splade`` kind: learned sparse vectors from a sentence-transformers
+``SparseEncoder`` (by name or path), stored in the same block-max impact index as bm25.
+
+Term ids are the encoder's output dimensions (its tokenizer vocabulary), so no vocabulary
+file is needed. Document weights are quantized to 8-bit impacts with one scale per index
+(recorded in the manifest); query weights stay floats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specrag.indexing.configs import SpladeConfig
+from specrag.indexing.encoders import load_model
+from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
+from specrag.types import Corpus, Progress, no_progress
+
+ENCODER = "splade"
+
+
+def sparse_model(name: str, max_seq_length: int | None = None):
+    model = load_model(name, kind="sparse")
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def _rows_of(tensor, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split a (n, vocab) torch sparse COO tensor into per-row (term ids, weights)."""
+    tensor = tensor.coalesce()
+    idx = tensor.indices().cpu().numpy()
+    vals = tensor.values().float().cpu().numpy()
+    rows, cols = idx[0], idx[1]
+    order = np.lexsort((cols, rows))  # coalesce sorts already; keep the contract explicit
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    return (
+        [cols[bounds[i] : bounds[i + 1]].astype(np.int64) for i in range(n)],
+        [vals[bounds[i] : bounds[i + 1]].astype(np.float64) for i in range(n)],
+    )
+
+
+def encode_sparse(
+    name: str,
+    texts: list[str],
+    side: str = "query",
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Per-text (term ids, positive float weights) from the SparseEncoder ``name``, and the
+    output dimension (vocabulary size; SpladePooling only knows it after a forward pass)."""
+    if side not in ("query", "document"):
+        raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+    if not texts:
+        return [], [], 0
+    model = sparse_model(name, max_seq_length)
+    encode = model.encode_query if side == "query" else model.encode_document
+    tensor = encode(
+        list(texts), batch_size=batch_size, convert_to_sparse_tensor=True, show_progress_bar=False
+    )
+    terms, weights = _rows_of(tensor, len(texts))
+    for i, w in enumerate(weights):
+        keep = w > 0
+        if not keep.all():
+            terms[i], weights[i] = terms[i][keep], w[keep]
+    return terms, weights, int(tensor.shape[1])
+
+
+def build_splade(
+    corpus: Corpus, out_dir: Path, config: SpladeConfig, progress: Progress = no_progress
+) -> dict[str, Any]:
+    n_terms = 0
+    total = len(corpus)
+    term_parts, doc_parts, value_parts = [], [], []
+    batch: list[str] = []
+    row = 0
+
+    def flush() -> None:
+        nonlocal row, n_terms
+        terms, weights, dim = encode_sparse(
+            config.model, batch, "document", config.batch_size, config.max_seq_length
+        )
+        for t, w in zip(terms, weights, strict=True):
+            term_parts.append(t)
+            doc_parts.append(np.full(len(t), row, dtype=np.int32))
+            value_parts.append(w.astype(np.float32))
+            row += 1
+        n_terms = max(n_terms, dim)
+        batch.clear()
+        progress(row, total, "splade: encode")
+
+    for doc in corpus:
+        batch.append(doc.full_text())
+        if len(batch) >= config.batch_size * 8:
+            flush()
+    if batch:
+        flush()
+    if row == 0:
+        raise ValueError("cannot build a splade index over an empty corpus")
+    term_ids = np.concatenate(term_parts)
+    doc_ids = np.concatenate(doc_parts)
+    impacts, scale = quantize(np.concatenate(value_parts), config.impact_bits)
+    offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
+    index = ImpactIndex.from_postings(
+        row,
+        offsets,
+        docs,
+        impacts,
+        block_size=config.block_size,
+        scale=scale,
+        meta={"encoder": ENCODER, "model": config.model},
+    )
+    stats = index.save(out_dir)
+    progress(row, row, "splade: written")
+    return {**stats, "model": config.model}

@@ -1,0 +1,316 @@
+"""Numba kernels over an impact index: exhaustive term-at-a-time scoring and Block-Max
+Pruning (BMP; Mallia, Suel, Tonellotto, SIGIR 2024).
+
+Both kernels take a batch of queries as a CSR (``q_offsets``, ``q_terms``, ``q_weights``:
+unique term ids with positive finite weights) and return the top-k per query as
+``(rows int32[nq, k], scores float64[nq, k], counts int32[nq])`` in impact units (the
+caller multiplies by the index scale), ordered by score descending, then row ascending.
+
+Exactness. Scores accumulate in float64 over the query's terms in the same order in both
+kernels, so a document's score is bitwise the same in both. A block's upper bound sums
+``weight * block_max`` in that same order; since rounding is monotone, the bound is never
+below the score of any document in the block, and safe BMP (``alpha == 1``) returns exactly
+the exhaustive top-k, ties included: blocks are visited by bound descending, then block id
+ascending, and the search stops at the first block whose bound is below the k-th score, or
+equal to it while its first row is above the k-th row (then no later block can enter).
+
+Unlike the authors' Rust ``bmp`` package, every candidate block can be scored (the last
+one too), accumulators are float64 (no wrap-around), term and doc ids are int32/int64,
+block sizes are unrestricted, and an empty query simply returns no hits.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# ---------------------------------------------------------------------------------------
+# Top-k heap: the root is the *worst* kept hit (lower score, or equal score and higher row).
+
+
+@numba.njit(inline="always")
+def _worse(s1, d1, s2, d2):
+    return s1 < s2 or (s1 == s2 and d1 > d2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _topk_sift_down(hs, hd, size, i):
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and _worse(hs[right], hd[right], hs[left], hd[left]):
+            child = right
+        if _worse(hs[child], hd[child], hs[i], hd[i]):
+            hs[i], hs[child] = hs[child], hs[i]
+            hd[i], hd[child] = hd[child], hd[i]
+            i = child
+        else:
+            return
+
+
+@numba.njit(cache=True, nogil=True)
+def _topk_push(hs, hd, size, k, s, d):
+    """Offer (score, row); returns the new heap size."""
+    if size < k:
+        i = size
+        hs[i] = s
+        hd[i] = d
+        while i > 0:
+            parent = (i - 1) // 2
+            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
+                hs[i], hs[parent] = hs[parent], hs[i]
+                hd[i], hd[parent] = hd[parent], hd[i]
+                i = parent
+            else:
+                break
+        return size + 1
+    if _worse(hs[0], hd[0], s, d):
+        hs[0] = s
+        hd[0] = d
+        _topk_sift_down(hs, hd, size, 0)
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _topk_drain(hs, hd, size, out_rows, out_scores):
+    """Empty the heap into outputs, best first."""
+    n = size
+    while size > 0:
+        size -= 1
+        out_scores[size] = hs[0]
+        out_rows[size] = hd[0]
+        hs[0] = hs[size]
+        hd[0] = hd[size]
+        _topk_sift_down(hs, hd, size, 0)
+    return n
+
+
+# ---------------------------------------------------------------------------------------
+# Exhaustive
+
+
+@numba.njit(cache=True, nogil=True)
+def exhaustive_search(
+    offsets, docs, impacts, n_docs, q_offsets, q_terms, q_weights, k, allowed, use_mask
+):
+    """Score every posting of every query term (term at a time), then select the top-k."""
+    nq = len(q_offsets) - 1
+    out_rows = np.full((nq, k), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, k), dtype=np.float64)
+    counts = np.zeros(nq, dtype=np.int32)
+    acc = np.zeros(n_docs, dtype=np.float64)
+    hs = np.empty(k, dtype=np.float64)
+    hd = np.empty(k, dtype=np.int64)
+    for q in range(nq):
+        for j in range(q_offsets[q], q_offsets[q + 1]):
+            t = q_terms[j]
+            w = q_weights[j]
+            for p in range(offsets[t], offsets[t + 1]):
+                acc[docs[p]] += w * impacts[p]
+        size = 0
+        n_postings = 0
+        for j in range(q_offsets[q], q_offsets[q + 1]):
+            t = q_terms[j]
+            n_postings += offsets[t + 1] - offsets[t]
+        if n_postings < n_docs:
+            # Select and reset in one pass over the same postings (each doc taken once).
+            for j in range(q_offsets[q], q_offsets[q + 1]):
+                t = q_terms[j]
+                for p in range(offsets[t], offsets[t + 1]):
+                    d = docs[p]
+                    s = acc[d]
+                    if s > 0.0:
+                        acc[d] = 0.0
+                        if (not use_mask or allowed[d]) and (
+                            size < k or _worse(hs[0], hd[0], s, d)
+                        ):
+                            size = _topk_push(hs, hd, size, k, s, d)
+        else:
+            # Long postings: one sequential scan of the accumulators is cheaper.
+            for d in range(n_docs):
+                s = acc[d]
+                if s > 0.0:
+                    acc[d] = 0.0
+                    if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
+                        size = _topk_push(hs, hd, size, k, s, d)
+        counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
+    return out_rows, out_scores, counts
+
+
+# ---------------------------------------------------------------------------------------
+# Block-Max Pruning
+
+
+@numba.njit(inline="always")
+def _better_block(u1, b1, u2, b2):
+    return u1 > u2 or (u1 == u2 and b1 < b2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sift_down(hu, hb, size, i):
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and _better_block(hu[right], hb[right], hu[left], hb[left]):
+            child = right
+        if _better_block(hu[child], hb[child], hu[i], hb[i]):
+            hu[i], hu[child] = hu[child], hu[i]
+            hb[i], hb[child] = hb[child], hb[i]
+            i = child
+        else:
+            return
+
+
+@numba.njit(cache=True, nogil=True)
+def block_allowed_counts(allowed, block_size, n_blocks):
+    """Allowed rows per block (blocks with none are never visited)."""
+    counts = np.zeros(n_blocks, dtype=np.int64)
+    for d in range(len(allowed)):
+        if allowed[d]:
+            counts[d // block_size] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def bmp_search(
+    offsets,
+    docs,
+    impacts,
+    block_offsets,
+    block_ids,
+    block_max,
+    block_starts,
+    n_docs,
+    block_size,
+    q_offsets,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    allowed,
+    block_allowed,
+    use_mask,
+    blocks_scored,
+):
+    """Block-Max Pruning. ``alpha == 1`` is safe (exact); ``alpha < 1`` stops as soon as
+    ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
+    fully scored for query q (for benchmarks)."""
+    nq = len(q_offsets) - 1
+    n_blocks = (n_docs + block_size - 1) // block_size
+    out_rows = np.full((nq, k), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, k), dtype=np.float64)
+    counts = np.zeros(nq, dtype=np.int32)
+    max_entries = 0
+    for q in range(nq):
+        total = 0
+        for j in range(q_offsets[q], q_offsets[q + 1]):
+            t = q_terms[j]
+            total += block_offsets[t + 1] - block_offsets[t]
+        max_entries = max(max_entries, total)
+    ub = np.zeros(n_blocks, dtype=np.float64)
+    n_entries = np.zeros(n_blocks, dtype=np.int64)
+    fill = np.zeros(n_blocks, dtype=np.int64)
+    touched = np.empty(n_blocks, dtype=np.int64)
+    entry_of = np.empty(max_entries, dtype=np.int64)  # block-grouped (term, block) entries
+    term_of = np.empty(max_entries, dtype=np.int64)
+    hu = np.empty(n_blocks, dtype=np.float64)
+    hb = np.empty(n_blocks, dtype=np.int64)
+    acc = np.zeros(block_size, dtype=np.float64)
+    slots = np.empty(block_size, dtype=np.int64)  # rows of the block touched so far
+    hs = np.empty(k, dtype=np.float64)
+    hd = np.empty(k, dtype=np.int64)
+    safe = alpha >= 1.0
+    for q in range(nq):
+        q_lo = q_offsets[q]
+        q_hi = q_offsets[q + 1]
+        # 1. Upper bound of every block the query touches, and its number of term entries.
+        n_touched = 0
+        for j in range(q_lo, q_hi):
+            t = q_terms[j]
+            w = q_weights[j]
+            for e in range(block_offsets[t], block_offsets[t + 1]):
+                b = block_ids[e]
+                if n_entries[b] == 0:
+                    touched[n_touched] = b
+                    n_touched += 1
+                n_entries[b] += 1
+                ub[b] += w * block_max[e]
+        # 2. Group the entries by block (counting sort; query-term order kept within a block,
+        #    so scores accumulate in the same order as the exhaustive kernel).
+        start = 0
+        for i in range(n_touched):
+            b = touched[i]
+            fill[b] = start
+            start += n_entries[b]
+        for j in range(q_lo, q_hi):
+            t = q_terms[j]
+            for e in range(block_offsets[t], block_offsets[t + 1]):
+                b = block_ids[e]
+                entry_of[fill[b]] = e
+                term_of[fill[b]] = j
+                fill[b] += 1
+        # 3. Candidate blocks (with an allowed row) in a max-heap by bound, then block id.
+        n_cand = 0
+        for i in range(n_touched):
+            b = touched[i]
+            if not use_mask or block_allowed[b] > 0:
+                hu[n_cand] = ub[b]
+                hb[n_cand] = b
+                n_cand += 1
+            ub[b] = 0.0
+        for i in range(n_cand // 2 - 1, -1, -1):
+            _block_sift_down(hu, hb, n_cand, i)
+        # 4. Visit blocks by bound until none can enter the top-k.
+        size = 0
+        n_scored = 0
+        while n_cand > 0:
+            u = hu[0]
+            b = hb[0]
+            n_cand -= 1
+            hu[0] = hu[n_cand]
+            hb[0] = hb[n_cand]
+            _block_sift_down(hu, hb, n_cand, 0)
+            if size == k:
+                bound = alpha * u
+                if bound < hs[0]:
+                    break
+                if bound == hs[0] and (not safe or b * block_size > hd[0]):
+                    break
+            first = b * block_size
+            n_slots = 0
+            for i in range(fill[b] - n_entries[b], fill[b]):
+                e = entry_of[i]
+                j = term_of[i]
+                t = q_terms[j]
+                lo = offsets[t] + block_starts[e]
+                hi = (
+                    offsets[t] + block_starts[e + 1]
+                    if e + 1 < block_offsets[t + 1]
+                    else offsets[t + 1]
+                )
+                w = q_weights[j]
+                for p in range(lo, hi):
+                    slot = docs[p] - first
+                    if acc[slot] == 0.0:
+                        slots[n_slots] = slot
+                        n_slots += 1
+                    acc[slot] += w * impacts[p]
+            for i in range(n_slots):
+                slot = slots[i]
+                s = acc[slot]
+                acc[slot] = 0.0
+                d = first + slot
+                if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
+                    size = _topk_push(hs, hd, size, k, s, d)
+            n_scored += 1
+        for i in range(n_touched):
+            n_entries[touched[i]] = 0
+        blocks_scored[q] = n_scored
+        counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
+    return out_rows, out_scores, counts

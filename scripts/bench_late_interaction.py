@@ -1,0 +1,524 @@
+"""Late interaction, reranking and calibrated relevance on SciFact (full corpus).
+
+Run:  nice -n 10 .venv/bin/python scripts/bench_late_interaction.py [--data DIR]
+
+The MiniLM token embeddings of every document and query are encoded once and cached
+(fp16) under ``.cache/late_interaction/`` keyed by model + text hash; the same forward
+pass gives the dense (mean-pooled) embeddings, so the dense first stage costs nothing extra.
+Functions here are importable by other benchmarks (``load_scifact``, ``token_cache``,
+``maxsim_rerank_run``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "scifact"
+CACHE = REPO / ".cache" / "late_interaction"
+MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class SciFact:
+    docs: list  # specrag.types.Document, corpus order
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_ids: list[str]
+    query_texts: list[str]
+    qrels: dict[str, dict[str, dict[str, int]]]  # split -> qid -> doc_id -> rel
+
+    def queries_of(self, split: str) -> tuple[list[str], list[str]]:
+        index = {q: i for i, q in enumerate(self.query_ids)}
+        qids = [q for q in self.query_ids if q in self.qrels[split]]
+        return qids, [self.query_texts[index[q]] for q in qids]
+
+
+def load_scifact(data: Path) -> SciFact:
+    """BEIR SciFact, train and test qrels; documents encoded as ``Document.full_text()``."""
+    from specrag.types import Document
+
+    docs = []
+    with open(data / "corpus.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            docs.append(Document(str(row["_id"]), row["text"], row.get("title") or None))
+    doc_ids = [d.id for d in docs]
+    doc_texts = [d.full_text() for d in docs]
+    query_ids, query_texts = [], []
+    with open(data / "queries.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            query_ids.append(str(row["_id"]))
+            query_texts.append(row["text"])
+    qrels: dict[str, dict[str, dict[str, int]]] = {}
+    for split in ("train", "test"):
+        qrels[split] = {}
+        with open(data / "qrels" / f"{split}.tsv") as f:
+            next(f)
+            for line in f:
+                qid, did, rel = line.split()
+                qrels[split].setdefault(qid, {})[did] = int(rel)
+    return SciFact(docs, doc_ids, doc_texts, query_ids, query_texts, qrels)
+
+
+@dataclass
+class TokenCache:
+    """Concatenated fp16 token vectors with offsets, plus pooled (dense) embeddings."""
+
+    tokens: np.ndarray  # (n_tokens, dim) float16
+    offsets: np.ndarray  # (n + 1,) int64
+    pooled: np.ndarray  # (n, dim) float32
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def item(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]].astype(np.float32)
+
+
+def _text_key(model: str, texts: list[str]) -> str:
+    h = hashlib.sha256(model.encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def token_cache(texts: list[str], name: str, model: str = MODEL, batch: int = 256) -> TokenCache:
+    """Token + pooled embeddings of ``texts``, encoded once and cached on disk."""
+    from specrag.indexing.token_encoder import TokenEncoder
+
+    folder = CACHE / f"{name}-{_text_key(model, texts)}"
+    if (folder / "offsets.npy").exists():
+        return TokenCache(
+            np.load(folder / "tokens.npy", mmap_mode="r"),
+            np.load(folder / "offsets.npy"),
+            np.load(folder / "pooled.npy"),
+        )
+    encoder = TokenEncoder(model, batch_size=32)
+    chunks, pooled, lengths = [], [], []
+    started = time.time()
+    for start in range(0, len(texts), batch):
+        toks, pool = encoder.encode_with_pooled(texts[start : start + batch])
+        chunks.extend(t.astype(np.float16) for t in toks)
+        lengths.extend(len(t) for t in toks)
+        pooled.append(pool)
+        print(f"  {name}: {start + len(toks)}/{len(texts)} encoded, {time.time() - started:.0f}s",
+              file=sys.stderr, flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    np.save(folder / "tokens.npy", np.concatenate(chunks))
+    np.save(folder / "pooled.npy", np.concatenate(pooled))
+    np.save(folder / "offsets.npy", offsets)  # written last: marks the cache complete
+    return token_cache(texts, name, model, batch)
+
+
+# -- first stages -------------------------------------------------------------------------
+
+Ranked = dict[str, list[tuple[int, float]]]  # qid -> [(doc row, score)] best first
+
+
+def dense_run(docs: TokenCache, queries: TokenCache, q_index: dict[str, int], qids, depth=100):
+    """Exact cosine top-``depth`` over the pooled MiniLM embeddings (the dense kind, flat)."""
+    out: Ranked = {}
+    for qid in qids:
+        s = docs.pooled @ queries.pooled[q_index[qid]]
+        top = np.argsort(-s, kind="stable")[:depth]
+        out[qid] = [(int(r), float(s[r])) for r in top]
+    return out
+
+
+def bm25_run(data: SciFact, qids, texts, depth=100) -> tuple[Ranked, str]:
+    """The bm25 kind (ours), built once under .cache; bm25s when it is not available."""
+    try:
+        from specrag.indexing.versions import VersionStore
+        from specrag.retrieval.version import open_version
+
+        store = VersionStore(CACHE / f"bm25-{_text_key('bm25', data.doc_texts)}")
+        if store.current() is None:
+            store.build(data.docs, {"bm25": {}})
+        version = open_version(store)
+        searcher = version.searchers["bm25"]
+        out = {}
+        for qid, hits in zip(qids, searcher.search(list(texts), depth), strict=True):
+            out[qid] = [(version.row_of(h.doc_id), h.score) for h in hits]
+        return out, "specrag bm25 kind"
+    except ImportError:  # pragma: no cover - the colleague's kind is missing
+        import bm25s
+
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(data.doc_texts, stopwords="en"))
+        res, sc = retriever.retrieve(bm25s.tokenize(list(texts), stopwords="en"), k=depth)
+        return {q: list(zip(res[i].tolist(), sc[i].tolist(), strict=True))
+                for i, q in enumerate(qids)}, "bm25s"
+
+
+def rrf_run(a: Ranked, b: Ranked, depth=100, k=60.0) -> Ranked:
+    from specrag.retrieval.fusion import rrf
+
+    out = {}
+    for qid in a:
+        fused = rrf([[r for r, _ in a[qid]], [r for r, _ in b[qid]]], k=k, tie_key=lambda r: r)
+        out[qid] = [(int(r), float(s)) for r, s in fused[:depth]]
+    return out
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def evaluate_run(run: Ranked, data: SciFact, split: str) -> dict[str, float]:
+    from specrag.retrieval.evaluation import evaluate
+    from specrag.types import Hit
+
+    hits = {q: [Hit(data.doc_ids[r], s) for r, s in lst] for q, lst in run.items()}
+    return evaluate(hits, data.qrels[split])
+
+
+# -- MaxSim rerank --------------------------------------------------------------------------
+
+
+def codec_store(docs: TokenCache, codec_name: str, sample: int = 131072):
+    """A token store of the cached tokens under ``codec_name`` (built once under .cache)."""
+    from specrag.indexing.token_store import TokenStore, TokenStoreWriter, make_codec
+
+    folder = CACHE / "stores" / f"{codec_name}-{len(docs.tokens)}"
+    if (folder / "store.json").exists():
+        return TokenStore.open(folder)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(docs.tokens), size=min(sample, len(docs.tokens)), replace=False))
+    codec = make_codec(codec_name, docs.tokens.shape[1]).fit(docs.tokens[rows].astype(np.float32))
+    writer = TokenStoreWriter(folder, codec)
+    for start in range(0, len(docs.tokens), 65536):
+        writer.append_rows(np.asarray(docs.tokens[start : start + 65536], dtype=np.float32))
+    return writer.close(np.diff(docs.offsets))
+
+
+def maxsim_run(first: Ranked, queries: TokenCache, q_index, docs: TokenCache, store=None):
+    """MaxSim of every first-stage candidate: fp32 over the cache, or over a codec store.
+    Returns (qid -> maxsim scores aligned with first[qid], seconds per query)."""
+    from specrag.indexing.maxsim import maxsim_dense, maxsim_store
+
+    out, started = {}, time.perf_counter()
+    for qid, lst in first.items():
+        rows = np.array([r for r, _ in lst], dtype=np.int64)
+        q = queries.item(q_index[qid])
+        if store is None:
+            toks = [docs.item(r) for r in rows]
+            offsets = np.concatenate([[0], np.cumsum([len(t) for t in toks])])
+            out[qid] = maxsim_dense(q, np.concatenate(toks), offsets)
+        else:
+            out[qid] = maxsim_store(q, store, rows)
+    return out, (time.perf_counter() - started) / max(len(first), 1)
+
+
+def z(x: np.ndarray) -> np.ndarray:
+    sd = x.std()
+    return (x - x.mean()) / (sd if sd > 0 else 1.0)
+
+
+def fuse(first: Ranked, maxsim: dict, weights: dict[str, float], extra: dict | None = None):
+    """Rerank: z(maxsim) + w_first * z(first-stage score) [+ w_name * z(extra[name])]."""
+    out = {}
+    for qid, lst in first.items():
+        score = z(maxsim[qid].astype(np.float64))
+        if weights.get("first"):
+            score = score + weights["first"] * z(np.array([s for _, s in lst]))
+        for name, w in weights.items():
+            if name != "first" and w:
+                score = score + w * z(extra[name][qid])
+        order = np.lexsort((np.arange(len(lst)), -score))
+        out[qid] = [(lst[i][0], float(score[i])) for i in order]
+    return out
+
+
+def component_scores(first: Ranked, runs: dict[str, Ranked]) -> dict[str, dict]:
+    """Each candidate's raw score in each first-stage run, the run's lowest score where it
+    did not return the candidate: exactly what MaxSimReranker's fusion sees in a hybrid
+    search (``hit.scores`` holds only the retrievers that returned the hit)."""
+    out: dict[str, dict] = {name: {} for name in runs}
+    for name, run in runs.items():
+        for qid, lst in first.items():
+            got = dict(run[qid])
+            floor = min(got.values())
+            out[name][qid] = np.array([got.get(int(r), floor) for r, _ in lst], dtype=np.float64)
+    return out
+
+
+def tune(first_train, maxsim_train, data, grid, extra=None) -> tuple[dict, float]:
+    """The weights with the best TRAIN nDCG@10 (never looks at test)."""
+    best, best_ndcg = None, -1.0
+    for weights in grid:
+        ndcg = evaluate_run(fuse(first_train, maxsim_train, weights, extra), data, "train")["nDCG@10"]
+        if ndcg > best_ndcg + 1e-9:
+            best, best_ndcg = weights, ndcg
+    return best, best_ndcg
+
+
+# -- calibration ----------------------------------------------------------------------------
+
+
+def threshold_table(run_test: Ranked, calibrator, data, recalls=(0.3, 0.5, 0.6, 0.7, 0.8)):
+    """Precision at matched recall: one global raw-score threshold vs one probability
+    threshold, over all (query, hit) pairs of the test run (recall over all test qrels)."""
+    qrels = data.qrels["test"]
+    n_rel = sum(sum(1 for g in r.values() if g > 0) for r in qrels.values())
+    raw, prob, label = [], [], []
+    for qid, lst in run_test.items():
+        s = np.array([x for _, x in lst])
+        raw.append(s)
+        prob.append(calibrator.predict(s))
+        label.append(np.array([qrels.get(qid, {}).get(data.doc_ids[r], 0) > 0 for r, _ in lst]))
+    raw, prob, label = np.concatenate(raw), np.concatenate(prob), np.concatenate(label)
+
+    def curve(score):
+        order = np.argsort(-score, kind="stable")
+        tp = np.cumsum(label[order])
+        return tp / np.arange(1, len(tp) + 1), tp / n_rel, score[order]
+
+    p_raw, r_raw, t_raw = curve(raw)
+    p_cal, r_cal, t_cal = curve(prob)
+    f1 = 2 * p_raw * r_raw / np.maximum(p_raw + r_raw, 1e-12)
+    best = int(np.argmax(f1))
+    rows = []
+    for target in (float(r_raw[best]), *recalls):
+        i = int(np.searchsorted(r_raw, target))
+        j = int(np.searchsorted(r_cal, target))
+        if i >= len(r_raw) or j >= len(r_cal):
+            continue
+        rows.append({"recall": target, "raw_threshold": float(t_raw[i]),
+                     "raw_precision": float(p_raw[i]), "min_relevance": float(t_cal[j]),
+                     "calibrated_precision": float(p_cal[j]), "calibrated_recall": float(r_cal[j]),
+                     "best_raw_f1": i == best})
+    return rows
+
+
+# -- colbert kind ---------------------------------------------------------------------------
+
+
+def colbert_first_stage(docs: TokenCache, queries: TokenCache, q_index, qids, data, **cfg):
+    """Build the colbert kind from the cached tokens (once) and search the test queries
+    with cached query tokens (QPS excludes query encoding)."""
+    from specrag.indexing.colbert import build_token_index
+    from specrag.indexing.configs import ColbertConfig
+    from specrag.retrieval.colbert import ColbertSearcher
+
+    build_cfg = {k: v for k, v in cfg.items() if k in ("compression", "n_centroids")}
+    name = "-".join(f"{k}={v}" for k, v in sorted(build_cfg.items()))
+    folder = CACHE / "colbert" / f"{name}-{len(docs.tokens)}"
+    config = ColbertConfig(exhaustive_max_docs=0, **cfg)
+    stats_file = folder / "stats.json"
+    if not stats_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        batches = ([docs.item(i) for i in range(s, min(s + 512, len(docs)))]
+                   for s in range(0, len(docs), 512))
+        stats = build_token_index(batches, folder, config)
+        stats["build_seconds"] = round(time.time() - started, 1)
+        stats_file.write_text(json.dumps(stats))
+    stats = json.loads(stats_file.read_text())
+    searcher = ColbertSearcher(folder, config, np.array(data.doc_ids), encoder=None)
+    qtoks = [queries.item(q_index[q]) for q in qids]
+    started = time.perf_counter()
+    results = searcher.search_encoded(qtoks, 100)
+    seconds = time.perf_counter() - started
+    row_of = {d: i for i, d in enumerate(data.doc_ids)}
+    run = {q: [(row_of[h.doc_id], h.score) for h in hs] for q, hs in zip(qids, results, strict=True)}
+    return run, len(qids) / seconds, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--only-cache", action="store_true", help="encode and cache, then stop")
+    parser.add_argument("--skip-colbert", action="store_true", help="skip the colbert kind")
+    parser.add_argument("--out", type=Path, default=CACHE / "results.json")
+    args = parser.parse_args()
+    data = load_scifact(args.data)
+    queries = token_cache(data.query_texts, "queries")
+    docs = token_cache(data.doc_texts, "docs")
+    log(f"docs {len(docs)} tokens {len(docs.tokens)}; queries {len(queries)}")
+    if args.only_cache:
+        return
+    results = run_all(data, queries, docs, skip_colbert=args.skip_colbert)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(report(results))
+
+
+def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=False) -> dict:
+    q_index = {q: i for i, q in enumerate(data.query_ids)}
+    splits = {s: data.queries_of(s) for s in ("train", "test")}
+    results: dict = {"n_docs": len(docs), "n_tokens": int(len(docs.tokens))}
+
+    first: dict[str, dict[str, Ranked]] = {}
+    bm25 = {}
+    for split, (qids, texts) in splits.items():
+        dense = dense_run(docs, queries, q_index, qids)
+        bm25[split], bm25_source = bm25_run(data, qids, texts)
+        first[split] = {"dense": dense, "hybrid": rrf_run(bm25[split], dense)}
+        results.setdefault("first_stage", {})[split] = {
+            name: evaluate_run(run, data, split)
+            for name, run in {**first[split], "bm25": bm25[split]}.items()
+        }
+    results["bm25_source"] = bm25_source
+    log(json.dumps(results["first_stage"], indent=1))
+
+    stores = {"fp32": None, **{c: codec_store(docs, c) for c in ("int8", "binary")}}
+    results["bytes_per_doc"] = {
+        "fp32": 4 * docs.tokens.shape[1] * len(docs.tokens) / len(docs),
+        **{c: st.nbytes() / len(docs) for c, st in stores.items() if st is not None},
+    }
+    maxsim: dict = {}
+    rerank: dict = {}
+    for codec, store in stores.items():
+        for fs in ("dense", "hybrid"):
+            for split in splits:
+                maxsim[codec, fs, split], secs = maxsim_run(
+                    first[split][fs], queries, q_index, docs, store
+                )
+            test_run = fuse(first["test"][fs], maxsim[codec, fs, "test"], {})
+            rerank[f"{fs}>maxsim[{codec}]"] = {
+                **evaluate_run(test_run, data, "test"), "ms_per_query": 1000 * secs
+            }
+            log(f"{fs}>maxsim[{codec}] {rerank[f'{fs}>maxsim[{codec}]']}")
+    # agreement of compressed MaxSim with fp32 MaxSim on the same candidates
+    agreement = {}
+    for codec in ("int8", "binary"):
+        diffs, top10 = [], []
+        for qid in first["test"]["dense"]:
+            a, b = maxsim["fp32", "dense", "test"][qid], maxsim[codec, "dense", "test"][qid]
+            diffs.append(np.abs(a - b).mean() / np.abs(a).mean())
+            top10.append(len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10)
+        agreement[codec] = {"mean_rel_score_error": float(np.mean(diffs)),
+                            "top10_overlap_with_fp32": float(np.mean(top10))}
+    results["codec_agreement"] = agreement
+    log(json.dumps(agreement))
+
+    # fusion with the first stage, tuned on TRAIN only, for the default codec
+    codec = "int8"
+    grid_first = [{"first": w} for w in np.round(np.arange(0, 2.01, 0.1), 2).tolist()]
+    extra = {s: component_scores(first[s]["hybrid"], {"dense": first[s]["dense"], "bm25": bm25[s]})
+             for s in splits}
+    grid_comp = [{"dense": a, "bm25": b} for a in np.arange(0, 1.01, 0.1).round(2).tolist()
+                 for b in np.arange(0, 1.01, 0.1).round(2).tolist()]
+    for fs in ("dense", "hybrid"):
+        w, train_ndcg = tune(first["train"][fs], maxsim[codec, fs, "train"], data, grid_first)
+        test_run = fuse(first["test"][fs], maxsim[codec, fs, "test"], w)
+        rerank[f"{fs}>maxsim[{codec}]+first(w={w['first']})"] = {
+            **evaluate_run(test_run, data, "test"), "train_nDCG@10": train_ndcg}
+    w, train_ndcg = tune(first["train"]["hybrid"], maxsim[codec, "hybrid", "train"], data,
+                         grid_comp, extra["train"])
+    test_run = fuse(first["test"]["hybrid"], maxsim[codec, "hybrid", "test"], w, extra["test"])
+    rerank[f"hybrid>maxsim[{codec}]+dense({w['dense']})+bm25({w['bm25']})"] = {
+        **evaluate_run(test_run, data, "test"), "train_nDCG@10": train_ndcg}
+    results["rerank"] = rerank
+    results["pipeline_weights"] = w
+    log(json.dumps(rerank, indent=1))
+
+    # calibration: fitted on TRAIN runs, thresholds compared on TEST
+    from specrag.retrieval.calibration import fit_calibration
+
+    def run_for_fit(run: Ranked) -> dict:
+        return {q: [(data.doc_ids[r], s) for r, s in lst] for q, lst in run.items()}
+
+    final = {s: fuse(first[s]["hybrid"], maxsim[codec, "hybrid", s], w, extra[s]) for s in splits}
+    calib = {}
+    for name, runs in (("dense", {s: first[s]["dense"] for s in splits}), ("pipeline", final)):
+        started = time.perf_counter()
+        calibrator = fit_calibration(run_for_fit(runs["train"]), data.qrels["train"], top_n=100)
+        calib[name] = {"fit_seconds": time.perf_counter() - started,
+                       "table": threshold_table(runs["test"], calibrator, data)}
+    results["calibration"] = calib
+    log(json.dumps(calib, indent=1))
+
+    if not skip_colbert:
+        colbert = {}
+        qids = splits["test"][0]
+        for cfg in (
+            {"compression": "int8", "nprobe": 4, "candidates": 1024},
+            {"compression": "int8", "nprobe": 2, "candidates": 256},
+            {"compression": "binary", "nprobe": 4, "candidates": 1024},
+        ):
+            run, qps, stats = colbert_first_stage(docs, queries, q_index, qids, data, **cfg)
+            name = ",".join(f"{k}={v}" for k, v in cfg.items())
+            colbert[name] = {**evaluate_run(run, data, "test"), "QPS": qps,
+                             "bytes_per_doc": stats["bytes_per_doc"],
+                             "n_centroids": stats["n_centroids"],
+                             "build_seconds": stats["build_seconds"]}
+            log(f"colbert {name}: {colbert[name]}")
+        results["colbert"] = colbert
+        results["query_encode_ms"] = query_encode_ms(splits["test"][1][:100])
+    return results
+
+
+def query_encode_ms(texts: list[str]) -> float:
+    """Per-query time of encoding query tokens (not cached: what a live search pays)."""
+    from specrag.indexing.token_encoder import TokenEncoder
+
+    encoder = TokenEncoder(MODEL)
+    encoder.encode_queries(texts[:4])  # warm-up
+    started = time.perf_counter()
+    for t in texts:
+        encoder.encode_queries([t])
+    return 1000 * (time.perf_counter() - started) / len(texts)
+
+
+def report(r: dict) -> str:
+    """The results as markdown tables (docs/bench/late_interaction.md)."""
+    lines = [f"SciFact: {r['n_docs']} docs, {r['n_tokens']} MiniLM tokens (special tokens "
+             f"dropped); bm25 from: {r['bm25_source']}.", "",
+             "### First stages (test, 300 queries)", "",
+             "| first stage | nDCG@10 | R@100 | MRR@10 |", "|---|---|---|---|"]
+    for name, m in r["first_stage"]["test"].items():
+        lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} |")
+    lines += ["", "### MaxSim rerank of the top-100 (test)", "",
+              "| pipeline | nDCG@10 | R@100 | MRR@10 | rerank ms/query | train nDCG@10 |",
+              "|---|---|---|---|---|---|"]
+    for name, m in r["rerank"].items():
+        ms = f"{m['ms_per_query']:.1f}" if "ms_per_query" in m else ""
+        tr = f"{m['train_nDCG@10']:.4f}" if "train_nDCG@10" in m else ""
+        lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} "
+                     f"| {ms} | {tr} |")
+    lines += ["", "### Token codecs vs fp32 MaxSim (dense top-100 candidates, test)", "",
+              "| codec | bytes/doc | mean relative score error | top-10 overlap with fp32 |",
+              "|---|---|---|---|", f"| fp32 | {r['bytes_per_doc']['fp32']:.0f} | 0 | 1 |"]
+    for codec, a in r["codec_agreement"].items():
+        lines.append(f"| {codec} | {r['bytes_per_doc'][codec]:.0f} | "
+                     f"{a['mean_rel_score_error']:.5f} | {a['top10_overlap_with_fp32']:.3f} |")
+    for name, c in r["calibration"].items():
+        lines += ["", f"### Thresholds at matched recall: {name} scores (fit on train, test)", "",
+                  "| recall | raw threshold | raw precision | min_relevance | calibrated "
+                  "precision | calibrated recall |", "|---|---|---|---|---|---|"]
+        for row in c["table"]:
+            star = " (best raw F1)" if row["best_raw_f1"] else ""
+            lines.append(
+                f"| {row['recall']:.3f}{star} | {row['raw_threshold']:.4f} | "
+                f"{row['raw_precision']:.4f} | {row['min_relevance']:.4f} | "
+                f"{row['calibrated_precision']:.4f} | {row['calibrated_recall']:.3f} |")
+    if "colbert" in r:
+        lines += ["", "### colbert kind as the first stage (test; QPS excludes query encoding, "
+                  f"{r['query_encode_ms']:.1f} ms/query)", "",
+                  "| config | nDCG@10 | R@100 | QPS | bytes/doc | centroids | build s |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in r["colbert"].items():
+            lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['QPS']:.1f} "
+                         f"| {m['bytes_per_doc']:.0f} | {m['n_centroids']} | "
+                         f"{m['build_seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

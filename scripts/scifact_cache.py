@@ -1,0 +1,225 @@
+"""SciFact for the benchmarks, and cached bi-encoder embeddings of it.
+
+Encoding all 5,183 SciFact documents with MiniLM takes minutes on a shared CPU, so the
+embeddings are computed once and kept under ``<repo>/.cache/embeddings/`` (gitignored),
+keyed by model name + side (document/query) + normalization + a hash of the exact texts:
+a different model, text or tokenization of the title never reuses a stale file.
+
+Use from another benchmark in ``scripts/`` (the script's folder is on ``sys.path``)::
+
+    from scifact_cache import add_data_argument, load_scifact, document_embeddings, evaluate
+
+    data = load_scifact(args.data)              # docs, test queries, qrels
+    doc_emb = document_embeddings(data)         # (5183, 384) float32, normalized
+    q_emb = query_embeddings(data)              # (300, 384), row i = data.query_ids[i]
+    metrics = evaluate({qid: {doc_id: score}}, data.qrels)   # nDCG@10, R@100, RR@10
+
+Documents are encoded as ``Document.full_text()`` (title, newline, text), exactly as the
+``dense`` and ``binary`` index kinds encode them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from specrag.atomic import write_bytes_atomic
+from specrag.types import Document
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "scifact"
+CACHE_DIR = REPO / ".cache" / "embeddings"
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+MEASURES = ("nDCG@10", "R@100", "RR@10")
+
+
+@dataclass
+class SciFact:
+    docs: list[Document]  # corpus order: internal row i = docs[i]
+    query_ids: list[str]  # the split's queries that have judgements, in file order
+    query_texts: list[str]
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
+
+    @property
+    def doc_ids(self) -> np.ndarray:
+        return np.array([d.id for d in self.docs])
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help=f"BEIR SciFact folder (default {DEFAULT_DATA})",
+    )
+
+
+def load_scifact(data_dir: Path = DEFAULT_DATA, split: str = "test") -> SciFact:
+    """Corpus, the ``split``'s judged queries and its qrels from a BEIR folder."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "corpus.jsonl").exists():
+        raise FileNotFoundError(
+            f"{data_dir}/corpus.jsonl not found; pass --data <BEIR scifact dir>"
+        )
+    docs = []
+    with open(data_dir / "corpus.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            docs.append(
+                Document(id=str(row["_id"]), text=row["text"], title=row.get("title") or None)
+            )
+    qrels: dict[str, dict[str, int]] = {}
+    with open(data_dir / "qrels" / f"{split}.tsv") as f:
+        next(f)  # header: query-id corpus-id score
+        for line in f:
+            qid, doc_id, rel = line.rstrip("\n").split("\t")
+            qrels.setdefault(qid, {})[doc_id] = int(rel)
+    query_ids, query_texts = [], []
+    with open(data_dir / "queries.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if str(row["_id"]) in qrels:
+                query_ids.append(str(row["_id"]))
+                query_texts.append(row["text"])
+    return SciFact(docs, query_ids, query_texts, qrels)
+
+
+def cached_embeddings(
+    texts: list[str],
+    model: str = DEFAULT_MODEL,
+    side: str = "document",
+    normalize: bool = True,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """float32 embeddings of ``texts`` (``side`` = document or query), from the cache when
+    present, else encoded with progress on stderr and cached."""
+    if side not in ("document", "query"):
+        raise ValueError(f"side must be 'document' or 'query', got {side!r}")
+    path = cache_path(texts, model, side, normalize)
+    if path.exists():
+        return np.load(path)
+    from specrag.indexing.embedding import encode_corpus, encode_queries
+    from specrag.indexing.encoders import load_model
+
+    encoder = load_model(model)
+    print(f"encoding {len(texts)} {side}s with {model} -> {path}", file=sys.stderr)
+    if side == "document":
+        corpus = [Document(id=str(i), text=t) for i, t in enumerate(texts)]
+        emb = encode_corpus(encoder, corpus, batch_size=batch_size, normalize=normalize)
+    else:
+        emb = encode_queries(encoder, texts, batch_size=batch_size, normalize=normalize)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(emb, dtype=np.float32))
+    write_bytes_atomic(path, buf.getvalue())
+    return np.asarray(emb, dtype=np.float32)
+
+
+def cache_path(texts: list[str], model: str, side: str, normalize: bool) -> Path:
+    digest = hashlib.sha256()
+    for part in (model, side, str(normalize), *texts):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[-60:]
+    return (
+        CACHE_DIR / f"{slug}-{side}-{'norm' if normalize else 'raw'}-{digest.hexdigest()[:16]}.npy"
+    )
+
+
+def document_embeddings(
+    data: SciFact, model: str = DEFAULT_MODEL, normalize: bool = True
+) -> np.ndarray:
+    """(n_docs, dim) embeddings of ``data.docs`` in corpus order."""
+    return cached_embeddings([d.full_text() for d in data.docs], model, "document", normalize)
+
+
+def query_embeddings(
+    data: SciFact, model: str = DEFAULT_MODEL, normalize: bool = True
+) -> np.ndarray:
+    """(n_queries, dim) embeddings of ``data.query_texts``."""
+    return cached_embeddings(data.query_texts, model, "query", normalize)
+
+
+def evaluate(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
+) -> dict[str, float]:
+    """nDCG@10, R@100 and RR@10 (= MRR@10) averaged over the judged queries (ir-measures);
+    a judged query missing from ``run`` counts as zero."""
+    import ir_measures
+
+    measures = [ir_measures.parse_measure(m) for m in MEASURES]
+    totals = dict.fromkeys(map(str, measures), 0.0)
+    for metric in ir_measures.iter_calc(measures, qrels, {q: r for q, r in run.items() if r}):
+        if metric.query_id in qrels:
+            totals[str(metric.measure)] += metric.value
+    return {name: total / len(qrels) for name, total in totals.items()}
+
+
+@dataclass
+class Row:
+    """One benchmark row; benchmarks print lists of them side by side (``format_rows``)."""
+
+    name: str
+    metrics: dict[str, float]  # evaluate()'s output
+    qps_single: float | None = None  # one query per call, single thread
+    qps_batch: float | None = None  # all queries in one call
+    bytes_per_doc: float | None = None  # what the search keeps per document
+    note: str = ""
+
+
+def timed_run(
+    search_one: Callable[[int], list[tuple[str, float]]], query_ids: list[str]
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Call ``search_one(i)`` (ranked (doc_id, score) pairs of query i) for every query,
+    one at a time. Returns the run for ``evaluate`` and the queries per second."""
+    run: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    results = [search_one(i) for i in range(len(query_ids))]
+    elapsed = time.perf_counter() - started
+    for qid, ranked in zip(query_ids, results, strict=True):
+        run[qid] = {doc_id: float(score) for doc_id, score in ranked}
+    return run, len(query_ids) / elapsed
+
+
+def format_rows(rows: list[Row]) -> str:
+    """A markdown table of ``rows``."""
+    lines = [
+        "| system | nDCG@10 | R@100 | MRR@10 | QPS (1 query) | QPS (batch) | bytes/doc | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(value, spec):
+        return "" if value is None else format(value, spec)
+
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.metrics['nDCG@10']:.4f} | {r.metrics['R@100']:.4f} | "
+            f"{r.metrics['RR@10']:.4f} | {fmt(r.qps_single, '.0f')} | {fmt(r.qps_batch, '.0f')} | "
+            f"{fmt(r.bytes_per_doc, '.0f')} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fill the SciFact embedding cache.")
+    add_data_argument(parser)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    args = parser.parse_args()
+    data = load_scifact(args.data)
+    d = document_embeddings(data, args.model)
+    q = query_embeddings(data, args.model)
+    print(f"documents {d.shape}, queries {q.shape} cached under {CACHE_DIR}")
+
+
+if __name__ == "__main__":
+    main()

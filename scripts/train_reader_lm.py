@@ -1,0 +1,173 @@
+"""Train a small GPT-2 that behaves like a RAG reader (quotes and continues passages).
+
+No LM can be downloaded here, so the benchmark needs one trained on CPU. Copy-from-context
+objective on windows as long as prompt + answer (loss on answer tokens only), plus a few
+memorized documents for the corpus-datastore scenario. Resumable: checkpoints every few
+minutes under --out; run it again to continue.
+
+    nice -n 5 .venv/bin/python scripts/train_reader_lm.py --minutes 35
+    nice -n 5 .venv/bin/python scripts/train_reader_lm.py --name draft --n-layer 1 --n-embd 128 --n-head 2 --minutes 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from reader_tasks import load_corpus, memorized_docs, sample_example
+
+CACHE = Path("/work/main/.cache/reader-lm")
+EOS = "<|endoftext|>"
+
+
+def train_tokenizer(data_dir: Path, out: Path, vocab_size: int = 8192):
+    """Byte-level BPE over the SciFact corpus and queries (seconds)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if (out / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(out)
+
+    def texts():
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            with open(data_dir / name) as f:
+                for line in f:
+                    d = json.loads(line)
+                    yield (d.get("title") or "") + "\n" + d["text"]
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts(), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+    return tok
+
+
+def make_batch(examples, tokenizer, device):
+    rows, labels = [], []
+    for ex in examples:
+        ans = tokenizer(ex.answer_text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(ex.prompt_ids + ans)
+        labels.append([-100] * len(ex.prompt_ids) + ans)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, lb) in enumerate(zip(rows, labels, strict=True)):
+        ids[i, : len(r)] = torch.tensor(r)
+        lab[i, : len(lb)] = torch.tensor(lb)
+        att[i, : len(r)] = 1
+    return ids.to(device), lab.to(device), att.to(device), int(att.sum())
+
+
+def answer_loss(model, ids, att, labels):
+    """Cross-entropy on answer positions only, with the LM head applied only there (the
+    head over an 8k vocabulary costs as much as the blocks; answers are ~10% of tokens)."""
+    hidden = model.transformer(input_ids=ids, attention_mask=att).last_hidden_state
+    target = labels[:, 1:]
+    sel = target != -100
+    logits = model.lm_head(hidden[:, :-1][sel])
+    return torch.nn.functional.cross_entropy(logits.float(), target[sel])
+
+
+def save(model, tokenizer, opt, state, out: Path):
+    """Model + tokenizer (a complete HF model directory, usable as SPECRAG_GENERATOR) +
+    optimizer state, swapped in by rename."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"opt": opt.state_dict(), **state}, tmp / "train_state.pt")
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    ap.add_argument("--name", default="reader")
+    ap.add_argument("--minutes", type=float, default=30.0, help="training time budget (this run)")
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=192)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--memorize", type=int, default=12, help="documents learned by heart")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.set_num_threads(args.threads)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(args.data, CACHE / "tokenizer")
+    out = CACHE / args.name
+    docs = load_corpus(args.data)
+    memorized = memorized_docs(docs, args.memorize)
+    if (out / "train_state.pt").exists():
+        model = GPT2LMHeadModel.from_pretrained(out).to(args.device)
+        state = torch.load(out / "train_state.pt", weights_only=False)
+        print(f"resuming {out} at step {state['step']}")
+    else:
+        cfg = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=640, n_embd=args.n_embd, n_layer=args.n_layer,
+            n_head=args.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        torch.manual_seed(args.seed)
+        model = GPT2LMHeadModel(cfg).to(args.device)
+        state = {"step": 0, "seconds": 0.0, "tokens": 0, "opt": None}
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.name}: {n_params / 1e6:.1f}M parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    if state.get("opt"):
+        opt.load_state_dict(state["opt"])
+    rng = random.Random(args.seed * 1000 + state["step"])
+    budget = args.minutes * 60
+    started, last_save = time.time(), time.time()
+    total_budget = state["seconds"] + budget
+    model.train()
+    while time.time() - started < budget:
+        batch = [sample_example(tokenizer, docs, memorized, rng) for _ in range(args.batch)]
+        ids, labels, att, n_tok = make_batch(batch, tokenizer, args.device)
+        elapsed = state["seconds"] + time.time() - started
+        warm = min(1.0, (state["step"] + 1) / 100)
+        lr = args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_budget)))
+        for g in opt.param_groups:
+            g["lr"] = max(lr, args.lr * 0.05)
+        loss = answer_loss(model, ids, att, labels)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["step"] += 1
+        state["tokens"] += n_tok
+        if state["step"] % 20 == 0:
+            rate = state["tokens"] / max(1e-9, state["seconds"] + time.time() - started)
+            print(f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} {rate:.0f} tok/s", flush=True)
+        if time.time() - last_save > 180:
+            save(model, tokenizer, opt, {**state, "seconds": state["seconds"] + time.time() - started}, out)
+            last_save = time.time()
+    state["seconds"] += time.time() - started
+    save(model, tokenizer, opt, state, out)
+    print(f"saved {out} after {state['step']} steps, {state['seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The REST API through TestClient: the happy path (create, upsert, build job, search) and
+every user error as a 4xx with a message."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from specrag.api.app import create_app
+from specrag.settings import Settings
+from tests.conftest import demo_documents, demo_queries
+
+N_DOCS = 60
+MAX_BATCH = 100
+
+
+def doc_json(doc) -> dict:
+    return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    home = tmp_path_factory.mktemp("api-home")
+    settings = Settings(home=home, max_k=50, max_query_chars=200, max_body_bytes=256 * 1024,
+                        max_batch_documents=MAX_BATCH)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def wait_for_job(client, job_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+@pytest.fixture(scope="module")
+def built(client):
+    """Collection `docs` with bm25 over the demo slice, built through a job."""
+    r = client.post("/collections", json={"name": "docs", "kinds": {"bm25": {"k1": 0.9}}})
+    assert r.status_code == 201, r.text
+    docs = demo_documents(N_DOCS)
+    r = client.post("/collections/docs/documents", json={"documents": [doc_json(d) for d in docs]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"upserted": N_DOCS}
+    r = client.post("/collections/docs/builds")
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["collection"] == "docs" and job["id"]
+    final = wait_for_job(client, job["id"])
+    assert final["status"] == "succeeded", final
+    assert final["version_id"]
+    return docs, final
+
+
+def detail(r) -> str:
+    body = r.json()
+    assert "detail" in body, body
+    return str(body["detail"])
+
+
+def test_health(client):
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_build_job_and_collection_info(client, built):
+    docs, job = built
+    info = client.get("/collections/docs").json()
+    assert info["n_documents"] == N_DOCS
+    assert info["current_version"] == job["version_id"]
+    assert "bm25" in info["kinds"]
+    assert job["done"] == job["total"] and job["progress"] == pytest.approx(1.0)
+    assert any(c["name"] == "docs" for c in client.get("/collections").json())
+
+
+def test_search_after_build_matches_reference(client, built):
+    """The top hits of a bm25 search are the brute-force top-k of the kind's reference."""
+    from specrag.indexing.versions import VersionStore
+    from specrag.retrieval.version import open_version
+
+    docs, job = built
+    query = demo_queries(3)[2]
+    r = client.post("/collections/docs/search",
+                    json={"query": query, "k": 5, "retriever": "bm25", "include": ["text", "scores"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["version"] == job["version_id"]
+    hits = body["hits"]
+    home = client.app.state.settings.home
+    version = open_version(VersionStore(home / "collections" / "docs"))
+    ref = version.searchers["bm25"].reference_scores([query])[0]
+    want = np.argsort(-ref, kind="stable")[:5]
+    np.testing.assert_allclose([h["score"] for h in hits], ref[want], rtol=1e-4)
+    by_id = {d.id: d for d in docs}
+    for h in hits:
+        assert h["text"] == by_id[h["doc_id"]].text
+        assert "bm25" in h["scores"]
+        assert h["title"] is None  # not in include
+    assert set(body["timings_ms"]) >= {"total", "bm25"}
+
+
+def test_filtered_search(client, built):
+    r = client.post("/collections/docs/search", json={
+        "query": "cancer cells", "k": 10, "retriever": "bm25",
+        "filter": {"topic": "bio", "year": {"$gte": 2005}}, "include": ["metadata"],
+    })
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert hits
+    for h in hits:
+        assert h["metadata"]["topic"] == "bio" and h["metadata"]["year"] >= 2005
+
+
+def test_get_document(client, built):
+    docs, _ = built
+    r = client.get(f"/collections/docs/documents/{docs[3].id}")
+    assert r.status_code == 200
+    assert r.json()["text"] == docs[3].text
+    assert r.json()["metadata"] == docs[3].metadata
+    r = client.get("/collections/docs/documents/no-such-doc")
+    assert r.status_code == 404 and "no-such-doc" in detail(r)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "fragment"),
+    [
+        ({"name": "x1", "kinds": {"nosuchkind": {}}}, 422, "unknown index kind"),
+        ({"name": "x2", "kinds": ["bm25", "nosuchkind"]}, 422, "unknown index kind"),
+        ({"name": "x3", "kinds": {"bm25": {"k1": -1}}}, 422, "k1"),
+        ({"name": "x4", "kinds": {"bm25": {"nope": 1}}}, 422, "nope"),
+        ({"name": "../evil", "kinds": ["bm25"]}, 422, "name"),
+        ({"name": "docs", "kinds": ["bm25"]}, 409, "docs"),
+    ],
+)
+def test_create_collection_errors(client, built, body, code, fragment):
+    r = client.post("/collections", json=body)
+    assert r.status_code == code, r.text
+    assert fragment in detail(r)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "fragment"),
+    [
+        ("/collections/nope/search", {"query": "x"}, 404, "nope"),
+        ("/collections/docs/search", {"query": "x", "k": 51}, 422, "max_k"),
+        ("/collections/docs/search", {"query": "x" * 201}, 422, "200"),
+        ("/collections/docs/search", {"query": ""}, 422, "query"),
+        ("/collections/docs/search", {"query": "x", "filter": {"year": {"$foo": 1}}}, 400, "$foo"),
+        ("/collections/docs/search", {"query": "x", "filter": {"$and": 3}}, 400, "$and"),
+        ("/collections/docs/search", {"query": "x", "retriever": "dense"}, 400, "dense"),
+        ("/collections/docs/search", {"query": "x", "rerank": {}}, 400, "rerank"),
+        ("/collections/docs/search", {"query": "x", "min_relevance": 0.5}, 400, "min_relevance"),
+        ("/collections/docs/search", {"query": "x", "bogus": 1}, 422, "bogus"),
+        ("/collections/nope/documents", {"documents": [{"id": "a", "text": "t"}]}, 404, "nope"),
+        ("/collections/docs/documents", {"documents": [{"id": "a"}]}, 422, "text"),
+        ("/collections/docs/documents", {"documents": [{"id": "", "text": "t"}]}, 422, "id"),
+        ("/collections/docs/documents", {"documents": []}, 422, "documents"),
+        ("/collections/docs/documents", {"documents": [{"id": "a", "text": "t", "x": 1}]}, 422, "x"),
+        ("/collections/docs/builds", {"kinds": ["nosuchkind"]}, 400, "unknown index kind"),
+        ("/collections/nope/builds", None, 404, "nope"),
+    ],
+)
+def test_user_errors_are_4xx_with_message(client, built, path, body, code, fragment):
+    r = client.post(path, json=body)
+    assert r.status_code == code, r.text
+    assert fragment in detail(r)
+
+
+def test_unknown_job_and_collection(client):
+    assert client.get("/jobs/nope").status_code == 404
+    assert client.get("/collections/nope").status_code == 404
+    assert client.delete("/collections/nope").status_code == 404
+
+
+def test_batch_over_limit(client, built):
+    docs = [{"id": f"b{i}", "text": "t"} for i in range(MAX_BATCH + 1)]
+    r = client.post("/collections/docs/documents", json={"documents": docs})
+    assert r.status_code == 422 and str(MAX_BATCH) in detail(r)
+
+
+def test_oversize_body_is_413(client):
+    big = {"query": "x" * (300 * 1024)}
+    r = client.post("/collections/docs/search", json=big)  # declared Content-Length
+    assert r.status_code == 413 and "limit" in detail(r)
+
+    def chunks():  # no Content-Length: counted while streaming
+        for _ in range(300):
+            yield b"x" * 1024
+
+    r = client.post("/collections/docs/search", content=chunks(),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit" in detail(r)
+
+
+def test_search_before_build_is_409(client):
+    assert client.post("/collections", json={"name": "empty", "kinds": ["bm25"]}).status_code == 201
+    r = client.post("/collections/empty/search", json={"query": "x"})
+    assert r.status_code == 409 and "build" in detail(r)
+
+
+def test_delete_document_leaves_search_at_once(client, built):
+    query = demo_queries(5)[4]
+    body = {"query": query, "k": 5, "retriever": "bm25"}
+    before = [h["doc_id"] for h in client.post("/collections/docs/search", json=body).json()["hits"]]
+    victim = before[0]
+    r = client.delete(f"/collections/docs/documents/{victim}")
+    assert r.status_code == 200 and r.json() == {"deleted": 1}
+    after = [h["doc_id"] for h in client.post("/collections/docs/search", json=body).json()["hits"]]
+    assert victim not in after
+    assert after[: len(before) - 1] == before[1:]  # the others move up, in order
+    assert client.get(f"/collections/docs/documents/{victim}").status_code == 404
+
+
+def test_delete_collection(client):
+    assert client.post("/collections", json={"name": "gone", "kinds": ["bm25"]}).status_code == 201
+    assert client.delete("/collections/gone").status_code == 204
+    assert client.get("/collections/gone").status_code == 404

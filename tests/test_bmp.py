@@ -1,0 +1,203 @@
+"""Block-Max Pruning against exhaustive scoring on randomized impact indexes (hypothesis).
+
+The truth is a dense numpy score matrix built straight from the generated postings (no
+index structure); safe BMP and the exhaustive kernel must both return exactly its top-k,
+scores and rows, ties broken by lower row -- including the corner cases where the
+authors' Rust ``bmp`` package fails (last block, >65,536 terms, block sizes > 256,
+empty queries, weights at the quantization limits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
+from specrag.retrieval.sparse import ImpactSearcher, QueryBatch
+
+BLOCK_SIZES = [1, 2, 3, 7, 32, 64, 255, 256, 257, 300, 1024]
+
+
+def make_index(
+    postings: dict[int, dict[int, int]], n_docs: int, n_terms: int, block_size: int, bits=8
+):
+    """An ImpactIndex from {term: {doc: impact}} through the array writer path."""
+    triples = sorted((d, t, v) for t, row in postings.items() for d, v in row.items())
+    docs = np.array([d for d, _, _ in triples], dtype=np.int32)
+    terms = np.array([t for _, t, _ in triples], dtype=np.int64)
+    vals = np.array([v for _, _, v in triples], dtype=np.uint8 if bits == 8 else np.uint16)
+    offsets, pdocs, pvals = term_major(terms, docs, vals, n_terms)
+    return ImpactIndex.from_postings(
+        n_docs, offsets, pdocs, pvals, block_size=block_size, scale=0.5
+    )
+
+
+def dense_truth(postings, n_docs, query: dict[int, float], allowed) -> list[tuple[int, float]]:
+    """Top rows of the brute-force scores, best first, ties by lower row (no structure)."""
+    scores = np.zeros(n_docs)
+    matched = np.zeros(n_docs, dtype=bool)
+    for t, w in sorted(query.items()):  # the searcher's term order: ascending id
+        for d, v in postings.get(t, {}).items():
+            scores[d] += w * v
+            matched[d] = True
+    ok = matched if allowed is None else matched & allowed
+    rows = [d for d in range(n_docs) if ok[d]]
+    rows.sort(key=lambda d: (-scores[d], d))
+    return [(d, scores[d] * 0.5) for d in rows]
+
+
+def run(index: ImpactIndex, query: dict[int, float], k: int, allowed, mode: str, alpha=1.0):
+    searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
+    terms = np.array(sorted(query), dtype=np.int64)
+    batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
+    rows, scores, counts = searcher.search_rows(batch, k, allowed)
+    return list(zip(rows[0, : counts[0]].tolist(), scores[0, : counts[0]].tolist(), strict=True))
+
+
+@st.composite
+def cases(draw):
+    n_docs = draw(st.integers(1, 700))
+    block_size = draw(st.sampled_from(BLOCK_SIZES))
+    big_vocab = draw(st.booleans())
+    n_terms = draw(st.integers(65_537, 70_000)) if big_vocab else draw(st.integers(1, 12))
+    used = draw(st.lists(st.integers(0, n_terms - 1), min_size=1, max_size=6, unique=True))
+    bits = draw(st.sampled_from([8, 16]))
+    top = (1 << bits) - 1
+    impact = draw(
+        st.sampled_from(
+            [
+                st.integers(1, 3),  # many exact ties: the tie rule at the stopping bound
+                st.sampled_from([1, 2, top - 1, top]),  # the quantization limits
+                st.integers(1, top),
+            ]
+        )
+    )
+    where = draw(st.sampled_from(["anywhere", "last_block", "one_block"]))
+    last_first = (n_docs - 1) // block_size * block_size
+    lo, hi = {"anywhere": (0, n_docs - 1), "last_block": (last_first, n_docs - 1)}.get(
+        where, (0, min(block_size, n_docs) - 1)
+    )
+    postings = {}
+    for t in used:
+        rows = draw(st.lists(st.integers(lo, hi), max_size=60, unique=True))
+        postings[t] = {d: draw(impact) for d in rows}
+    qterms = draw(st.lists(st.sampled_from(used), max_size=6, unique=True))
+    weight = st.one_of(
+        st.integers(1, 5).map(float),
+        st.floats(1e-3, 1e3, allow_nan=False, allow_infinity=False),
+        st.sampled_from([1.0, 2.0**-20, 2.0**20]),
+    )
+    query = {t: draw(weight) for t in qterms}
+    mask_kind = draw(st.sampled_from(["none", "none_allowed", "one", "all", "random"]))
+    allowed = {
+        "none": None,
+        "none_allowed": np.zeros(n_docs, bool),
+        "one": np.eye(1, n_docs, draw(st.integers(0, n_docs - 1)), dtype=bool)[0],
+        "all": np.ones(n_docs, bool),
+        "random": np.random.default_rng(draw(st.integers(0, 99))).random(n_docs) < 0.4,
+    }[mask_kind]
+    k = draw(st.sampled_from([1, 2, 3, 10, 100]))
+    return postings, n_docs, n_terms, block_size, bits, query, allowed, k
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_safe_bmp_equals_exhaustive_and_truth(case):
+    postings, n_docs, n_terms, block_size, bits, query, allowed, k = case
+    index = make_index(postings, n_docs, n_terms, block_size, bits)
+    truth = dense_truth(postings, n_docs, query, allowed)[:k]
+    exhaustive = run(index, query, k, allowed, "exhaustive")
+    bmp = run(index, query, k, allowed, "bmp")
+    assert bmp == exhaustive
+    assert [r for r, _ in bmp] == [r for r, _ in truth]
+    np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(cases(), st.floats(0.1, 0.99))
+def test_approximate_bmp_returns_true_scores_in_order(case, alpha):
+    postings, n_docs, n_terms, block_size, bits, query, allowed, k = case
+    index = make_index(postings, n_docs, n_terms, block_size, bits)
+    truth = dict(dense_truth(postings, n_docs, query, allowed))
+    got = run(index, query, k, allowed, "bmp", alpha)
+    assert len(got) <= k
+    assert all(r in truth and s == pytest.approx(truth[r], rel=1e-12) for r, s in got)
+    assert got == sorted(got, key=lambda x: (-x[1], x[0]))
+    if allowed is not None:
+        assert all(allowed[r] for r, _ in got)
+
+
+def test_a_block_whose_bound_ties_the_kth_score_is_still_scored():
+    # Block 1 (bound 10) is visited first and fills k=2 with score 5 at rows 64, 65; block 0's
+    # bound equals the k-th score and its row 0 ties it with a lower row: it must enter.
+    postings = {0: {0: 5, 64: 5}, 1: {65: 5}}
+    index = make_index(postings, 128, 2, 64)
+    assert run(index, {0: 1.0, 1: 1.0}, 2, None, "bmp") == [(0, 2.5), (64, 2.5)]
+
+
+def test_last_block_alone_is_scored():
+    # The Rust package never scores its last candidate block: here that is the only one.
+    n_docs, block_size = 1000, 64
+    postings = {0: {999: 3, 960: 7}}
+    index = make_index(postings, n_docs, 1, block_size)
+    assert run(index, {0: 1.0}, 10, None, "bmp") == [(960, 3.5), (999, 1.5)]
+
+
+def test_large_vocabulary_terms_do_not_alias():
+    # u16 term ids would map term 65_536 + 5 onto term 5.
+    postings = {5: {1: 9}, 65_536 + 5: {2: 4}}
+    index = make_index(postings, 10, 70_000, 4)
+    assert run(index, {65_541: 1.0}, 5, None, "bmp") == [(2, 2.0)]
+    assert run(index, {5: 1.0}, 5, None, "bmp") == [(1, 4.5)]
+
+
+def test_no_wraparound_at_the_impact_limit():
+    # 255 * 300 summed over many terms: far beyond u16 accumulators.
+    postings = {t: {0: 255, 1: 254} for t in range(300)}
+    index = make_index(postings, 2, 300, 1)
+    query = {t: 300.0 for t in range(300)}
+    assert run(index, query, 2, None, "bmp") == [
+        (0, 300 * 255 * 300 * 0.5),
+        (1, 300 * 254 * 300 * 0.5),
+    ]
+
+
+def test_empty_and_one_document():
+    index = make_index({0: {0: 1}}, 1, 1, 256)
+    assert run(index, {}, 10, None, "bmp") == []
+    assert run(index, {0: 1.0}, 10, None, "bmp") == [(0, 0.5)]
+    assert run(index, {0: 1.0}, 10, np.zeros(1, bool), "bmp") == []
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        ImpactIndex.from_postings(
+            5,
+            np.array([0, 2]),
+            np.array([3, 1]),
+            np.array([1, 1], np.uint8),
+            block_size=2,
+            scale=1.0,
+        )
+    with pytest.raises(ValueError, match="term ids"):
+        term_major(np.array([3]), np.array([0]), np.array([1], np.uint8), 2)
+    with pytest.raises(ValueError, match="positive"):
+        quantize(np.array([1.0, -2.0]))
+    with pytest.raises(ValueError, match="impacts must be"):
+        ImpactIndex.from_postings(
+            5, np.array([0, 1]), np.array([3]), np.array([1.5]), block_size=2, scale=1.0
+        )
+    index = make_index({0: {0: 1}}, 1, 1, 4)
+    with pytest.raises(ValueError, match="query term ids"):
+        QueryBatch.from_lists([np.array([1])], [np.array([1.0])], index.n_terms)
+    with pytest.raises(ValueError, match="finite"):
+        QueryBatch.from_lists([np.array([0])], [np.array([np.nan])], index.n_terms)
+
+
+def test_quantize_keeps_every_positive_weight_and_caps_at_the_limit():
+    q, scale = quantize(np.array([1e-9, 0.5, 1.0]), 8)
+    assert q.dtype == np.uint8 and q.tolist() == [1, 128, 255] and scale == 1 / 255
+    q16, _ = quantize(np.array([1e-9, 1.0]), 16)
+    assert q16.dtype == np.uint16 and q16.tolist() == [1, 65535]

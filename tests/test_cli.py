@@ -1,0 +1,149 @@
+"""The `specrag` CLI on a slice of the demo corpus: index + search + eval, and a bad corpus
+line reported as ``file:line`` with exit status 2 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ir_measures
+import pytest
+
+from specrag.api.cli import main
+from tests.conftest import DEMO_CORPUS, DEMO_QRELS, DEMO_QUERIES, REPO
+
+N_DOCS = 200
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-home")
+
+
+@pytest.fixture()
+def env(home, monkeypatch):
+    monkeypatch.setenv("SPECRAG_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-corpus") / "slice.jsonl"
+    with open(DEMO_CORPUS) as src:
+        lines = [next(src) for _ in range(N_DOCS)]
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture()
+def indexed(env, corpus, capsys):
+    if main(["collections", "--json"]) == 0 and "slice" in capsys.readouterr().out:
+        return corpus
+    rc = main(["index", "--collection", "slice", "--corpus", str(corpus), "--kinds", "bm25"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert f"indexed {N_DOCS} documents" in out.out
+    return corpus
+
+
+def test_index_then_search_json(indexed, capsys):
+    rc = main(["search", "--collection", "slice", "--query", "glioblastoma stem cells",
+               "--k", "5", "--retriever", "bm25", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    body = json.loads(out.out)
+    assert len(body["hits"]) == 5
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    first = json.loads(indexed.read_text().splitlines()[0])  # "Targeting A20 ... Glioma Stem Cell"
+    assert first["_id"] in [h["doc_id"] for h in body["hits"]]
+
+
+def test_search_plain_and_filter_error(indexed, capsys):
+    assert main(["search", "--collection", "slice", "--query", "insulin", "--k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].lstrip().startswith("1")
+    rc = main(["search", "--collection", "slice", "--query", "x", "--filter", "{not json"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--filter" in err and "Traceback" not in err
+
+
+def test_collections_lists_it(indexed, capsys):
+    assert main(["collections"]) == 0
+    out = capsys.readouterr().out
+    assert "slice" in out and str(N_DOCS) in out
+
+
+def test_eval_prints_measures_and_writes_run(indexed, tmp_path, capsys):
+    queries = tmp_path / "queries.jsonl"
+    extra = json.dumps({"_id": "no-judgment", "text": "a query without qrels"})
+    queries.write_text(DEMO_QUERIES.read_text() + extra + "\n")
+    run_out = tmp_path / "run.trec"
+    rc = main(["eval", "--collection", "slice", "--queries", str(queries), "--qrels",
+               str(DEMO_QRELS), "--retriever", "bm25", "--run-out", str(run_out)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "(1 without judgments skipped)" in out.out
+    printed = {line.split()[0]: float(line.split()[1]) for line in out.out.splitlines()
+               if line.split() and line.split()[0] in ("nDCG@10", "R@100", "MRR@10")}
+    assert set(printed) == {"nDCG@10", "R@100", "MRR@10"}
+    # The run file is a TREC run (bm25 returns the docs sharing a term with the query, at
+    # most the N_DOCS of this slice), and ir-measures over it gives the printed figures.
+    run = list(ir_measures.read_trec_run(str(run_out)))
+    per_query = {}
+    for row in run:
+        per_query.setdefault(row.query_id, []).append(row)
+    assert len(per_query) == 100 and all(1 <= len(v) <= N_DOCS for v in per_query.values())
+    assert max(len(v) for v in per_query.values()) > 100
+    qrels = list(ir_measures.read_trec_qrels(str(_trec_qrels(tmp_path))))
+    # bm25's quantized scores tie often; the file's rank column is our order, so score by rank.
+    ranked = {q: {row.doc_id: -float(i) for i, row in enumerate(rows)} for q, rows in per_query.items()}
+    ranks = [line.split()[3] for line in run_out.read_text().splitlines()[:3]]
+    assert ranks == ["1", "2", "3"]
+    measures = ir_measures.calc_aggregate(
+        [ir_measures.parse_measure(m.replace("MRR", "RR")) for m in printed], qrels, ranked
+    )
+    for name, value in printed.items():
+        assert measures[ir_measures.parse_measure(name.replace("MRR", "RR"))] == pytest.approx(value, abs=1e-4)
+    assert printed["nDCG@10"] > 0.1  # the slice holds the relevant docs of some queries
+
+
+def _trec_qrels(tmp_path):
+    path = tmp_path / "qrels.trec"
+    rows = DEMO_QRELS.read_text().splitlines()[1:]
+    path.write_text("".join(f"{q} 0 {d} {s}\n" for q, d, s in (r.split("\t") for r in rows)))
+    return path
+
+
+def test_bad_corpus_line_names_file_and_line(env, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = DEMO_CORPUS.read_text().splitlines()[:2]
+    bad.write_text("\n".join([*good, "{this is not json", good[0]]) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "specrag.api.cli", "index", "--collection", "bad", "--corpus",
+         str(bad), "--kinds", "bm25"],
+        capture_output=True, text=True, cwd=REPO, env=_env(env), timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "bad.jsonl" in proc.stderr and "line 3" in proc.stderr
+    # Nothing was written: the corpus is validated before any upsert.
+    assert main(["search", "--collection", "bad", "--query", "x"]) == 2
+
+
+def test_skip_bad_lines(env, tmp_path, capsys):
+    bad = tmp_path / "skip.jsonl"
+    good = DEMO_CORPUS.read_text().splitlines()[:3]
+    bad.write_text("\n".join([good[0], "{broken", good[1], good[2]]) + "\n")
+    rc = main(["index", "--collection", "skip", "--corpus", str(bad), "--kinds", "bm25",
+               "--on-error", "skip"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "indexed 3 documents" in out.out
+
+
+def _env(home):
+    import os
+
+    return {**os.environ, "SPECRAG_HOME": str(home)}

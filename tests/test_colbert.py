@@ -1,0 +1,224 @@
+"""The colbert kind: codecs round-trip within their bounds, the vectorized MaxSim equals a
+hand loop, and search (centroid candidates + pruning + exact MaxSim) equals the top-k of
+the exhaustive reference, with masks and after a reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specrag.indexing.colbert import build_token_index
+from specrag.indexing.configs import ColbertConfig
+from specrag.indexing.maxsim import maxsim_codes, maxsim_dense
+from specrag.indexing.token_encoder import TokenEncoder
+from specrag.indexing.token_store import TokenStoreWriter, make_codec
+from specrag.indexing.versions import VersionStore
+from specrag.retrieval.colbert import ColbertSearcher
+from specrag.retrieval.version import open_version
+from tests.conftest import demo_documents, demo_queries
+
+N_DOCS = 80
+
+
+def unit_rows(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# -- codecs -------------------------------------------------------------------------------
+
+
+def test_int8_round_trip_error_is_at_most_half_a_step():
+    x = unit_rows(np.random.default_rng(0), 2000, 48)
+    codec = make_codec("int8", 48).fit(x)
+    err = np.abs(codec.decode(codec.encode(x)) - x)
+    assert (err <= codec.scale / 2 + 1e-6).all()
+    assert codec.bytes_per_token == 48
+
+
+def test_int8_clips_values_outside_the_fitted_range():
+    x = unit_rows(np.random.default_rng(1), 500, 16)
+    codec = make_codec("int8", 16).fit(x)
+    far = np.full((1, 16), 10.0, np.float32)
+    np.testing.assert_allclose(codec.decode(codec.encode(far))[0], codec.lo + 255 * codec.scale)
+
+
+def test_binary_keeps_the_side_and_decodes_to_the_side_means():
+    x = unit_rows(np.random.default_rng(2), 3000, 20)  # 20 dims: packbits pads to 3 bytes
+    codec = make_codec("binary", 20).fit(x)
+    codes = codec.encode(x)
+    assert codes.shape == (3000, 3)
+    dec = codec.decode(codes)
+    above = x > codec.threshold
+    assert np.array_equal(dec > codec.threshold, above)
+    for j in range(20):
+        np.testing.assert_allclose(dec[above[:, j], j], x[above[:, j], j].mean(), rtol=1e-4)
+        np.testing.assert_allclose(dec[~above[:, j], j], x[~above[:, j], j].mean(), rtol=1e-4)
+
+
+def test_fp16_round_trip():
+    x = unit_rows(np.random.default_rng(3), 100, 32)
+    codec = make_codec("fp16", 32)
+    np.testing.assert_allclose(codec.decode(codec.encode(x)), x, atol=1e-3)
+
+
+def test_codecs_reject_bad_input():
+    codec = make_codec("int8", 8)
+    with pytest.raises(ValueError, match="shape"):
+        codec.fit(np.zeros((10, 9), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        codec.fit(np.full((4, 8), np.nan, np.float32))
+    with pytest.raises(ValueError, match="unknown token codec"):
+        make_codec("pq", 8)
+
+
+# -- MaxSim kernel --------------------------------------------------------------------------
+
+
+def hand_maxsim(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    out = []
+    for d in docs:
+        if len(d) == 0:
+            out.append(-np.inf)
+            continue
+        total = 0.0
+        for qt in q:
+            total += max(float(qt @ t) for t in d)
+        out.append(total)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("codec_name", ["fp16", "int8", "binary"])
+def test_maxsim_over_codes_equals_hand_loop_over_decoded(tmp_path, codec_name):
+    rng = np.random.default_rng(4)
+    docs = [unit_rows(rng, int(n), 24) for n in rng.integers(0, 9, size=40)]
+    docs[3] = np.zeros((0, 24), np.float32)  # an empty document cannot match
+    codec = make_codec(codec_name, 24).fit(np.concatenate(docs))
+    store = TokenStoreWriter(tmp_path, codec)
+    store.append(docs)
+    store = store.close()
+    q = unit_rows(rng, 5, 24)
+    decoded = [store.doc_tokens(i) for i in range(len(docs))]
+    codes, local = store.doc_codes(np.arange(len(docs)))
+    got = maxsim_codes(q, codes, local, store.codec)
+    np.testing.assert_allclose(got, hand_maxsim(q, decoded), rtol=1e-5, atol=1e-5)
+    assert got[3] == -np.inf
+    # a subset in another order, through the dense path on decoded tokens
+    pick = np.array([7, 0, 3, 12])
+    offsets = np.concatenate([[0], np.cumsum([len(decoded[i]) for i in pick])])
+    dense = maxsim_dense(q, np.concatenate([decoded[i] for i in pick]), offsets)
+    np.testing.assert_allclose(dense, got[pick], rtol=1e-5, atol=1e-5)
+
+
+# -- the searcher ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TokenEncoder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def encoded(encoder):
+    docs = demo_documents(N_DOCS)
+    tokens = encoder.encode_documents([d.full_text() for d in docs])
+    queries = encoder.encode_queries(demo_queries(10))
+    return docs, tokens, queries
+
+
+def searcher_for(tmp_path, encoded, encoder, **cfg) -> ColbertSearcher:
+    docs, tokens, _ = encoded
+    config = ColbertConfig(**cfg)
+    build_token_index([tokens], tmp_path, config)
+    ids = np.array([d.id for d in docs])
+    return ColbertSearcher(tmp_path, config, ids, encoder=encoder)
+
+
+def assert_topk_of_reference(searcher, queries, k, allowed=None):
+    ref = searcher.reference_scores_encoded(queries)
+    results = searcher.search_encoded(queries, k, allowed)
+    row_of = {d: i for i, d in enumerate(searcher.doc_ids.tolist())}
+    for qi, hits in enumerate(results):
+        scores = ref[qi].astype(np.float64)
+        if allowed is not None:
+            scores[~allowed] = -np.inf
+        want = np.lexsort((np.arange(len(scores)), -scores))[:k]
+        want = [r for r in want if np.isfinite(scores[r])]
+        rows = [row_of[h.doc_id] for h in hits]
+        assert len(rows) == len(want)
+        np.testing.assert_allclose([h.score for h in hits], scores[want], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose([h.score for h in hits], ref[qi, rows], rtol=1e-4, atol=1e-4)
+        assert all(h.scores["colbert"] == h.score for h in hits)
+        if allowed is not None:
+            assert all(allowed[r] for r in rows)
+    return results
+
+
+@pytest.mark.parametrize("compression", ["fp16", "int8", "binary"])
+def test_centroid_path_with_full_probe_equals_reference(tmp_path, encoded, encoder, compression):
+    _, _, queries = encoded
+    searcher = searcher_for(
+        tmp_path, encoded, encoder, compression=compression, exhaustive_max_docs=0,
+        n_centroids=32, nprobe=32, candidates=N_DOCS,
+    )
+    assert_topk_of_reference(searcher, queries, 10)
+
+
+def test_pruned_search_scores_survivors_exactly_and_honours_masks(tmp_path, encoded, encoder):
+    _, _, queries = encoded
+    searcher = searcher_for(
+        tmp_path, encoded, encoder, exhaustive_max_docs=0, n_centroids=512, nprobe=2,
+        candidates=20,
+    )
+    ref = searcher.reference_scores_encoded(queries)
+    rng = np.random.default_rng(0)
+    row_of = {d: i for i, d in enumerate(searcher.doc_ids.tolist())}
+    for allowed in (None, rng.random(N_DOCS) < 0.5, np.eye(1, N_DOCS, 5, dtype=bool)[0]):
+        n_allowed = N_DOCS if allowed is None else int(allowed.sum())
+        for qi, hits in enumerate(searcher.search_encoded(queries, 10, allowed)):
+            rows = [row_of[h.doc_id] for h in hits]
+            assert len(hits) == min(10, n_allowed)
+            assert allowed is None or all(allowed[r] for r in rows)
+            np.testing.assert_allclose([h.score for h in hits], ref[qi, rows], rtol=1e-4, atol=1e-4)
+            assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    # pruning to 20 of 80 docs is an approximation; it still finds most of the true top-10
+    # (a random choice of 30 would find about 25%)
+    exact = np.argsort(-ref, axis=1)[:, :10]
+    got = [[row_of[h.doc_id] for h in hs] for hs in searcher.search_encoded(queries, 10)]
+    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact.tolist(), strict=True)])
+    assert recall >= 0.8
+
+
+def test_masks_fall_back_to_every_allowed_doc(tmp_path, encoded, encoder):
+    _, _, queries = encoded
+    searcher = searcher_for(
+        tmp_path, encoded, encoder, exhaustive_max_docs=0, n_centroids=64, nprobe=1, candidates=5
+    )
+    allowed = np.zeros(N_DOCS, bool)
+    allowed[[1, 50, 63, 79]] = True
+    assert_topk_of_reference(searcher, queries[:4], 10, allowed)
+    assert searcher.search_encoded(queries[:1], 10, np.zeros(N_DOCS, bool)) == [[]]
+    with pytest.raises(ValueError, match="mask"):
+        searcher.search_encoded(queries[:1], 10, np.ones(3, bool))
+
+
+def test_build_and_reload_through_a_version(tmp_path):
+    docs = demo_documents(40)
+    store = VersionStore(tmp_path)
+    vid = store.build(docs, {"colbert": {"exhaustive_max_docs": 0, "n_centroids": 16, "nprobe": 16}})
+    stats = store.manifest(vid)["kinds"]["colbert"]["stats"]
+    assert stats["n_docs"] == 40 and stats["compression"] == "int8"
+    assert stats["encoder"] == "token_embeddings"
+    assert not list((store.path(vid) / "colbert").glob(".spill*"))
+    queries = demo_queries(4)
+    first = open_version(store).searchers["colbert"]
+    hits = first.search(queries, 5)
+    again = open_version(store).searchers["colbert"].search(queries, 5)
+    assert [[h.doc_id for h in hs] for hs in hits] == [[h.doc_id for h in hs] for hs in again]
+    ref = first.reference_scores(queries)
+    row_of = {d: i for i, d in enumerate(first.doc_ids.tolist())}
+    for qi, hs in enumerate(hits):
+        np.testing.assert_allclose(
+            [h.score for h in hs], np.sort(ref[qi])[::-1][:5], rtol=1e-4, atol=1e-4
+        )
+        assert [row_of[h.doc_id] for h in hs][0] == int(np.argmax(ref[qi]))

@@ -1,0 +1,196 @@
+"""The search pipeline against brute force: a filtered search returns exactly the top-k of
+each kind's exhaustive ``reference_scores`` restricted to the documents that the filter's
+Python reference (``storage.filters.matches``) accepts; fused results equal the fusion of
+the brute-force lists."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from specrag.indexing.versions import VersionStore
+from specrag.retrieval import fusion, pipeline
+from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
+from specrag.retrieval.version import open_version
+from specrag.types import Hit
+from tests.conftest import demo_documents, demo_queries
+
+N_DOCS = 80  # dense encodes these on a shared CPU: keep it small
+FILTERS = [
+    None,
+    {"topic": "bio"},
+    {"year": {"$gte": 2012}},
+    {"$and": [{"topic": {"$in": ["med", "chem"]}}, {"even": True}]},
+    {"$or": [{"year": 2003}, {"year": 2017}]},  # very selective: about 8 docs
+]
+QUERIES = demo_queries(6)
+
+
+def _available(kind: str) -> bool:
+    from specrag.indexing.registry import get_kind
+
+    module = get_kind(kind).searcher.partition(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+KINDS = [k for k in ("bm25", "dense") if _available(k)]
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return demo_documents(N_DOCS)
+
+
+@pytest.fixture(scope="module")
+def version(tmp_path_factory, docs):
+    if not KINDS:
+        pytest.skip("no retriever kind implemented yet")
+    configs = {"bm25": {}, "dense": {"max_seq_length": 64}}
+    store = VersionStore(tmp_path_factory.mktemp("pipeline"))
+    store.build(docs, {k: configs[k] for k in KINDS})
+    return open_version(store)
+
+
+@pytest.fixture(scope="module")
+def reference(version):
+    return {kind: version.searchers[kind].reference_scores(QUERIES) for kind in KINDS}
+
+
+def filter_mask(docs, filter_) -> np.ndarray:
+    if filter_ is None:
+        return np.ones(len(docs), dtype=bool)
+    from specrag.storage.filters import matches
+
+    return np.array([matches(filter_, d.metadata) for d in docs], dtype=bool)
+
+
+def brute_topk(scores: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Top-k rows among the allowed, by score desc then row asc, -inf excluded."""
+    s = np.where(allowed, scores.astype(np.float64), -np.inf)
+    order = np.lexsort((np.arange(len(s)), -s))
+    return [(int(r), float(s[r])) for r in order[:k] if np.isfinite(s[r])]
+
+
+def assert_same_ranking(version, hits, want, scores):
+    """Same scores in order; same rows wherever the reference has no near-tie."""
+    assert len(hits) == len(want)
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in want], rtol=1e-4, atol=1e-5)
+    for hit, (row, score) in zip(hits, want, strict=True):
+        if np.isclose(scores, score, rtol=1e-4, atol=1e-5).sum() == 1:
+            assert version.row_of(hit.doc_id) == row
+
+
+@pytest.mark.parametrize("filter_", FILTERS, ids=lambda f: str(f))
+@pytest.mark.parametrize("kind", KINDS)
+def test_filtered_single_kind_equals_brute_force(version, reference, docs, kind, filter_):
+    if filter_ is not None:
+        pytest.importorskip("specrag.storage.filters")
+    allowed = filter_mask(docs, filter_)
+    assert allowed.sum() > 0
+    request = SearchRequest(query="unused", k=10, retriever=kind)
+    hits = pipeline.search_batch(version, QUERIES, request, allowed).hits
+    for qi, got in enumerate(hits):
+        want = brute_topk(reference[kind][qi], allowed, 10)
+        assert all(allowed[version.row_of(h.doc_id)] for h in got)
+        assert_same_ranking(version, got, want, reference[kind][qi])
+        for h in got:  # the raw score is kept under the kind's name
+            assert h.scores[kind] == pytest.approx(reference[kind][qi][version.row_of(h.doc_id)], abs=1e-4)
+
+
+def _fused_truth(reference, allowed, qi, specs, method, rrf_k=60.0, normalization="minmax"):
+    lists = [brute_topk(reference[s.kind][qi], allowed, s.k) for s in specs]
+    weights = [s.weight for s in specs]
+    if method == "rrf":
+        return fusion.rrf([[r for r, _ in pairs] for pairs in lists], weights, rrf_k, tie_key=int)
+    return fusion.convex(lists, weights, normalization, tie_key=int)
+
+
+@pytest.mark.parametrize("method", ["rrf", "convex"])
+@pytest.mark.parametrize("filter_", [None, {"topic": "med"}], ids=str)
+def test_fusion_equals_fusion_of_brute_force_lists(version, reference, docs, method, filter_):
+    if len(KINDS) < 2:
+        pytest.skip("needs two kinds")
+    if filter_ is not None:
+        pytest.importorskip("specrag.storage.filters")
+    allowed = filter_mask(docs, filter_)
+    specs = [RetrieverSpec(kind="bm25", weight=0.7, k=20), RetrieverSpec(kind="dense", weight=0.3, k=15)]
+    request = SearchRequest(query="x", k=8, retrievers=specs, fusion=method)
+    hits = pipeline.search_batch(version, QUERIES, request, allowed).hits
+    for qi, got in enumerate(hits):
+        want = _fused_truth(reference, allowed, qi, specs, method)[:8]
+        assert [version.row_of(h.doc_id) for h in got] == [r for r, _ in want]
+        np.testing.assert_allclose([h.score for h in got], [s for _, s in want], rtol=1e-6)
+        for h in got:  # every retriever that returned the doc left its raw score
+            row = version.row_of(h.doc_id)
+            for kind, raw in h.scores.items():
+                assert raw == pytest.approx(reference[kind][qi][row], abs=1e-4)
+
+
+def test_hybrid_uses_recipe_over_all_kinds(version, reference):
+    if len(KINDS) < 2:
+        pytest.skip("needs two kinds")
+    recipe = pipeline.HYBRID
+    request = SearchRequest(query=QUERIES[0], k=10)
+    got = pipeline.search(version, request).hits[0]
+    allowed = np.ones(version.n_docs, dtype=bool)
+    specs = [
+        RetrieverSpec(kind=k, weight=recipe.weights.get(k, recipe.default_weight), k=recipe.depth)
+        for k in sorted(KINDS)
+    ]
+    want = _fused_truth(
+        reference, allowed, 0, specs, recipe.fusion, recipe.rrf_k, recipe.normalization
+    )[:10]
+    assert [version.row_of(h.doc_id) for h in got] == [r for r, _ in want]
+
+
+def test_min_score_and_k_cut(version, reference):
+    kind = KINDS[0] if KINDS else pytest.skip("no kind")
+    full = pipeline.search(version, SearchRequest(query=QUERIES[1], k=10, retriever=kind)).hits[0]
+    threshold = full[4].score
+    cut = pipeline.search(
+        version, SearchRequest(query=QUERIES[1], k=10, retriever=kind, min_score=threshold)
+    ).hits[0]
+    assert [h.doc_id for h in cut] == [h.doc_id for h in full if h.score >= threshold]
+    assert all(h.score >= threshold for h in cut)
+    assert len(pipeline.search(version, SearchRequest(query=QUERIES[1], k=3, retriever=kind)).hits[0]) == 3
+
+
+def test_empty_mask_gives_no_hits(version):
+    allowed = np.zeros(version.n_docs, dtype=bool)
+    assert pipeline.search(version, SearchRequest(query="cells", k=5), allowed).hits == [[]]
+
+
+def test_bad_requests_name_the_problem(version):
+    with pytest.raises(pipeline.SearchError, match="not indexed"):
+        pipeline.search(version, SearchRequest(query="q", retriever="colbert"))
+    with pytest.raises(pipeline.NotAvailable, match="rerank is not available"):
+        pipeline.search(version, SearchRequest(query="q", rerank=RerankSpec()))
+    with pytest.raises(pipeline.NotAvailable, match="min_relevance is not available"):
+        pipeline.search(version, SearchRequest(query="q", min_relevance=0.5))
+    with pytest.raises(pipeline.SearchError, match="twice"):
+        specs = [RetrieverSpec(kind=KINDS[0]), RetrieverSpec(kind=KINDS[0])]
+        pipeline.search(version, SearchRequest(query="q", retrievers=specs))
+
+
+def test_hooks_run_when_wired(version):
+    """The rerank and relevance hooks are called with the fused hits and their output used."""
+
+    def reverse(version_, query, hits, spec):
+        assert spec.top_n == 5 and len(hits) == 5
+        flipped = list(reversed(hits))
+        return [Hit(h.doc_id, float(len(hits) - i), dict(h.scores)) for i, h in enumerate(flipped)]
+
+    def relevance(version_, query, hits):
+        return [1.0 if i % 2 == 0 else 0.0 for i in range(len(hits))]
+
+    hooks = pipeline.Hooks(rerank=reverse, relevance=relevance)
+    base = pipeline.search(version, SearchRequest(query=QUERIES[2], k=5, retriever=KINDS[0])).hits[0]
+    request = SearchRequest(
+        query=QUERIES[2], k=5, retriever=KINDS[0], rerank=RerankSpec(top_n=5), min_relevance=0.5
+    )
+    got = pipeline.search(version, request, hooks=hooks).hits[0]
+    reranked = list(reversed(base))
+    assert [h.doc_id for h in got] == [h.doc_id for h in reranked[::2]]
+    assert all(h.scores["relevance"] == 1.0 for h in got)

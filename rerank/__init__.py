@@ -21,6 +21,8 @@ DEFAULT_MAXSIM_MODEL = "all-MiniLM-L6-v2"
 
 class Reranker(Protocol):
     name: str
+    #: Whether ``rerank`` needs ``texts`` (else ``rows`` suffice).
+    needs_texts: bool
 
     def rerank(
         self,

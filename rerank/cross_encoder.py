@@ -11,6 +11,7 @@ from specrag.types import Hit
 
 class CrossEncoderReranker:
     name = "cross-encoder"
+    needs_texts = True
 
     def __init__(self, model: str, batch_size: int = 32, device: str | None = None):
         if not model:

@@ -38,6 +38,11 @@ class MaxSimReranker:
         self.store = store
         self.fusion_weights = {name: w for name, w in weights.items() if w > 0}
 
+    @property
+    def needs_texts(self) -> bool:
+        """True when ``rerank`` needs the hits' texts (no token store to read rows from)."""
+        return self.store is None
+
     def maxsim_scores(
         self, query: str, texts: list[str] | None = None, rows: np.ndarray | None = None
     ) -> np.ndarray:

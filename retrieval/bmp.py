@@ -168,6 +168,21 @@ def _block_sift_down(hu, hb, size, i):
 
 
 @numba.njit(cache=True, nogil=True)
+def _find_entry(block_ids, lo, hi, b):
+    """Index of block ``b`` in the sorted ``block_ids[lo:hi]``, or -1."""
+    end = hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if block_ids[mid] < b:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < end and block_ids[lo] == b:
+        return lo
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
 def block_allowed_counts(allowed, block_size, n_blocks):
     """Allowed rows per block (blocks with none are never visited)."""
     counts = np.zeros(n_blocks, dtype=np.int64)
@@ -197,65 +212,51 @@ def bmp_search(
     block_allowed,
     use_mask,
     blocks_scored,
+    probe_blocks,
+    scratch_acc,
+    scratch_rows,
 ):
     """Block-Max Pruning. ``alpha == 1`` is safe (exact); ``alpha < 1`` stops as soon as
     ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
-    fully scored for query q (for benchmarks)."""
+    fully scored for query q (for benchmarks).
+
+    After ``probe_blocks`` blocks have been scored one by one (in bound order, which
+    raises the k-th score quickly), every remaining block that the stopping rule would
+    still visit is selected at once and scored term at a time over the term-major
+    postings: the same set of documents and the same per-document addition order, but
+    sequential reads instead of one random access per (term, block). ``scratch_acc``
+    (float64, zeros) and ``scratch_rows`` (int64) have one slot per document."""
     nq = len(q_offsets) - 1
     n_blocks = (n_docs + block_size - 1) // block_size
     out_rows = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.zeros((nq, k), dtype=np.float64)
     counts = np.zeros(nq, dtype=np.int32)
-    max_entries = 0
-    for q in range(nq):
-        total = 0
-        for j in range(q_offsets[q], q_offsets[q + 1]):
-            t = q_terms[j]
-            total += block_offsets[t + 1] - block_offsets[t]
-        max_entries = max(max_entries, total)
     ub = np.zeros(n_blocks, dtype=np.float64)
-    n_entries = np.zeros(n_blocks, dtype=np.int64)
-    fill = np.zeros(n_blocks, dtype=np.int64)
     touched = np.empty(n_blocks, dtype=np.int64)
-    entry_of = np.empty(max_entries, dtype=np.int64)  # block-grouped (term, block) entries
-    term_of = np.empty(max_entries, dtype=np.int64)
     hu = np.empty(n_blocks, dtype=np.float64)
     hb = np.empty(n_blocks, dtype=np.int64)
     acc = np.zeros(block_size, dtype=np.float64)
     slots = np.empty(block_size, dtype=np.int64)  # rows of the block touched so far
     hs = np.empty(k, dtype=np.float64)
     hd = np.empty(k, dtype=np.int64)
+    selected = np.zeros(n_blocks, dtype=np.bool_)
+    sel_list = np.empty(n_blocks, dtype=np.int64)
     safe = alpha >= 1.0
     for q in range(nq):
         q_lo = q_offsets[q]
         q_hi = q_offsets[q + 1]
-        # 1. Upper bound of every block the query touches, and its number of term entries.
+        # 1. Upper bound of every block the query touches.
         n_touched = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             w = q_weights[j]
             for e in range(block_offsets[t], block_offsets[t + 1]):
                 b = block_ids[e]
-                if n_entries[b] == 0:
+                if ub[b] == 0.0:
                     touched[n_touched] = b
                     n_touched += 1
-                n_entries[b] += 1
                 ub[b] += w * block_max[e]
-        # 2. Group the entries by block (counting sort; query-term order kept within a block,
-        #    so scores accumulate in the same order as the exhaustive kernel).
-        start = 0
-        for i in range(n_touched):
-            b = touched[i]
-            fill[b] = start
-            start += n_entries[b]
-        for j in range(q_lo, q_hi):
-            t = q_terms[j]
-            for e in range(block_offsets[t], block_offsets[t + 1]):
-                b = block_ids[e]
-                entry_of[fill[b]] = e
-                term_of[fill[b]] = j
-                fill[b] += 1
-        # 3. Candidate blocks (with an allowed row) in a max-heap by bound, then block id.
+        # 2. Candidate blocks (with an allowed row) in a max-heap by bound, then block id.
         n_cand = 0
         for i in range(n_touched):
             b = touched[i]
@@ -266,7 +267,7 @@ def bmp_search(
             ub[b] = 0.0
         for i in range(n_cand // 2 - 1, -1, -1):
             _block_sift_down(hu, hb, n_cand, i)
-        # 4. Visit blocks by bound until none can enter the top-k.
+        # 3. Visit blocks by bound until none can enter the top-k.
         size = 0
         n_scored = 0
         while n_cand > 0:
@@ -282,12 +283,43 @@ def bmp_search(
                     break
                 if bound == hs[0] and (not safe or b * block_size > hd[0]):
                     break
+                if n_scored >= probe_blocks:
+                    # Enough blocks probed for a good k-th score: take every block that can
+                    # still enter (same rule) and score them term at a time (sequential reads).
+                    n_sel = 0
+                    while True:
+                        selected[b] = True
+                        sel_list[n_sel] = b
+                        n_sel += 1
+                        if n_cand == 0:
+                            break
+                        u = hu[0]
+                        b = hb[0]
+                        n_cand -= 1
+                        hu[0] = hu[n_cand]
+                        hb[0] = hb[n_cand]
+                        _block_sift_down(hu, hb, n_cand, 0)
+                        bound = alpha * u
+                        if bound < hs[0]:
+                            break
+                        if bound == hs[0] and (not safe or b * block_size > hd[0]):
+                            break
+                    size = _score_selected(
+                        offsets, docs, impacts, block_offsets, block_ids, block_starts,
+                        q_terms, q_weights, q_lo, q_hi, selected, scratch_acc, scratch_rows,
+                        allowed, use_mask, hs, hd, size, k,
+                    )  # fmt: skip
+                    for i in range(n_sel):
+                        selected[sel_list[i]] = False
+                    n_scored += n_sel
+                    break
             first = b * block_size
             n_slots = 0
-            for i in range(fill[b] - n_entries[b], fill[b]):
-                e = entry_of[i]
-                j = term_of[i]
+            for j in range(q_lo, q_hi):
                 t = q_terms[j]
+                e = _find_entry(block_ids, block_offsets[t], block_offsets[t + 1], b)
+                if e < 0:
+                    continue
                 lo = offsets[t] + block_starts[e]
                 hi = (
                     offsets[t] + block_starts[e + 1]
@@ -309,8 +341,38 @@ def bmp_search(
                 if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
                     size = _topk_push(hs, hd, size, k, s, d)
             n_scored += 1
-        for i in range(n_touched):
-            n_entries[touched[i]] = 0
         blocks_scored[q] = n_scored
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_selected(
+    offsets, docs, impacts, block_offsets, block_ids, block_starts, q_terms, q_weights,
+    q_lo, q_hi, selected, acc, rows, allowed, use_mask, hs, hd, size, k,
+):  # fmt: skip
+    """Term-at-a-time scoring of the postings that fall in ``selected`` blocks."""
+    n_rows = 0
+    for j in range(q_lo, q_hi):
+        t = q_terms[j]
+        w = q_weights[j]
+        for e in range(block_offsets[t], block_offsets[t + 1]):
+            if not selected[block_ids[e]]:
+                continue
+            lo = offsets[t] + block_starts[e]
+            hi = (
+                offsets[t] + block_starts[e + 1] if e + 1 < block_offsets[t + 1] else offsets[t + 1]
+            )
+            for p in range(lo, hi):
+                d = docs[p]
+                if acc[d] == 0.0:
+                    rows[n_rows] = d
+                    n_rows += 1
+                acc[d] += w * impacts[p]
+    for i in range(n_rows):
+        d = rows[i]
+        s = acc[d]
+        acc[d] = 0.0
+        if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
+            size = _topk_push(hs, hd, size, k, s, d)
+    return size

@@ -10,6 +10,7 @@ exhaustive term-at-a-time scoring (``mode="exhaustive"``).
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,18 @@ class ImpactSearcher:
         self._doc_id_list: list[str] | None = None
         #: Blocks fully scored per query by the last BMP search (benchmark diagnostics).
         self.last_blocks_scored: np.ndarray | None = None
+        #: BMP scores this many blocks one by one, then the rest that can still enter
+        #: term at a time (see retrieval/bmp.py); a huge value gives block-by-block BMP.
+        self.probe_blocks = 16
+        self._local = threading.local()
+
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-thread accumulators over all documents (zero between searches)."""
+        buf = getattr(self._local, "scratch", None)
+        if buf is None:
+            n = self.index.n_docs
+            buf = self._local.scratch = (np.zeros(n, np.float64), np.empty(n, np.int64))
+        return buf
 
     @classmethod
     def load(cls, index_dir: Path, config, doc_ids: np.ndarray) -> ImpactSearcher:
@@ -213,6 +226,7 @@ class ImpactSearcher:
                 else np.zeros(1, dtype=np.int64)
             )
             scored = np.zeros(len(batch), dtype=np.int64)
+            scratch = self._scratch()
             rows, scores, counts = bmp_search(
                 ix.offsets,
                 ix.docs,
@@ -232,6 +246,9 @@ class ImpactSearcher:
                 block_allowed,
                 use_mask,
                 scored,
+                int(self.probe_blocks),
+                scratch[0],
+                scratch[1],
             )
             self.last_blocks_scored = scored
         return rows, scores * ix.scale, counts

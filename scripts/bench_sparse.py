@@ -72,7 +72,9 @@ def time_loop(fn: Callable[[int], object], n: int) -> float:
     return time.perf_counter() - t
 
 
-def interleaved_qps(fns: dict[str, Callable[[int], object]], n: int, repeats: int) -> dict[str, dict]:
+def interleaved_qps(
+    fns: dict[str, Callable[[int], object]], n: int, repeats: int
+) -> dict[str, dict]:
     """Best and median QPS of each system, systems interleaved in every repeat so that the
     load of the shared machine falls on all of them alike."""
     for fn in fns.values():  # warm-up (JIT, caches)
@@ -83,7 +85,8 @@ def interleaved_qps(fns: dict[str, Callable[[int], object]], n: int, repeats: in
         for name, fn in fns.items():
             secs[name].append(time_loop(fn, n))
     return {
-        name: {"qps_best": n / min(s), "qps_median": n / float(np.median(s))} for name, s in secs.items()
+        name: {"qps_best": n / min(s), "qps_median": n / float(np.median(s))}
+        for name, s in secs.items()
     }
 
 
@@ -92,7 +95,9 @@ def interleaved_qps(fns: dict[str, Callable[[int], object]], n: int, repeats: in
 
 
 def hits_of(rows, scores, doc_ids, kind) -> list[Hit]:
-    return [Hit(str(doc_ids[r]), float(s), {kind: float(s)}) for r, s in zip(rows, scores, strict=True)]
+    return [
+        Hit(str(doc_ids[r]), float(s), {kind: float(s)}) for r, s in zip(rows, scores, strict=True)
+    ]
 
 
 def scifact(args) -> dict:
@@ -112,7 +117,9 @@ def scifact(args) -> dict:
         out.mkdir(parents=True)
         t = time.perf_counter()
         stats = build_bm25(data.docs, out, BM25Config(block_size=bs), lambda *a: None)
-        log(f"  built bm25 bs={bs} in {time.perf_counter() - t:.1f}s: {stats['n_postings']} postings")
+        log(
+            f"  built bm25 bs={bs} in {time.perf_counter() - t:.1f}s: {stats['n_postings']} postings"
+        )
         searchers[bs] = ImpactSearcher.load(out, BM25Config(block_size=bs), doc_ids)
     default = searchers[args.block_sizes[0]] if 64 not in searchers else searchers[64]
 
@@ -151,7 +158,9 @@ def scifact(args) -> dict:
     quality = {}
     for name, fn in systems.items():
         run = fn(queries, 100)
-        quality[name] = evaluate({qid: hits for qid, hits in zip(data.query_ids, run, strict=True)}, qrels)
+        quality[name] = evaluate(
+            {qid: hits for qid, hits in zip(data.query_ids, run, strict=True)}, qrels
+        )
     results["quality"] = quality
 
     qps = {}
@@ -161,7 +170,9 @@ def scifact(args) -> dict:
     # Batch mode (all 300 queries in one call) for the systems that have one.
     batch = {"ours BMP safe (batch)": lambda i: systems_batch(default, queries, 10)}
     if lucene and "lucene batch" in LUCENE_BATCH:
-        batch["lucene (batch_search, 1 thread)"] = lambda i: LUCENE_BATCH["lucene batch"](queries, 10)
+        batch["lucene (batch_search, 1 thread)"] = lambda i: LUCENE_BATCH["lucene batch"](
+            queries, 10
+        )
     batch_secs = {n: min(time_loop(f, 1) for _ in range(args.repeats)) for n, f in batch.items()}
     qps["batch_k10"] = {n: nq / s for n, s in batch_secs.items()}
     results["qps"] = qps
@@ -225,7 +236,10 @@ def bmp_package_systems(ours: ImpactSearcher, doc_ids, block_sizes) -> dict[str,
         indexer = bmp.Indexer(str(path), bs, False)
         for row in range(ix.n_docs):
             lo, hi = by_doc.indptr[row], by_doc.indptr[row + 1]
-            vec = {vocab[t]: int(v) for t, v in zip(by_doc.indices[lo:hi], by_doc.data[lo:hi], strict=True)}
+            vec = {
+                vocab[t]: int(v)
+                for t, v in zip(by_doc.indices[lo:hi], by_doc.data[lo:hi], strict=True)
+            }
             indexer.add_document(str(row), vec)
         indexer.finish()
         searcher = bmp.Searcher(str(path))
@@ -238,7 +252,9 @@ def bmp_package_systems(ours: ImpactSearcher, doc_ids, block_sizes) -> dict[str,
                     if not counts:  # the package panics on empty queries
                         out.append([])
                         continue
-                    rows, scores = searcher.search({t: float(c) for t, c in counts.items()}, k, alpha, 1.0)
+                    rows, scores = searcher.search(
+                        {t: float(c) for t, c in counts.items()}, k, alpha, 1.0
+                    )
                     rows = [int(r) for r in rows]
                     out.append(hits_of(rows, [s * ix.scale for s in scores], doc_ids, "bmp"))
                 return out
@@ -285,7 +301,9 @@ def scifact_stream(data):
     queries = []
     for q in data.query_texts:
         c = Counter(t for t in analyzer(q) if t in term_of)
-        queries.append((np.array([term_of[t] for t in c], np.int64), np.array(list(c.values()), np.float64)))
+        queries.append(
+            (np.array([term_of[t] for t in c], np.int64), np.array(list(c.values()), np.float64))
+        )
     return tokens, starts, lengths, len(vocab), queries
 
 
@@ -304,7 +322,8 @@ def generate_docs(tokens, starts, lengths, n_docs, topical, rng, order, chunk=10
         topic = rng.random(len(owner)) < topical
         pos = np.where(
             topic,
-            starts[seeds][owner] + (rng.random(len(owner)) * lengths[seeds][owner]).astype(np.int64),
+            starts[seeds][owner]
+            + (rng.random(len(owner)) * lengths[seeds][owner]).astype(np.int64),
             (rng.random(len(owner)) * len(tokens)).astype(np.int64),
         )
         yield n, owner, tokens[pos], dl
@@ -347,7 +366,9 @@ def synthetic_postings(data, n_docs: int, kind: str, topical: float, seed: int, 
     idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
     if kind == "bm25":
         weights = bm25_weights(tfs, dl[doc_ids], df[term_ids], n_docs, float(dl.mean()), 0.9, 0.4)
-        batch = QueryBatch.from_lists([q[0] for q in sci_queries], [q[1] for q in sci_queries], n_terms)
+        batch = QueryBatch.from_lists(
+            [q[0] for q in sci_queries], [q[1] for q in sci_queries], n_terms
+        )
     else:
         z = np.where(
             tfs > 0,
@@ -425,10 +446,10 @@ def synthetic(args, data) -> dict:
                     for q in range(len(batch))
                 ])  # fmt: skip
 
-                def mode_fn(mode, alpha, k=k):
-                    def fn(i):
-                        s.mode, s.alpha = mode, alpha
-                        return s.search_rows(per_query[i], k)
+                def mode_fn(mode, alpha, k=k, searcher=s, queries=per_query):
+                    def fn(qi):
+                        searcher.mode, searcher.alpha = mode, alpha
+                        return searcher.search_rows(queries[qi], k)
 
                     return fn
 

@@ -48,8 +48,11 @@ def dense_truth(postings, n_docs, query: dict[int, float], allowed) -> list[tupl
     return [(d, scores[d] * 0.5) for d in rows]
 
 
-def run(index: ImpactIndex, query: dict[int, float], k: int, allowed, mode: str, alpha=1.0):
+def run(
+    index: ImpactIndex, query: dict[int, float], k: int, allowed, mode: str, alpha=1.0, probe=16
+):
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
+    searcher.probe_blocks = probe
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
     rows, scores, counts = searcher.search_rows(batch, k, allowed)
@@ -111,17 +114,20 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
     exhaustive = run(index, query, k, allowed, "exhaustive")
     bmp = run(index, query, k, allowed, "bmp")
     assert bmp == exhaustive
+    # Block by block only, and switching to term-at-a-time after 0 or 1 probed blocks.
+    for probe in (10**9, 0, 1):
+        assert run(index, query, k, allowed, "bmp", probe=probe) == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
 
 
 @settings(max_examples=80, deadline=None)
-@given(cases(), st.floats(0.1, 0.99))
-def test_approximate_bmp_returns_true_scores_in_order(case, alpha):
+@given(cases(), st.floats(0.1, 0.99), st.sampled_from([0, 1, 10**9]))
+def test_approximate_bmp_returns_true_scores_in_order(case, alpha, alpha_probe):
     postings, n_docs, n_terms, block_size, bits, query, allowed, k = case
     index = make_index(postings, n_docs, n_terms, block_size, bits)
     truth = dict(dense_truth(postings, n_docs, query, allowed))
-    got = run(index, query, k, allowed, "bmp", alpha)
+    got = run(index, query, k, allowed, "bmp", alpha, probe=alpha_probe)
     assert len(got) <= k
     assert all(r in truth and s == pytest.approx(truth[r], rel=1e-12) for r, s in got)
     assert got == sorted(got, key=lambda x: (-x[1], x[0]))
@@ -134,7 +140,8 @@ def test_a_block_whose_bound_ties_the_kth_score_is_still_scored():
     # bound equals the k-th score and its row 0 ties it with a lower row: it must enter.
     postings = {0: {0: 5, 64: 5}, 1: {65: 5}}
     index = make_index(postings, 128, 2, 64)
-    assert run(index, {0: 1.0, 1: 1.0}, 2, None, "bmp") == [(0, 2.5), (64, 2.5)]
+    for probe in (0, 1, 10**9):
+        assert run(index, {0: 1.0, 1: 1.0}, 2, None, "bmp", probe=probe) == [(0, 2.5), (64, 2.5)]
 
 
 def test_last_block_alone_is_scored():
@@ -201,3 +208,12 @@ def test_quantize_keeps_every_positive_weight_and_caps_at_the_limit():
     assert q.dtype == np.uint8 and q.tolist() == [1, 128, 255] and scale == 1 / 255
     q16, _ = quantize(np.array([1e-9, 1.0]), 16)
     assert q16.dtype == np.uint16 and q16.tolist() == [1, 65535]
+
+
+def test_a_missing_block_does_not_borrow_the_next_terms_entry():
+    # Term 0 occurs only in block 0; term 1 occurs in block 1. Scoring block 1 must not
+    # read term 1's entry as term 0's (a binary search that runs past term 0's range).
+    postings = {0: {0: 5}, 1: {70: 9}}
+    index = make_index(postings, 128, 2, 64)
+    for probe in (0, 10**9):
+        assert run(index, {0: 1.0, 1: 1.0}, 5, None, "bmp", probe=probe) == [(70, 4.5), (0, 2.5)]

@@ -222,3 +222,47 @@ def test_build_and_reload_through_a_version(tmp_path):
             [h.score for h in hs], np.sort(ref[qi])[::-1][:5], rtol=1e-4, atol=1e-4
         )
         assert [row_of[h.doc_id] for h in hs][0] == int(np.argmax(ref[qi]))
+
+
+def tiny_multi_vector_encoder_dir(out) -> str:
+    """A 2-layer random BERT + 16-dim projection saved as a MultiVectorEncoder (ColBERT
+    layout: query/document markers, a mask module), over MiniLM's vocabulary."""
+    import torch
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.base.modules.dense import Dense
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+    from transformers import BertConfig, BertModel
+
+    from tests.tiny_models import minilm_tokenizer
+
+    torch.manual_seed(0)
+    tok = minilm_tokenizer()
+    config = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(out / "bert")
+    tok.save_pretrained(out / "bert")
+    projection = Dense(32, 16, bias=False, activation_function=torch.nn.Identity(),
+                       module_input_name="token_embeddings")
+    model = MultiVectorEncoder(
+        modules=[Transformer(str(out / "bert")), projection, MultiVectorMask()],
+        prompts={"query": "[Q] ", "document": "[D] "},
+    )
+    model.save(str(out / "mve"))
+    return str(out / "mve")
+
+
+def test_a_colbert_checkpoint_goes_through_multi_vector_encoder(tmp_path):
+    model = tiny_multi_vector_encoder_dir(tmp_path)
+    docs = demo_documents(20)
+    store = VersionStore(tmp_path / "collection")
+    vid = store.build(docs, {"colbert": {"model": model, "n_centroids": 8}})
+    stats = store.manifest(vid)["kinds"]["colbert"]["stats"]
+    assert stats["encoder"] == "multi_vector" and stats["dim"] == 16
+    searcher = open_version(store).searchers["colbert"]
+    queries = demo_queries(3)
+    q = searcher.encoder.encode_queries(queries)
+    assert all(np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5) for x in q)
+    assert_topk_of_reference(searcher, q, 5)

@@ -157,6 +157,7 @@ def test_make_reranker_reuses_the_versions_token_store(tmp_path, encoder):
     version = open_version(store)
     reranker = make_reranker("maxsim", version=version)
     assert reranker.store is not None and reranker.store.codec.name == "binary"
+    assert not reranker.needs_texts
     query = demo_queries(1)[0]
     q = encoder.encode_queries([query])[0]
     hits = [Hit(d.id, 1.0) for d in docs]
@@ -165,4 +166,4 @@ def test_make_reranker_reuses_the_versions_token_store(tmp_path, encoder):
     want = np.array([hand_maxsim(q, reranker.store.doc_tokens(r)) for r in rows])
     np.testing.assert_allclose([h.scores["maxsim"] for h in out], np.sort(want)[::-1][:5], rtol=1e-5)
     # another model than the version's: no store, texts are encoded on the fly
-    assert make_reranker("maxsim", model="minilm", version=version).store is None
+    assert make_reranker("maxsim", model="minilm", version=version).needs_texts

@@ -1,4 +1,4 @@
-"""The ``specrag`` command line: index, search, eval, serve, collections, demo.
+"""The ``specrag`` command line: index, search, eval, serve, collections, demo, ask.
 
 Every command works on the same CollectionService as the REST API (settings from
 ``SPECRAG_*`` environment variables, home ``.specrag`` by default). User errors (a bad
@@ -30,7 +30,9 @@ class UserError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `ask` imports the generation stack (torch): only when it is the command.
+    parser = build_parser(with_ask=bool(argv) and argv[0] == "ask")
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
@@ -42,9 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="specrag", description=__doc__.splitlines()[0])
+def build_parser(with_ask: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specrag", description="specrag: retrieval and RAG search.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    if with_ask:
+        from specrag.api.ask import add_ask_arguments, ask_cli
+
+        p = sub.add_parser("ask", help="answer a question from a collection's hits")
+        add_ask_arguments(p)
+        p.set_defaults(handler=ask_cli)
+    else:
+        sub.add_parser("ask", help="answer a question from a collection's hits (see: specrag ask -h)")
 
     p = sub.add_parser("index", help="create/update a collection from a corpus file and build it")
     p.add_argument("--collection", required=True)

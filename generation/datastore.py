@@ -49,6 +49,8 @@ def build_datastore(corpus: Corpus, out_dir: Path, config: DatastoreConfig, prog
         total += len(ids) + 1
         if i % 1000 == 0:
             progress(i, n, "datastore: tokenize")
+    if n and total == n:
+        raise ValueError(f"tokenizer {config.tokenizer!r} produced no tokens for any document")
     if total >= 2**31 - 1:
         raise ValueError(f"corpus has {total} tokens; the int32 datastore holds < 2**31")
     tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)

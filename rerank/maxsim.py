@@ -19,7 +19,7 @@ from specrag.indexing.token_store import TokenStore
 from specrag.types import Hit
 
 #: Tuned on SciFact train queries (hybrid bm25+dense RRF first stage, MiniLM tokens, int8).
-DEFAULT_FUSION_WEIGHTS: dict[str, float] = {}
+DEFAULT_FUSION_WEIGHTS: dict[str, float] = {"dense": 0.9, "bm25": 0.7}
 
 
 class MaxSimReranker:

@@ -286,24 +286,20 @@ def bmp_search(
                 if n_scored >= probe_blocks:
                     # Enough blocks probed for a good k-th score: take every block that can
                     # still enter (same rule) and score them term at a time (sequential reads).
-                    n_sel = 0
-                    while True:
-                        selected[b] = True
-                        sel_list[n_sel] = b
-                        n_sel += 1
-                        if n_cand == 0:
-                            break
-                        u = hu[0]
-                        b = hb[0]
-                        n_cand -= 1
-                        hu[0] = hu[n_cand]
-                        hb[0] = hb[n_cand]
-                        _block_sift_down(hu, hb, n_cand, 0)
-                        bound = alpha * u
+                    # One linear pass over the heap's array: the rule is monotone in heap
+                    # order, so testing each block alone selects exactly the popped prefix.
+                    selected[b] = True
+                    sel_list[0] = b
+                    n_sel = 1
+                    for i in range(n_cand):
+                        bound = alpha * hu[i]
                         if bound < hs[0]:
-                            break
-                        if bound == hs[0] and (not safe or b * block_size > hd[0]):
-                            break
+                            continue
+                        if bound == hs[0] and (not safe or hb[i] * block_size > hd[0]):
+                            continue
+                        selected[hb[i]] = True
+                        sel_list[n_sel] = hb[i]
+                        n_sel += 1
                     size = _score_selected(
                         offsets, docs, impacts, block_offsets, block_ids, block_starts,
                         q_terms, q_weights, q_lo, q_hi, selected, scratch_acc, scratch_rows,

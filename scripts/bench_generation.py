@@ -70,7 +70,8 @@ def corpus_datastore(data: Path, tokenizer_path: str) -> DatastoreSearcher:
         for line in f:
             d = json.loads(line)
             docs.append(Document(d["_id"], d["text"], d.get("title")))
-    key = hashlib.sha1((tokenizer_path + str(len(docs))).encode()).hexdigest()[:10]
+    vocab = (Path(tokenizer_path) / "tokenizer.json").read_bytes()  # key by content, not path
+    key = hashlib.sha1(vocab + str(len(docs)).encode()).hexdigest()[:10]
     out = CACHE / "bench-generation" / f"datastore-{key}"
     cfg = DatastoreConfig(tokenizer=tokenizer_path)
     if not (out / "sa.npy").exists():

@@ -446,7 +446,7 @@ def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=F
         for cfg in (
             {"compression": "int8", "nprobe": 4, "candidates": 1024},
             {"compression": "int8", "nprobe": 2, "candidates": 256},
-            {"compression": "binary", "nprobe": 4, "candidates": 1024},
+            {"compression": "binary", "nprobe": 2, "candidates": 256},
         ):
             run, qps, stats = colbert_first_stage(docs, queries, q_index, qids, data, **cfg)
             name = ",".join(f"{k}={v}" for k, v in cfg.items())

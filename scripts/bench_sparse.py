@@ -121,7 +121,7 @@ def scifact(args) -> dict:
             f"  built bm25 bs={bs} in {time.perf_counter() - t:.1f}s: {stats['n_postings']} postings"
         )
         searchers[bs] = ImpactSearcher.load(out, BM25Config(block_size=bs), doc_ids)
-    default = searchers[args.block_sizes[0]] if 64 not in searchers else searchers[64]
+    default = searchers.get(BM25Config().block_size, searchers[args.block_sizes[0]])
 
     # Exactness: safe BMP == exhaustive, ids and scores, top-10 and top-100, every block size.
     exact = {}

@@ -50,7 +50,7 @@ def test_maxsim_on_the_fly_equals_hand_maxsim(encoder, candidates):
     texts = [d.full_text() for d in docs]
     q = encoder.encode_queries([query])[0]
     want = np.array([hand_maxsim(q, t) for t in encoder.encode_documents(texts)])
-    out = MaxSimReranker(encoder).rerank(query, hits, texts=texts, k=10)
+    out = MaxSimReranker(encoder, fusion_weights={}).rerank(query, hits, texts=texts, k=10)
     order = np.lexsort((np.arange(len(want)), -want))[:10]
     assert [h.doc_id for h in out] == [docs[i].id for i in order]
     np.testing.assert_allclose([h.scores["maxsim"] for h in out], want[order], rtol=1e-5)
@@ -64,7 +64,7 @@ def test_maxsim_from_a_token_store_equals_hand_maxsim(encoder, candidates, token
     rows = np.arange(len(docs))[::-1].copy()  # hits in another order than the store
     hits_rev = hits[::-1]
     want = np.array([hand_maxsim(q, token_store.doc_tokens(r)) for r in rows])
-    out = MaxSimReranker(encoder, token_store).rerank(query, hits_rev, rows=rows)
+    out = MaxSimReranker(encoder, token_store, {}).rerank(query, hits_rev, rows=rows)
     order = np.lexsort((np.arange(len(want)), -want))
     assert [h.doc_id for h in out] == [hits_rev[i].doc_id for i in order]
     np.testing.assert_allclose([h.score for h in out], want[order], rtol=1e-5)

@@ -82,6 +82,15 @@ def build_parser(with_ask: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=1000, help="hits per query in the run")
     p.set_defaults(handler=cmd_eval)
 
+    p = sub.add_parser("calibrate", help="fit score -> probability of relevance (for min_relevance)")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--queries", required=True, type=Path, help="training queries")
+    p.add_argument("--qrels", required=True, type=Path, help="training judgments")
+    p.add_argument("--retriever", default="hybrid")
+    p.add_argument("--rerank", choices=["maxsim", "cross-encoder"], default=None)
+    p.add_argument("--rerank-model", default=None)
+    p.set_defaults(handler=cmd_calibrate)
+
     p = sub.add_parser("serve", help="run the REST API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -204,6 +213,41 @@ def cmd_eval(args) -> int:
     for name, value in scores.items():
         print(f"{name:<8} {value:.4f}")
     print(f"run written to {args.run_out}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Run the request the calibration is for over training queries (depth 100) and fit
+    the calibrator that `min_relevance` reads, stored in the current version."""
+    from specrag.api.stages import CALIBRATION_NAME
+    from specrag.indexing.readers import read_qrels, read_queries
+    from specrag.retrieval import pipeline
+    from specrag.retrieval.calibration import calibration_path, fit_calibration
+    from specrag.retrieval.evaluation import judged_queries
+    from specrag.retrieval.request import RerankSpec, SearchRequest
+
+    qrels = read_qrels(args.qrels)
+    queries, skipped = judged_queries(read_queries(args.queries), qrels)
+    if not queries:
+        raise UserError(f"none of the queries in {args.queries} has judgments in {args.qrels}")
+    rerank = RerankSpec(method=args.rerank, model=args.rerank_model) if args.rerank else None
+    request = SearchRequest(query="x", k=100, retriever=args.retriever, rerank=rerank)
+    service = _service()
+    try:
+        info = service.store.get_collection(args.collection)
+        version = service.version_for(args.collection)
+        allowed = service.live_mask(args.collection, version, info.generation)
+        qids = list(queries)
+        outcome = pipeline.search_batch(version, [queries[q] for q in qids], request, allowed, service.hooks)
+    finally:
+        service.close()
+    run = {q: [(h.doc_id, h.score) for h in hits] for q, hits in zip(qids, outcome.hits, strict=True)}
+    calibrator = fit_calibration(run, qrels, top_n=100)
+    path = calibration_path(version.path, CALIBRATION_NAME)
+    calibrator.save(path)
+    print(f"calibrated {args.retriever}{' + ' + args.rerank if args.rerank else ''} on {len(qids)} "
+          f"queries ({skipped} without judgments skipped); written to {path}")
+    print("search requests with the same retriever/rerank settings can now use min_relevance")
     return 0
 
 

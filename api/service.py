@@ -28,6 +28,7 @@ from specrag.api.schemas import (
     SearchResponse,
     validate_kinds,
 )
+from specrag.api.stages import Stages
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.request import SearchRequest
@@ -60,8 +61,8 @@ class CollectionService:
         self.engine = create_engine_for(settings.db_url)
         init_db(self.engine)
         self.store = DocumentStore(self.engine)
-        #: Rerank / relevance stages; the lead wires them (``pipeline.Hooks``).
-        self.hooks = hooks or pipeline.Hooks()
+        #: Rerank and calibrated-relevance stages, bound to the document store.
+        self.hooks = hooks or Stages(self.store).hooks()
         self._versions: dict[str, OpenVersion] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()

@@ -157,7 +157,7 @@ def test_create_collection_errors(client, built, body, code, fragment):
         ("/collections/docs/search", {"query": "x", "filter": {"year": {"$foo": 1}}}, 400, "$foo"),
         ("/collections/docs/search", {"query": "x", "filter": {"$and": 3}}, 400, "$and"),
         ("/collections/docs/search", {"query": "x", "retriever": "dense"}, 400, "dense"),
-        ("/collections/docs/search", {"query": "x", "rerank": {}}, 400, "rerank"),
+        ("/collections/docs/search", {"query": "x", "rerank": {"method": "cross-encoder"}}, 400, "needs `model`"),
         ("/collections/docs/search", {"query": "x", "min_relevance": 0.5}, 400, "min_relevance"),
         ("/collections/docs/search", {"query": "x", "bogus": 1}, 422, "bogus"),
         ("/collections/nope/documents", {"documents": [{"id": "a", "text": "t"}]}, 404, "nope"),

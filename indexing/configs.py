@@ -23,7 +23,7 @@ class ImpactSearchConfig(KindConfig):
         ge=1,
         le=65536,
         description="Docs per block for block-max pruning (128: fastest of 32/64/128 on SciFact, "
-        "docs/bench/sparse.md).",
+        "docs/benchmarks.md).",
     )
     impact_bits: Literal[8, 16] = Field(
         8, description="Width of the quantized impacts (the scale is recorded in the manifest)."

@@ -8,7 +8,7 @@ Two sources, one interface:
 - a plain bi-encoder (``SentenceTransformer`` with a Pooling module, e.g. the offline
   MiniLM): its contextual token embeddings (``output_value=None`` keeps the input ids),
   special tokens dropped, no projection. Queries and documents are encoded alike.
-  Measured on SciFact (docs/bench/late_interaction.md): MaxSim over these works well.
+  Measured on SciFact (docs/benchmarks.md): MaxSim over these works well.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The MaxSim score can be fused with first-stage scores: each is z-normalized over
 reranked list and added, ``z(maxsim) + sum_name w_name * z(score_name)`` where ``first``
 names the hit's (fused) ``score`` and any other name a retriever's raw score in
 ``hit.scores`` (a hit that retriever did not return gets the list's lowest such score).
-The default weights are tuned on SciFact's *train* queries (docs/bench/late_interaction.md).
+The default weights are tuned on SciFact's *train* queries (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from specrag.indexing.token_store import TokenStore
 from specrag.types import Hit
 
 #: Tuned on SciFact train queries (hybrid bm25+dense RRF first stage, MiniLM tokens, int8).
-DEFAULT_FUSION_WEIGHTS: dict[str, float] = {"dense": 0.9, "bm25": 0.7}
+DEFAULT_FUSION_WEIGHTS: dict[str, float] = {"dense": 0.4, "bm25": 0.8}
 
 
 class MaxSimReranker:

@@ -8,7 +8,7 @@ query's sign bits, each rescored as ``q . dequantize(int8 row)``, best k kept.
   Whenever ``n_cand`` >= the number of allowed documents the Hamming stage is skipped and
   every allowed document is rescored, so ``search`` equals the reference top-k exactly;
   the default (``min_candidates=400``) is therefore exact on corpora up to 400 documents.
-  Beyond that, the Hamming stage is the approximation (measured in docs/bench/dense.md).
+  Beyond that, the Hamming stage is the approximation (measured in docs/benchmarks.md).
 - Filtering: ``flat`` and ``hnsw`` pass an ``IDSelectorBitmap`` to faiss (IndexBinaryFlat
   takes it in plain SearchParameters, IndexBinaryHNSW in SearchParametersHNSW);
   faiss's IndexBinaryIVF rejects selectors, so ``ivf`` over-fetches candidates in

@@ -7,7 +7,7 @@ k); otherwise faiss searches with an ``IDSelectorBitmap`` (``SearchParametersHNS
 ``SearchParametersIVF`` for the approximate indexes). When an approximate index still
 returns fewer than min(k, allowed) hits, that query is completed by the exact scan, so
 ``flat`` always returns exactly min(k, allowed) hits and the others never return fewer.
-The switch-over point was measured on SciFact (docs/bench/dense.md).
+The switch-over point was measured on SciFact (docs/benchmarks.md).
 
 On a machine with faiss-gpu and a GPU, unfiltered flat/IVF searches run on the GPU;
 filtered ones stay on the CPU index (faiss GPU indexes take no IDSelector).

@@ -9,7 +9,7 @@ Which retrievers run:
 - ``retrievers=[...]``: exactly those kinds, with their weights and candidate depths;
 - ``retriever="<kind>"``: that kind alone, its raw scores unchanged;
 - ``retriever="hybrid"`` (default): :data:`HYBRID`, the fusion recommended by measurement
-  on SciFact train queries (docs/bench/retrieval.md), over the version's searchable kinds.
+  on SciFact train queries (docs/benchmarks.md), over the version's searchable kinds.
   Explicitly set request fields ``fusion``/``rrf_k``/``normalization`` override it.
 """
 
@@ -52,7 +52,7 @@ class HybridRecipe:
     depth: int = DEFAULT_DEPTH
 
 
-#: The recommended hybrid, chosen on SciFact *train* queries (809; docs/bench/retrieval.md
+#: The recommended hybrid, chosen on SciFact *train* queries (809; docs/benchmarks.md
 #: has the grid of RRF k x weights and convex minmax/zscore x weights, and test figures):
 #: convex z-score fusion, bm25 0.6 : dense 0.4, 100 candidates each (train nDCG@10 0.737
 #: vs 0.717 for plain RRF k=60). Kinds without a measured weight get 0.5.

@@ -473,7 +473,7 @@ def query_encode_ms(texts: list[str]) -> float:
 
 
 def report(r: dict) -> str:
-    """The results as markdown tables (docs/bench/late_interaction.md)."""
+    """The results as markdown tables (docs/benchmarks.md)."""
     lines = [f"SciFact: {r['n_docs']} docs, {r['n_tokens']} MiniLM tokens (special tokens "
              f"dropped); bm25 from: {r['bm25_source']}.", "",
              "### First stages (test, 300 queries)", "",

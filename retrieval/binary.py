@@ -35,16 +35,15 @@ from specrag.indexing.binary import (
     make_binary_index,
 )
 from specrag.indexing.configs import BinaryConfig
-from specrag.indexing.embedding import encode_queries
-from specrag.indexing.encoders import load_model
-from specrag.retrieval.topk import bitmap_selector, check_k, check_mask, to_hits, top_k
-from specrag.types import DocMask, Hit
+from specrag.retrieval.embedding_searcher import EmbeddingSearcher
+from specrag.retrieval.topk import bitmap_selector, check_k, check_mask, top_k
+from specrag.types import DocMask
 
 #: IVF has no IDSelector: over-fetch this many times the selectivity-scaled candidates.
 IVF_OVERFETCH = 2.0
 
 
-class BinarySearcher:
+class BinarySearcher(EmbeddingSearcher):
     kind = "binary"
 
     def __init__(self, codes, int8, calibration, index, config: BinaryConfig, doc_ids):
@@ -81,32 +80,6 @@ class BinarySearcher:
         else:
             index = faiss.read_index_binary(str(index_dir / INDEX_FILE))
         return cls(codes, int8, calibration, index, config, doc_ids)
-
-    @property
-    def n_docs(self) -> int:
-        return len(self.doc_ids)
-
-    def encode(self, queries: list[str]) -> np.ndarray:
-        model = load_model(self.config.model)
-        return encode_queries(
-            model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
-        )
-
-    def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
-        check_k(k)
-        mask = check_mask(allowed, self.n_docs)
-        if mask is not None and not mask.any():
-            return [[] for _ in queries]
-        return self.search_embeddings(self.encode(queries), k, allowed)
-
-    def search_embeddings(
-        self, query_emb: np.ndarray, k: int, allowed: DocMask | None = None
-    ) -> list[list[Hit]]:
-        """Search with precomputed float query embeddings (fusion, benchmarks)."""
-        return [
-            to_hits(r, s, self.doc_ids, self.kind)
-            for r, s in self.search_rows(query_emb, k, allowed)
-        ]
 
     def search_rows(
         self, query_emb: np.ndarray, k: int, allowed: DocMask | None = None

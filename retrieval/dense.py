@@ -22,10 +22,9 @@ import numpy as np
 
 from specrag.indexing.configs import DenseConfig
 from specrag.indexing.dense import EMBEDDINGS_FILE, INDEX_FILE, META_FILE
-from specrag.indexing.embedding import encode_queries
-from specrag.indexing.encoders import load_model
-from specrag.retrieval.topk import bitmap_selector, check_k, check_mask, sort_hits, to_hits, top_k
-from specrag.types import DocMask, Hit
+from specrag.retrieval.embedding_searcher import EmbeddingSearcher
+from specrag.retrieval.topk import bitmap_selector, check_k, check_mask, sort_hits, top_k
+from specrag.types import DocMask
 
 #: A filter allowing at most this fraction of the rows, or at most EXACT_FILTER_MIN_ROWS
 #: rows, is answered by an exact scan of the allowed rows instead of faiss + IDSelector.
@@ -38,7 +37,7 @@ EXACT_FILTER_MIN_ROWS = 1024
 GPU_MAX_K = 2048
 
 
-class DenseSearcher:
+class DenseSearcher(EmbeddingSearcher):
     kind = "dense"
 
     def __init__(self, embeddings: np.ndarray, index, config: DenseConfig, doc_ids: np.ndarray):
@@ -72,33 +71,6 @@ class DenseSearcher:
         else:
             index = faiss.read_index(str(index_dir / INDEX_FILE))
         return cls(emb, index, config, doc_ids)
-
-    @property
-    def n_docs(self) -> int:
-        return len(self.doc_ids)
-
-    def encode(self, queries: list[str]) -> np.ndarray:
-        """Query embeddings, as the index's documents were encoded."""
-        model = load_model(self.config.model)
-        return encode_queries(
-            model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
-        )
-
-    def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
-        check_k(k)
-        mask = check_mask(allowed, self.n_docs)
-        if mask is not None and not mask.any():
-            return [[] for _ in queries]
-        return self.search_embeddings(self.encode(queries), k, allowed)
-
-    def search_embeddings(
-        self, query_emb: np.ndarray, k: int, allowed: DocMask | None = None
-    ) -> list[list[Hit]]:
-        """Search with precomputed query embeddings (fusion, benchmarks)."""
-        return [
-            to_hits(r, s, self.doc_ids, self.kind)
-            for r, s in self.search_rows(query_emb, k, allowed)
-        ]
 
     def search_rows(
         self, query_emb: np.ndarray, k: int, allowed: DocMask | None = None

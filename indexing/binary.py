@@ -24,7 +24,7 @@ import numpy as np
 
 from specrag.atomic import write_json_atomic
 from specrag.indexing.configs import BinaryConfig
-from specrag.indexing.dense import reusable_dense_embeddings
+from specrag.indexing.dense import ivf_nlist, reusable_dense_embeddings
 from specrag.indexing.embedding import encode_corpus
 from specrag.indexing.encoders import load_model
 from specrag.types import Corpus, Progress, no_progress
@@ -143,14 +143,6 @@ def binarize(x: np.ndarray) -> np.ndarray:
     return np.packbits(x > 0, axis=1)
 
 
-def ivf_nlist(n_docs: int, config: BinaryConfig) -> int:
-    if config.ivf_nlist is not None:
-        if config.ivf_nlist > n_docs:
-            raise ValueError(f"ivf_nlist={config.ivf_nlist} exceeds the {n_docs} documents")
-        return config.ivf_nlist
-    return max(1, min(int(4 * math.sqrt(n_docs)), n_docs // 39))
-
-
 def make_binary_index(codes: np.ndarray, config: BinaryConfig):
     """A faiss binary (Hamming) index of the configured type holding ``codes``."""
     import faiss
@@ -165,7 +157,7 @@ def make_binary_index(codes: np.ndarray, config: BinaryConfig):
     elif config.index == "hnsw":
         index = faiss.IndexBinaryHNSW(bits, config.hnsw_m)
     elif config.index == "ivf":
-        nlist = ivf_nlist(n, config)
+        nlist = ivf_nlist(n, config.ivf_nlist)
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
         index.train(np.ascontiguousarray(codes))
         index.nprobe = min(config.ivf_nprobe, nlist)

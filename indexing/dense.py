@@ -102,13 +102,13 @@ def reusable_dense_embeddings(
     return emb if emb.shape == (n_docs, meta["dim"]) else None
 
 
-def ivf_nlist(n_docs: int, config: DenseConfig) -> int:
-    """Configured nlist, or about 4*sqrt(n) capped so that every list gets >= 39 training
-    points (faiss's own rule of thumb)."""
-    if config.ivf_nlist is not None:
-        if config.ivf_nlist > n_docs:
-            raise ValueError(f"ivf_nlist={config.ivf_nlist} exceeds the {n_docs} documents")
-        return config.ivf_nlist
+def ivf_nlist(n_docs: int, configured: int | None) -> int:
+    """The configured nlist, or about 4*sqrt(n) capped so that every list gets >= 39
+    training points (faiss's own rule of thumb). Shared by the dense and binary kinds."""
+    if configured is not None:
+        if configured > n_docs:
+            raise ValueError(f"ivf_nlist={configured} exceeds the {n_docs} documents")
+        return configured
     return max(1, min(int(4 * math.sqrt(n_docs)), n_docs // 39))
 
 
@@ -124,7 +124,7 @@ def make_faiss_index(emb: np.ndarray, config: DenseConfig):
         index.hnsw.efConstruction = config.hnsw_ef_construction
         index.hnsw.efSearch = config.hnsw_ef_search
     elif config.index == "ivf":
-        nlist = ivf_nlist(n, config)
+        nlist = ivf_nlist(n, config.ivf_nlist)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(np.ascontiguousarray(emb))
         index.nprobe = min(config.ivf_nprobe, nlist)

@@ -119,7 +119,7 @@ def dense_rows(bench: DenseBench) -> list[Row]:
         (
             "dense float32, IVF nprobe=16",
             DenseConfig(index="ivf"),
-            f"nlist={ivf_nlist(n, DenseConfig(index='ivf'))}",
+            f"nlist={ivf_nlist(n, DenseConfig(index='ivf').ivf_nlist)}",
         ),
     ]:
         out = bench.workdir / f"dense-{config.index}"

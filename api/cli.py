@@ -21,7 +21,9 @@ from specrag.settings import Settings
 
 DEMO_COLLECTION = "demo"
 DEMO_CORPUS = Path("demo") / "scifact-1k.jsonl"
-DEMO_KINDS = ["bm25", "dense"]
+#: The offline default pipeline: hybrid (bm25 + dense) first stage, MaxSim rerank over the
+#: colbert kind's token store (MiniLM token embeddings, int8).
+DEMO_KINDS = ["bm25", "dense", "colbert"]
 EXIT_USER_ERROR = 2
 
 
@@ -230,8 +232,10 @@ def cmd_calibrate(args) -> int:
     queries, skipped = judged_queries(read_queries(args.queries), qrels)
     if not queries:
         raise UserError(f"none of the queries in {args.queries} has judgments in {args.qrels}")
-    rerank = RerankSpec(method=args.rerank, model=args.rerank_model) if args.rerank else None
-    request = SearchRequest(query="x", k=100, retriever=args.retriever, rerank=rerank)
+    request = SearchRequest(query="x", k=100, retriever=args.retriever)
+    if args.rerank:  # else the retriever's default pipeline, as a search request gets it
+        rerank = RerankSpec(method=args.rerank, model=args.rerank_model)
+        request = request.model_copy(update={"rerank": rerank})
     service = _service()
     try:
         info = service.store.get_collection(args.collection)
@@ -282,7 +286,8 @@ def cmd_demo(args) -> int:
     service = _service()
     try:
         if service.versions(DEMO_COLLECTION).current() is None:
-            print(f"building the {DEMO_COLLECTION!r} collection from {corpus} (bm25 + dense) ...")
+            print(f"building the {DEMO_COLLECTION!r} collection from {corpus} "
+                  f"({', '.join(DEMO_KINDS)}) ...")
             _n, docs = _documents(corpus, "fail")
             service.index(DEMO_COLLECTION, docs, DEMO_KINDS, progress_bar=True)
     finally:

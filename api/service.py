@@ -299,13 +299,14 @@ class CollectionService:
 
     def _hits_out(self, name: str, hits, include: list[str]) -> list[SearchHit]:
         want_doc = {"text", "title", "metadata"} & set(include)
+        docs = self.store.get_documents(name, [h.doc_id for h in hits]) if want_doc else {}
         out = []
         for hit in hits:
             item = SearchHit(doc_id=hit.doc_id, score=hit.score)
             if "scores" in include:
                 item.scores = dict(hit.scores)
             if want_doc:
-                doc = self.store.get_document(name, hit.doc_id)
+                doc = docs.get(hit.doc_id)
                 if doc is not None:
                     item.title = doc.title if "title" in include else None
                     item.text = doc.text if "text" in include else None

@@ -52,8 +52,8 @@ class Stages:
         texts = None
         if reranker.needs_texts:
             collection = version.manifest.get("collection")
-            docs = [self.store.get_document(collection, h.doc_id) for h in head]
-            texts = [d.full_text() if d is not None else "" for d in docs]
+            docs = self.store.get_documents(collection, [h.doc_id for h in head])
+            texts = [docs[h.doc_id].full_text() if h.doc_id in docs else "" for h in head]
         return reranker.rerank(query, head, texts=texts, rows=rows)
 
     def relevance(self, version: OpenVersion, query: str, hits: list[Hit]) -> Sequence[float]:

@@ -9,8 +9,13 @@ Which retrievers run:
 - ``retrievers=[...]``: exactly those kinds, with their weights and candidate depths;
 - ``retriever="<kind>"``: that kind alone, its raw scores unchanged;
 - ``retriever="hybrid"`` (default): :data:`HYBRID`, the fusion recommended by measurement
-  on SciFact train queries (docs/benchmarks.md), over the version's searchable kinds.
-  Explicitly set request fields ``fusion``/``rrf_k``/``normalization`` override it.
+  on SciFact train queries (docs/benchmarks.md), over the version's searchable kinds except
+  the late-interaction ones. Explicitly set request fields ``fusion``/``rrf_k``/
+  ``normalization`` override it.
+
+The default pipeline: a hybrid request that does not mention ``rerank`` gets the recipe's
+rerank stage (MaxSim over the version's ``colbert`` token store, fused with the first-stage
+scores) when the version has that kind; ``"rerank": null`` turns it off.
 """
 
 from __future__ import annotations
@@ -50,14 +55,26 @@ class HybridRecipe:
     weights: dict[str, float] = field(default_factory=dict)
     default_weight: float = 1.0
     depth: int = DEFAULT_DEPTH
+    #: Late-interaction kinds: they serve the rerank stage, not the fused first stage
+    #: (unless they are all the version has).
+    late_kinds: tuple[str, ...] = ()
+    #: The rerank stage a hybrid request gets by default when the version has a late kind.
+    rerank: RerankSpec | None = None
 
 
 #: The recommended hybrid, chosen on SciFact *train* queries (809; docs/benchmarks.md
 #: has the grid of RRF k x weights and convex minmax/zscore x weights, and test figures):
 #: convex z-score fusion, bm25 0.6 : dense 0.4, 100 candidates each (train nDCG@10 0.737
-#: vs 0.717 for plain RRF k=60). Kinds without a measured weight get 0.5.
+#: vs 0.717 for plain RRF k=60). Kinds without a measured weight get 0.5. With a ``colbert``
+#: token store the top-100 is reranked by MaxSim fused with the first-stage scores
+#: (``rerank/maxsim.py``; SciFact test nDCG@10 in docs/benchmarks.md).
 HYBRID = HybridRecipe(
-    fusion="convex", normalization="zscore", weights={"bm25": 0.6, "dense": 0.4}, default_weight=0.5
+    fusion="convex",
+    normalization="zscore",
+    weights={"bm25": 0.6, "dense": 0.4},
+    default_weight=0.5,
+    late_kinds=("colbert",),
+    rerank=RerankSpec(method="maxsim", top_n=DEFAULT_DEPTH),
 )
 
 #: rerank(version, query, hits, spec) -> hits re-scored and re-ordered (best first).
@@ -109,9 +126,10 @@ def plan(version: OpenVersion, request: SearchRequest, recipe: HybridRecipe = HY
     elif request.retriever == "hybrid":
         if not available:
             raise SearchError("this collection's index has no searchable kind")
+        first_stage = [k for k in available if k not in recipe.late_kinds] or available
         specs = [
             RetrieverSpec(kind=k, weight=recipe.weights.get(k, recipe.default_weight))
-            for k in available
+            for k in first_stage
         ]
         method = request.fusion if "fusion" in explicit else recipe.fusion
         rrf_k = request.rrf_k if "rrf_k" in explicit else recipe.rrf_k
@@ -129,6 +147,16 @@ def plan(version: OpenVersion, request: SearchRequest, recipe: HybridRecipe = HY
     if len(specs) == 1:
         method = "none"
     return Plan(specs, method, rrf_k, norm)
+
+
+def rerank_stage(version: OpenVersion, request: SearchRequest, recipe: HybridRecipe = HYBRID) -> RerankSpec | None:
+    """The request's rerank, or for a hybrid request that does not mention ``rerank``, the
+    recipe's default when the version has a late-interaction kind to serve it."""
+    if "rerank" in request.model_fields_set or request.retrievers or request.retriever != "hybrid":
+        return request.rerank
+    if recipe.rerank is not None and any(k in version.searchers for k in recipe.late_kinds):
+        return recipe.rerank
+    return None
 
 
 def search(
@@ -152,7 +180,9 @@ def search_batch(
 ) -> SearchOutcome:
     """Run ``request`` (its settings; its ``query`` is ignored) for every query."""
     hooks = hooks or Hooks()
-    if request.rerank is not None and hooks.rerank is None:
+    # Without a rerank hook (library use, no service) there is no default rerank stage.
+    rerank = rerank_stage(version, request, recipe) if hooks.rerank else request.rerank
+    if rerank is not None and hooks.rerank is None:
         raise NotAvailable("rerank is not available for this collection")
     if request.min_relevance is not None and hooks.relevance is None:
         raise NotAvailable("min_relevance is not available for this collection")
@@ -166,7 +196,7 @@ def search_batch(
         if not allowed.any():
             return SearchOutcome([[] for _ in queries], {"total": _ms(started)})
     # How many fused hits the later stages need before the final cut.
-    keep = max(request.k, request.rerank.top_n) if request.rerank else request.k
+    keep = max(request.k, rerank.top_n) if rerank else request.k
 
     per_kind: dict[str, list[list[Hit]]] = {}
     for spec in the_plan.specs:
@@ -184,11 +214,9 @@ def search_batch(
         timings["fusion"] = _ms(t0)
     fused = [hits[:keep] for hits in fused]
 
-    if request.rerank is not None:
+    if rerank is not None:
         t0 = time.perf_counter()
-        fused = [
-            hooks.rerank(version, q, hits, request.rerank) for q, hits in zip(queries, fused, strict=True)
-        ]
+        fused = [hooks.rerank(version, q, hits, rerank) for q, hits in zip(queries, fused, strict=True)]
         timings["rerank"] = _ms(t0)
     if request.min_relevance is not None:
         t0 = time.perf_counter()

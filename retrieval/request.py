@@ -42,5 +42,9 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(None, description="Mongo-like metadata filter.")
     min_score: float | None = None
     min_relevance: float | None = Field(None, ge=0, le=1)
-    rerank: RerankSpec | None = None
+    rerank: RerankSpec | None = Field(
+        None,
+        description="Omitted: the collection's default (for `hybrid`, MaxSim over the "
+        "version's colbert token store when it has one). null: no rerank.",
+    )
     include: list[Literal["text", "title", "metadata", "scores"]] = ["title", "scores"]

@@ -10,8 +10,15 @@ MiniLM embeddings -- nDCG@10, R@100, MRR@10, QPS and bytes per document side by 
   mask selectivity, on SciFact and on a 100k-row synthetic copy; it sets the switch-over
   constants in ``retrieval/dense.py``.
 
-More rows (late interaction, rerankers, calibration) join by appending a function
-``rows(bench: DenseBench) -> list[Row]`` to ``ROW_SOURCES``.
+- Late interaction, rerankers and calibration (``scripts/late_interaction.py``), in the
+  same run unless ``--skip-late-interaction``: MaxSim rerank of dense / hybrid top-100 with
+  fp32, int8 and 1-bit token codes, fused with first-stage scores (weights tuned on train);
+  the offline default pipeline through the service code (``retrieval.pipeline`` HYBRID +
+  ``MaxSimReranker``); calibrated ``min_relevance`` vs raw thresholds at matched recall; the
+  ``colbert`` kind as a first stage (``--skip-colbert`` leaves it out).
+
+More dense rows join by appending a function ``rows(bench: DenseBench) -> list[Row]`` to
+``ROW_SOURCES``.
 
 Run: nice -n 10 .venv/bin/python scripts/bench_dense.py [--data ../shared/data/scifact] [--filter-sweep]
 """
@@ -270,6 +277,8 @@ def main() -> None:
     add_data_argument(parser)
     parser.add_argument("--e2e-queries", type=int, default=100, help="queries for end-to-end QPS")
     parser.add_argument("--filter-sweep", action="store_true")
+    parser.add_argument("--skip-late-interaction", action="store_true")
+    parser.add_argument("--skip-colbert", action="store_true", help="no colbert first-stage rows")
     parser.add_argument("--json-out", type=Path, default=REPO / ".cache" / "bench_dense.json")
     args = parser.parse_args()
 
@@ -312,6 +321,7 @@ def main() -> None:
         op, bound = wanted[name]
         ok = value >= bound if op == ">=" else value <= bound
         print(f"{name}: {value:.4f} (want {op} {bound}) {'PASS' if ok else 'FAIL'}")
+    late = {} if args.skip_late_interaction else late_interaction_rows(args)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(
         json.dumps(
@@ -320,10 +330,24 @@ def main() -> None:
                 "end_to_end_qps": dict(e2e),
                 "checks": checks,
                 "filter_sweep": sweep,
+                "late_interaction": late,
             },
             indent=2,
         )
     )
+
+
+def late_interaction_rows(args) -> dict:
+    """MaxSim rerankers, the default pipeline, calibration and the colbert kind (one run)."""
+    import late_interaction as li
+
+    data = li.load_scifact(args.data)
+    queries = li.token_cache(data.query_texts, "queries")
+    docs = li.token_cache(data.doc_texts, "docs")
+    results = li.run_all(data, queries, docs, skip_colbert=args.skip_colbert)
+    results["served"] = li.served_pipeline(data, docs)
+    print("\n" + li.report(results))
+    return results
 
 
 def _named(rows: list[Row], prefix: str) -> Row:

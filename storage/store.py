@@ -21,7 +21,7 @@ import socket
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -274,6 +274,23 @@ class DocumentStore:
                 )
             ).first()
         return None if row is None else _document(row)
+
+    def get_documents(self, name: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        """The documents among ``doc_ids`` that exist, by id: one query per chunk of ids
+        (a search response's hits), not one per hit."""
+        found: dict[str, Document] = {}
+        with self.engine.connect() as conn:
+            cid = self._collection_id(conn, name)
+            unique = list(dict.fromkeys(doc_ids))
+            for start in range(0, len(unique), ID_CHUNK):
+                rows = conn.execute(
+                    select(*_DOC_COLUMNS).where(
+                        DocumentRow.collection_id == cid,
+                        DocumentRow.ext_id.in_(unique[start : start + ID_CHUNK]),
+                    )
+                )
+                found.update((row.ext_id, _document(row)) for row in rows)
+        return found
 
     def count(self, name: str) -> int:
         return self.get_collection(name).n_documents

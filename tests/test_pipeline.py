@@ -194,3 +194,50 @@ def test_hooks_run_when_wired(version):
     reranked = list(reversed(base))
     assert [h.doc_id for h in got] == [h.doc_id for h in reranked[::2]]
     assert all(h.scores["relevance"] == 1.0 for h in got)
+
+
+@pytest.fixture(scope="module")
+def late_version(tmp_path_factory, docs):
+    """bm25 + colbert: the late-interaction kind serves the default rerank stage."""
+    store = VersionStore(tmp_path_factory.mktemp("pipeline-late"))
+    store.build(docs[:40], {"bm25": {}, "colbert": {"batch_size": 8}})
+    return open_version(store)
+
+
+def test_hybrid_keeps_late_kinds_out_of_the_first_stage(late_version):
+    the_plan = pipeline.plan(late_version, SearchRequest(query="q"))
+    assert [s.kind for s in the_plan.specs] == ["bm25"]
+    explicit = pipeline.plan(late_version, SearchRequest(query="q", retriever="colbert"))
+    assert [s.kind for s in explicit.specs] == ["colbert"]
+
+
+def test_default_rerank_stage_only_for_unsaid_hybrid_requests(late_version, version):
+    default = pipeline.HYBRID.rerank
+    assert default is not None and default.method == "maxsim"
+    assert pipeline.rerank_stage(late_version, SearchRequest(query="q")) == default
+    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", rerank=None)) is None
+    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", retriever="bm25")) is None
+    mine = RerankSpec(method="maxsim", top_n=7)
+    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", rerank=mine)) == mine
+    # No late-interaction kind in the version: no default stage.
+    assert pipeline.rerank_stage(version, SearchRequest(query="q")) is None
+
+
+def test_default_rerank_runs_through_the_hook(late_version):
+    seen = []
+
+    def record(version_, query, hits, spec):
+        seen.append((spec, len(hits)))
+        return hits
+
+    hooks = pipeline.Hooks(rerank=record)
+    first_stage = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=100)).hits[0]
+    out = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3), hooks=hooks)
+    assert seen == [(pipeline.HYBRID.rerank, len(first_stage))]
+    assert "rerank" in out.timings_ms and len(out.hits[0]) == 3
+    seen.clear()
+    pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3, rerank=None), hooks=hooks)
+    assert seen == []
+    # Library use without a rerank hook: the default stage is simply not there.
+    plain = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3))
+    assert "rerank" not in plain.timings_ms

@@ -50,3 +50,18 @@ def test_rerank_stage_reorders_the_first_stage_top_n(service):
     assert all("maxsim" in h.scores for h in reranked.hits)
     assert np.all(np.diff([h.score for h in reranked.hits]) <= 1e-9)
     assert "rerank" in reranked.timings_ms
+
+
+def test_default_pipeline_reranks_hybrid_with_the_colbert_token_store(service):
+    """A collection with a colbert kind: a plain hybrid request is the first stage + MaxSim
+    rerank, the same as asking for that rerank explicitly; `rerank: null` turns it off."""
+    from tests.conftest import demo_documents
+
+    service.index("late", demo_documents(60), ["bm25", "colbert"])
+    base = SearchRequest(query="statins and cancer risk", k=5)
+    default = service.search("late", base)
+    explicit = service.search("late", base.model_copy(update={"rerank": RerankSpec(method="maxsim")}))
+    off = service.search("late", base.model_copy(update={"rerank": None}))
+    assert [(h.doc_id, h.score) for h in default.hits] == [(h.doc_id, h.score) for h in explicit.hits]
+    assert all("maxsim" in h.scores for h in default.hits) and "rerank" in default.timings_ms
+    assert all("maxsim" not in h.scores for h in off.hits) and "rerank" not in off.timings_ms

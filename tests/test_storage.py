@@ -289,3 +289,15 @@ def test_concurrent_writers_queue_instead_of_failing(store):
 def test_unsupported_url_is_a_clear_error():
     with pytest.raises(ValueError, match="unsupported database URL"):
         create_engine_for("mysql://localhost/x")
+
+
+def test_get_documents_matches_get_document_across_chunks(store, monkeypatch):
+    import specrag.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "ID_CHUNK", 3)  # several IN (...) chunks
+    store.create_collection("c")
+    store.upsert("c", [doc(i, year=i) for i in range(10)])
+    wanted = ["d7", "missing", "d0", "d7", "d3", "d9", "d5", "nope", "d1"]
+    got = store.get_documents("c", wanted)
+    expected = {i: store.get_document("c", i) for i in wanted}
+    assert got == {i: d for i, d in expected.items() if d is not None}

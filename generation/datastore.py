@@ -16,6 +16,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from specrag.indexing.configs import DatastoreConfig
@@ -69,6 +70,8 @@ class DatastoreSearcher:
                  doc_ids: np.ndarray, config: DatastoreConfig):
         self.tokens, self.sa, self.doc_starts = tokens, sa, doc_starts
         self.doc_ids, self.config = doc_ids, config
+        # Plain ndarray views (of the memory maps) for the numba kernels.
+        self._tokens, self._sa = np.asarray(tokens), np.asarray(sa)
         self.separator = int(tokens[-1]) if len(tokens) else 0
 
     @classmethod
@@ -81,47 +84,20 @@ class DatastoreSearcher:
             raise ValueError(f"datastore has {len(starts)} documents, the version {len(doc_ids)}")
         return cls(tokens, sa, starts, doc_ids, config)
 
-    # --- suffix array search -------------------------------------------------------
-    def _suffix(self, i: int, length: int) -> tuple:
-        start = int(self.sa[i])
-        return tuple(self.tokens[start : start + length].tolist())
-
+    # --- suffix array search (numba: called once per decoding step) ---------------------
     def find(self, pattern) -> tuple[int, int]:
         """[lo, hi) range of suffix-array rows whose suffix starts with ``pattern``."""
-        pat = tuple(int(t) for t in pattern)
-        m = len(pat)
-        lo, hi = 0, len(self.sa)
-        while lo < hi:  # first suffix >= pattern
-            mid = (lo + hi) // 2
-            if self._suffix(mid, m) < pat:
-                lo = mid + 1
-            else:
-                hi = mid
-        first, hi = lo, len(self.sa)
-        while lo < hi:  # first suffix whose m-prefix > pattern
-            mid = (lo + hi) // 2
-            if self._suffix(mid, m) <= pat:
-                lo = mid + 1
-            else:
-                hi = mid
-        return first, lo
+        pat = np.asarray([int(t) for t in pattern], dtype=np.int64)
+        lo, hi = _sa_range(self._tokens, self._sa, pat)
+        return int(lo), int(hi)
 
     def longest_match(self, tail) -> tuple[int, int, int]:
         """(L, lo, hi): the longest suffix of ``tail`` (at most ``max_match`` tokens) that
         occurs in the corpus, and its suffix-array range. Matches are monotone in L (a
         suffix of a match matches), so L is found by binary search."""
-        tail = [int(t) for t in tail][-self.config.max_match :]
-        best = (0, 0, 0)
-        lo_len, hi_len = 1, len(tail)
-        while lo_len <= hi_len:
-            mid = (lo_len + hi_len) // 2
-            a, b = self.find(tail[-mid:])
-            if b > a:
-                best = (mid, a, b)
-                lo_len = mid + 1
-            else:
-                hi_len = mid - 1
-        return best
+        tail = np.asarray(tail, dtype=np.int64)[-self.config.max_match :]
+        length, lo, hi = _longest_match(self._tokens, self._sa, tail)
+        return int(length), int(lo), int(hi)
 
     def draft(self, tail, max_depth: int, max_paths: int = 4, min_match: int = 2,
               max_occurrences: int = 64, max_nodes: int = 32) -> list[list[int]]:
@@ -194,3 +170,50 @@ class DatastoreSearcher:
                         scores[qi, row] = float(length)
                         break
         return scores
+
+
+@numba.njit(cache=True, nogil=True)
+def _compare(tokens, start, pattern):
+    """-1, 0 or 1: the suffix at ``start`` cut to len(pattern), against ``pattern``."""
+    n = len(tokens)
+    for j in range(len(pattern)):
+        if start + j >= n:
+            return -1  # a shorter suffix sorts first
+        t = tokens[start + j]
+        if t != pattern[j]:
+            return -1 if t < pattern[j] else 1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _sa_range(tokens, sa, pattern):
+    lo, hi = 0, len(sa)
+    while lo < hi:  # first suffix >= pattern
+        mid = (lo + hi) >> 1
+        if _compare(tokens, sa[mid], pattern) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    first, hi = lo, len(sa)
+    while lo < hi:  # first suffix whose prefix > pattern
+        mid = (lo + hi) >> 1
+        if _compare(tokens, sa[mid], pattern) <= 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return first, lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest_match(tokens, sa, tail):
+    best_len, best_lo, best_hi = 0, 0, 0
+    lo_len, hi_len = 1, len(tail)
+    while lo_len <= hi_len:
+        mid = (lo_len + hi_len) >> 1
+        a, b = _sa_range(tokens, sa, tail[len(tail) - mid :])
+        if b > a:
+            best_len, best_lo, best_hi = mid, a, b
+            lo_len = mid + 1
+        else:
+            hi_len = mid - 1
+    return best_len, best_lo, best_hi

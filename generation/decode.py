@@ -35,7 +35,9 @@ class DecodeConfig:
     stop_strings: tuple[str, ...] = ()
     max_depth: int = 16  # adaptive depth never exceeds this
     min_depth: int = 2
-    max_nodes: int = 64  # tree size cap, root included
+    # Tree size cap, root included. 16 was best on CPU (docs/benchmarks.md: a verify pass
+    # costs ~1.6 ms + ~0.12 ms per node there); a GPU verifies larger trees almost free.
+    max_nodes: int = 16
     adaptive: bool = True
 
     def __post_init__(self):
@@ -141,7 +143,9 @@ def _prefill(model, prompt_ids: Sequence[int]):
         raise ValueError("empty prompt")
     cache = DynamicCache()
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=model.device)
-    out = model(input_ids=ids, cache=cache, use_cache=True)
+    # Only the last position's logits are needed: the LM head over every prompt position
+    # would cost more than the transformer layers for a small model with a large vocabulary.
+    out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
     return cache, out.logits[0, -1].float()
 
 

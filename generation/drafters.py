@@ -63,7 +63,7 @@ class ContextDrafter:
 
     name = "context"
 
-    def __init__(self, max_ngram: int = 8, min_ngram: int = 1, max_paths: int = 4):
+    def __init__(self, max_ngram: int = 8, min_ngram: int = 1, max_paths: int = 2):
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError("need 1 <= min_ngram <= max_ngram")
         self.max_ngram, self.min_ngram, self.max_paths = max_ngram, min_ngram, max_paths
@@ -99,7 +99,7 @@ class DatastoreDrafter:
 
     name = "datastore"
 
-    def __init__(self, searcher, max_paths: int = 4, min_match: int = 2, max_nodes: int = 32):
+    def __init__(self, searcher, max_paths: int = 2, min_match: int = 2, max_nodes: int = 32):
         self.searcher, self.max_paths = searcher, max_paths
         self.min_match, self.max_nodes = min_match, max_nodes
 
@@ -144,7 +144,7 @@ class DraftModelDrafter:
         if len(target) > common:
             ids = torch.tensor([target[common:]], dtype=torch.long, device=self.model.device)
             with torch.inference_mode():
-                self.model(input_ids=ids, cache=self.cache, use_cache=True)
+                self.model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1)
         self.cached = list(target)
 
     def propose(self, context: np.ndarray, n_prompt: int, max_depth: int) -> list[list[int]]:
@@ -160,7 +160,7 @@ class DraftModelDrafter:
         if self.retrieval is not None:
             tree.insert_paths(self.retrieval.propose(context, n_prompt, max_depth))
         past = len(self.cached)
-        logits = tree_forward(self.model, self.cache, tree)
+        logits = tree_forward(self.model, self.cache, tree).all()
         keep_in_cache(self.cache, past, [0], len(tree))
         self.cached = list(ctx)
         if len(tree) > 1:

@@ -177,3 +177,44 @@ def test_plain_matches_transformers_generate(model):
     hf = hf[0, len(prompt) :].tolist()
     assert ref[: len(hf)] == hf
     assert len(hf) == 15 or hf[-1] == model.generation_config.eos_token_id
+
+
+def test_lazy_head_rows_equal_the_full_forward(model):
+    """Tree logits computed row by row from hidden states equal the model's own logits."""
+    from specrag.generation.verify import NodeLogits, lazy_head
+
+    assert lazy_head(model) is model.get_output_embeddings()
+    prompt = [5, 9, 3, 7, 1, 2]
+    tree = TokenTree.with_root(4)
+    tree.insert_path([8, 2, 6])
+    tree.insert_path([8, 3])
+    caches = []
+    for _ in range(2):
+        cache = DynamicCache()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
+        caches.append(cache)
+    lazy = tree_forward(model, caches[0], tree)
+    model._specrag_lazy_head = None  # force the full-forward path
+    try:
+        full = tree_forward(model, caches[1], tree)
+    finally:
+        del model._specrag_lazy_head
+    assert isinstance(lazy, NodeLogits) and lazy.logits is None and full.logits is not None
+    for i in range(len(tree)):
+        torch.testing.assert_close(lazy[i], full[i], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lazy.all(), full.all(), rtol=1e-5, atol=1e-5)
+
+
+def test_no_lazy_head_when_the_model_rescales_its_logits():
+    """A head with soft-capping (Gemma 2) is not a plain linear map of the hidden states."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from specrag.generation.verify import lazy_head
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, final_logit_softcapping=0.5,
+    )
+    assert lazy_head(Gemma2ForCausalLM(cfg).eval()) is None

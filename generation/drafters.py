@@ -160,7 +160,7 @@ class DraftModelDrafter:
         if self.retrieval is not None:
             tree.insert_paths(self.retrieval.propose(context, n_prompt, max_depth))
         past = len(self.cached)
-        logits = tree_forward(self.model, self.cache, tree).all()
+        logits = tree_forward(self.model, self.cache, tree)
         keep_in_cache(self.cache, past, [0], len(tree))
         self.cached = list(ctx)
         if len(tree) > 1:

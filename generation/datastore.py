@@ -12,7 +12,6 @@ query that occurs in it, up to ``max_match``; documents without a match are not 
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -104,21 +103,31 @@ class DatastoreSearcher:
         """REST-style drafts: the continuations of the longest match's occurrences, as a
         count-weighted trie; the ``max_nodes`` most frequent prefixes, leaves best first."""
         length, lo, hi = self.longest_match(tail)
-        if length < min_match or max_depth < 1:
+        if length < min_match:
             return []
-        counts: Counter = Counter()
-        for pos in self.sa[lo : min(hi, lo + max_occurrences)]:
-            start = int(pos) + length
-            cont = self.tokens[start : start + max_depth].tolist()
-            if self.separator in cont:
-                cont = cont[: cont.index(self.separator)]
-            for d in range(1, len(cont) + 1):
-                counts[tuple(cont[:d])] += 1
-        chosen = sorted(counts, key=lambda p: (-counts[p], len(p), p))[:max_nodes]
-        parents = {p[:-1] for p in chosen}
-        leaves = [p for p in chosen if p not in parents]
-        leaves.sort(key=lambda p: (-counts[p], -len(p)))
-        return [list(p) for p in leaves[:max_paths]]
+        return self.draft_from_match(length, lo, hi, max_depth, max_paths, max_occurrences, max_nodes)
+
+    def draft_from_match(self, length: int, lo: int, hi: int, max_depth: int, max_paths: int = 4,
+                         max_occurrences: int = 64, max_nodes: int = 32) -> list[list[int]]:
+        """``draft`` for a match already found (``longest_match``'s result)."""
+        if max_depth < 1 or hi <= lo:
+            return []
+        # Continuations as one (occurrences, depth) array; the token stream ends with a
+        # separator, so reads past its end are clipped onto one.
+        starts = np.asarray(self.sa[lo : min(hi, lo + max_occurrences)], dtype=np.int64) + length
+        idx = np.minimum(starts[:, None] + np.arange(max_depth), len(self._tokens) - 1)
+        conts = np.asarray(self._tokens[idx], dtype=np.int64)
+        return _frequent_prefix_leaves(conts, self.separator, max_paths, max_nodes)
+
+    def occurrence_docs(self, lo: int, hi: int) -> np.ndarray:
+        """Row numbers of the documents holding suffix-array rows [lo, hi)."""
+        return np.unique(self._rows(np.asarray(self.sa[lo:hi], dtype=np.int64)))
+
+    def doc_tokens(self, row: int) -> np.ndarray:
+        """Document ``row``'s tokens (without its separator)."""
+        start = int(self.doc_starts[row])
+        end = int(self.doc_starts[row + 1]) - 1 if row + 1 < len(self.doc_starts) else len(self.tokens) - 1
+        return np.asarray(self.tokens[start:end], dtype=np.int64)
 
     # --- Searcher contract -------------------------------------------------------------
     def _query_tokens(self, query: str) -> list[int]:
@@ -170,6 +179,52 @@ class DatastoreSearcher:
                         scores[qi, row] = float(length)
                         break
         return scores
+
+
+def _frequent_prefix_leaves(conts: np.ndarray, separator: int, max_paths: int,
+                            max_nodes: int) -> list[list[int]]:
+    """REST's draft trie from continuation rows (cut at the first ``separator``): every
+    prefix counted by how many rows start with it; the ``max_nodes`` most frequent prefixes
+    (ties: shorter, then lexicographically smaller first) are kept and their leaves returned,
+    most frequent first, deeper first on ties. Vectorized: rows sorted lexicographically, so
+    the rows sharing a prefix of length d are one contiguous run."""
+    n, depth = conts.shape
+    valid = np.cumprod(conts != separator, axis=1).astype(bool)  # before the first separator
+    order = np.lexsort(conts.T[::-1])
+    rows, valid = conts[order], valid[order]
+    # first column where each row differs from the previous one (depth when equal)
+    differs = rows[1:] != rows[:-1]
+    first_diff = np.where(differs.any(axis=1), differs.argmax(axis=1), depth)
+    cand_count, cand_len, cand_row = [], [], []
+    for d in range(1, depth + 1):
+        new_group = np.concatenate([[True], first_diff < d])
+        group_start = np.flatnonzero(new_group)
+        sizes = np.diff(np.append(group_start, n))
+        ok = valid[group_start, d - 1]
+        cand_count.append(sizes[ok])
+        cand_len.append(np.full(int(ok.sum()), d))
+        cand_row.append(group_start[ok])
+    count, length, row = (np.concatenate(x) for x in (cand_count, cand_len, cand_row))
+    if not len(count):
+        return []
+    chosen = np.lexsort((row, length, -count))[:max_nodes]
+    keys = {(int(length[i]), int(row[i])) for i in chosen}
+
+    def is_parent(i) -> bool:
+        """Whether a chosen prefix one token longer extends prefix i (its rows form one run
+        starting at row[i]; the children's runs start inside it)."""
+        d, r = int(length[i]), int(row[i])
+        while d < depth:
+            if (d + 1, r) in keys:
+                return True
+            r += 1
+            if r >= n or first_diff[r - 1] < d:
+                return False
+        return False
+
+    leaves = [i for i in chosen if not is_parent(i)]
+    leaves.sort(key=lambda i: (-count[i], -length[i]))
+    return [rows[row[i], : length[i]].tolist() for i in leaves[:max_paths]]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -223,18 +223,21 @@ def speculative_stream(
     cache, logits = _prefill(model, prompt_ids)
     stats.target_forwards += 1
     stats.prefill_seconds = time.perf_counter() - started
-    context = np.asarray(list(prompt_ids), dtype=np.int64)
+    n_prompt = len(prompt_ids)
+    # prompt + committed tokens, written in place: drafters read a view, no copy per step
+    context = np.empty(n_prompt + config.max_new_tokens, dtype=np.int64)
+    context[:n_prompt] = prompt_ids
     out: list[int] = [sample_token(logits, config.temperature, gen)]
     keep, done = stop.cut(out, 0)
     del out[keep:]
     stats.new_tokens = len(out)
     stats.seconds = time.perf_counter() - started
     yield list(out)
-    n_prompt = len(context)
+    context[n_prompt : n_prompt + len(out)] = out
     while not done:
         remaining = config.max_new_tokens - len(out)
         depth = min(policy.depth(), remaining - 1)
-        full = np.concatenate([context, np.asarray(out, dtype=np.int64)])
+        full = context[: n_prompt + len(out)]
         if depth > 0 and drafters:
             proposals = [d.propose(full, n_prompt, depth) for d in drafters]
             proposals = [[p[:depth] for p in paths if len(p)] for paths in proposals]
@@ -259,6 +262,7 @@ def speculative_stream(
         out.append(next_token)
         keep, done = stop.cut(out, n_old)
         del out[keep:]
+        context[n_prompt + n_old : n_prompt + keep] = out[n_old:]
         stats.accepted_draft_tokens += min(len(accepted), keep - n_old)
         stats.new_tokens = len(out)
         stats.seconds = time.perf_counter() - started

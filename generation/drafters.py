@@ -25,20 +25,30 @@ def longest_suffix_matches(
 ) -> tuple[int, np.ndarray]:
     """Where the context's tail (its last ``max_ngram`` tokens at most) occurs earlier in
     the context, longest match first. Returns (match length, end positions i of the
-    matches: context[i - L + 1 : i + 1] equals the tail, i < len(context) - 1). The
-    candidates start as every earlier occurrence of the last token and are extended
-    backwards one token at a time, so the cost is linear in the context."""
-    n = len(context)
-    if n < 2:
+    matches: context[i - L + 1 : i + 1] equals the tail, i < len(context) - 1)."""
+    if len(context) < 2:
         return 0, np.empty(0, dtype=np.int64)
-    ends = np.flatnonzero(context[:-1] == context[-1])
-    if len(ends) == 0 or min_ngram > 1 and n < min_ngram:
+    return longest_suffix_in(context[:-1], context, max_ngram, min_ngram)
+
+
+def longest_suffix_in(
+    haystack: np.ndarray, tail: np.ndarray, max_ngram: int, min_ngram: int = 1
+) -> tuple[int, np.ndarray]:
+    """The longest suffix of ``tail`` (``max_ngram`` tokens at most) that occurs in
+    ``haystack``: (its length L, the end positions i with haystack[i - L + 1 : i + 1] equal
+    to it). The candidates start as every occurrence of the last token and are extended
+    backwards one token at a time, so the cost is linear in the haystack."""
+    n = len(tail)
+    if n == 0 or len(haystack) == 0:
+        return 0, np.empty(0, dtype=np.int64)
+    ends = np.flatnonzero(haystack == tail[-1])
+    if len(ends) == 0:
         return 0, np.empty(0, dtype=np.int64)
     length = 1
     while length < max_ngram and length < n:
         back = ends - length
         ok = back >= 0
-        ok[ok] = context[back[ok]] == context[n - 1 - length]
+        ok[ok] = haystack[back[ok]] == tail[n - 1 - length]
         if not ok.any():
             break
         ends = ends[ok]
@@ -95,18 +105,82 @@ class CombinedDrafter:
 
 class DatastoreDrafter:
     """REST-style drafts from the corpus datastore (a ``DatastoreSearcher``): the longest
-    suffix of the committed text found in the corpus, and what followed it there."""
+    suffix of the committed text found in the corpus, and what followed it there.
+
+    Plus document locality: a reader that quotes or recombines a corpus document keeps
+    returning to that document, but after each deviation the corpus-wide longest match is
+    short (2-3 tokens) and lands in unrelated documents. So documents that a long,
+    near-unique match has pinned down (in the prompt, scanned once, or in the answer) are
+    kept as *local* text, and the tail is also matched inside them (like the context
+    drafter does in the prompt); the longer of the local and the corpus match drafts first."""
 
     name = "datastore"
 
-    def __init__(self, searcher, max_paths: int = 2, min_match: int = 2, max_nodes: int = 32):
+    def __init__(self, searcher, max_paths: int = 2, min_match: int = 2, max_nodes: int = 32,
+                 local_docs: int = 4, anchor_len: int = 8, anchor_stride: int = 4,
+                 anchor_max_occurrences: int = 4):
+        if local_docs < 0 or anchor_len < 1 or anchor_stride < 1:
+            raise ValueError("need local_docs >= 0, anchor_len >= 1 and anchor_stride >= 1")
         self.searcher, self.max_paths = searcher, max_paths
         self.min_match, self.max_nodes = min_match, max_nodes
+        self.local_docs, self.anchor_len = local_docs, anchor_len
+        self.anchor_stride, self.anchor_max_occurrences = anchor_stride, anchor_max_occurrences
+        self._prompt: np.ndarray | None = None
+        self._local_rows: list[int] = []  # most recently anchored last
+        self._local_text = np.empty(0, dtype=np.int64)
 
     def propose(self, context: np.ndarray, n_prompt: int, max_depth: int) -> list[list[int]]:
-        return self.searcher.draft(
-            context, max_depth, self.max_paths, self.min_match, max_nodes=self.max_nodes
+        if self.local_docs:
+            self._scan_prompt(context, n_prompt)
+        length, lo, hi = self.searcher.longest_match(context)
+        self._anchor(length, lo, hi)
+        corpus = []
+        if length >= self.min_match:
+            corpus = self.searcher.draft_from_match(
+                length, lo, hi, max_depth, self.max_paths, max_nodes=self.max_nodes
+            )
+        local_len, local = self._local_drafts(context, max_depth)
+        return local + corpus if local_len >= length else corpus + local
+
+    def _scan_prompt(self, context: np.ndarray, n_prompt: int) -> None:
+        """Once per prompt: anchor the documents that long prompt spans come from."""
+        if self._prompt is not None and len(self._prompt) == n_prompt and np.array_equal(
+            self._prompt, context[:n_prompt]
+        ):
+            return
+        self._prompt = np.array(context[:n_prompt])
+        self._local_rows, self._local_text = [], np.empty(0, dtype=np.int64)
+        for end in range(self.anchor_len, n_prompt + 1, self.anchor_stride):
+            self._anchor(*self.searcher.longest_match(self._prompt[:end]))
+
+    def _anchor(self, length: int, lo: int, hi: int) -> None:
+        if not self.local_docs or length < self.anchor_len or not 0 < hi - lo <= self.anchor_max_occurrences:
+            return
+        rows = [int(r) for r in self.searcher.occurrence_docs(lo, hi)]
+        if rows == self._local_rows[-len(rows):]:
+            return
+        kept = [r for r in self._local_rows if r not in rows] + rows
+        self._local_rows = kept[-self.local_docs :]
+        sep = np.asarray([self.searcher.separator], dtype=np.int64)
+        self._local_text = np.concatenate(
+            [part for r in self._local_rows for part in (self.searcher.doc_tokens(r), sep)]
         )
+
+    def _local_drafts(self, context: np.ndarray, max_depth: int) -> tuple[int, list[list[int]]]:
+        if not len(self._local_text) or max_depth < 1:
+            return 0, []
+        tail = context[-self.searcher.config.max_match :]
+        length, ends = longest_suffix_in(self._local_text, tail, len(tail))
+        if length == 0:
+            return 0, []
+        sep = self.searcher.separator
+        conts = []
+        for e in ends[::-1]:  # the most recently anchored document first
+            cont = self._local_text[e + 1 : e + 1 + max_depth].tolist()
+            if sep in cont:
+                cont = cont[: cont.index(sep)]
+            conts.append(tuple(cont))
+        return length, rank_continuations(conts, self.max_paths)
 
 
 class DraftModelDrafter:

@@ -58,37 +58,42 @@ def tree_forward(model, cache, tree: TokenTree) -> torch.Tensor:
 def keep_in_cache(cache, past_len: int, kept_nodes: list[int], n_nodes: int) -> None:
     """Shrink the cache after a tree pass to the prefix plus ``kept_nodes`` (tree node
     indices, in path order). A contiguous leading run (the common case, a chain) is a
-    crop; any other set is gathered, rebuilding each layer's key/value tensors."""
+    crop; any other set first moves the kept entries, in place, into the slots right after
+    the prefix (only k rows per layer are copied, never the prefix), then crops."""
     if cache_length(cache) != past_len + n_nodes:
         raise ValueError(
             f"cache holds {cache_length(cache)} entries, expected {past_len} + {n_nodes} tree nodes"
         )
-    if kept_nodes == list(range(len(kept_nodes))):
-        drop = n_nodes - len(kept_nodes)
-        if drop:
-            cache.crop(-drop)  # transformers 5: a negative count of tokens to drop
-        return
-    index = torch.tensor(
-        list(range(past_len)) + [past_len + i for i in kept_nodes], dtype=torch.long
-    )
-    for layer in cache.layers:
-        if not hasattr(layer, "keys") or type(layer).__name__ != "DynamicLayer":
-            raise TypeError(f"cannot compact a {type(layer).__name__} cache layer")
-        idx = index.to(layer.keys.device)
-        layer.keys = layer.keys.index_select(-2, idx)
-        layer.values = layer.values.index_select(-2, idx)
+    n_kept = len(kept_nodes)
+    first_moved = next((i for i, node in enumerate(kept_nodes) if node != i), n_kept)
+    if first_moved < n_kept:
+        for layer in cache.layers:
+            if not hasattr(layer, "keys") or type(layer).__name__ != "DynamicLayer":
+                raise TypeError(f"cannot compact a {type(layer).__name__} cache layer")
+        source = torch.tensor(kept_nodes[first_moved:], dtype=torch.long) + past_len
+        lo, hi = past_len + first_moved, past_len + n_kept
+        with torch.inference_mode():
+            for layer in cache.layers:
+                idx = source.to(layer.keys.device)
+                # index_select copies first, so overlapping source and target slots are safe
+                layer.keys[..., lo:hi, :] = layer.keys.index_select(-2, idx)
+                layer.values[..., lo:hi, :] = layer.values.index_select(-2, idx)
+    drop = n_nodes - n_kept
+    if drop:
+        cache.crop(-drop)  # transformers 5: a negative count of tokens to drop
 
 
 def accept_greedy(tree: TokenTree, logits: torch.Tensor) -> tuple[list[int], int]:
     """Follow the target's argmax down the tree. Returns the accepted node indices
-    (root first) and the target's next token after the last accepted node."""
+    (root first) and the target's next token after the last accepted node. One argmax
+    over all rows and one list conversion: per-row tensor calls cost more than the walk."""
+    choice = logits.argmax(dim=-1).tolist()
     path = [0]
     node = 0
     while True:
-        token = int(torch.argmax(logits[node]))
-        child = tree.children(node).get(token)
+        child = tree.children(node).get(choice[node])
         if child is None:
-            return path, token
+            return path, choice[node]
         path.append(child)
         node = child
 

@@ -118,3 +118,57 @@ def test_speculative_with_datastore_is_greedy_identical(store):
             assert out == ref
     finally:
         torch.set_num_threads(before)
+
+
+def reference_prefix_leaves(conts, separator, max_paths, max_nodes):
+    """REST's count-weighted draft trie, spelled out with a Counter over every prefix."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for cont in conts.tolist():
+        if separator in cont:
+            cont = cont[: cont.index(separator)]
+        for d in range(1, len(cont) + 1):
+            counts[tuple(cont[:d])] += 1
+    chosen = sorted(counts, key=lambda p: (-counts[p], len(p), p))[:max_nodes]
+    parents = {p[:-1] for p in chosen}
+    leaves = [p for p in chosen if p not in parents]
+    leaves.sort(key=lambda p: (-counts[p], -len(p)))
+    return [list(p) for p in leaves[:max_paths]]
+
+
+def test_vectorized_draft_trie_against_counter_reference():
+    from specrag.generation.datastore import _frequent_prefix_leaves
+
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        n, depth, vocab = int(rng.integers(1, 40)), int(rng.integers(1, 9)), int(rng.integers(2, 5))
+        conts = rng.integers(0, vocab + 1, size=(n, depth))  # vocab = the separator
+        for max_paths, max_nodes in ((1, 4), (3, 8), (8, 64)):
+            got = _frequent_prefix_leaves(conts, vocab, max_paths, max_nodes)
+            assert got == reference_prefix_leaves(conts, vocab, max_paths, max_nodes)
+
+
+def test_local_document_drafts_after_a_deviation(store):
+    """A prompt span pins its document down; after a token the corpus has never seen after
+    that text, the corpus-wide match is too short to draft, but the tail's last token is
+    still found inside the pinned document, whose continuation is proposed."""
+    _, s, _ = store
+    row = 3
+    doc = s.doc_tokens(row)
+    present = set(np.asarray(s.tokens).tolist())
+    unseen = next(t for t in range(1000, 30000) if t not in present)
+    counts = {t: int((doc == t).sum()) for t in doc.tolist()}
+    pos = next(i for i in range(25, len(doc) - 8) if counts[int(doc[i])] == 1
+               and occurrences(np.asarray(s.tokens), [int(doc[i])]) < 50)
+    prompt = doc[:24]
+    context = np.concatenate([prompt, [unseen], doc[pos : pos + 1]]).astype(np.int64)
+    local = DatastoreDrafter(s, max_paths=2, min_match=2, anchor_len=8, anchor_stride=4)
+    paths = local.propose(context, len(prompt), max_depth=5)
+    assert row in local._local_rows
+    assert doc[pos + 1 : pos + 6].tolist() in paths
+    assert DatastoreDrafter(s, min_match=2, local_docs=0).propose(context, len(prompt), 5) == []
+    # a new prompt (another document) replaces the pinned documents
+    other = s.doc_tokens(10)[:24]
+    local.propose(np.concatenate([other, other[:1]]).astype(np.int64), len(other), 5)
+    assert 10 in local._local_rows and row not in local._local_rows

@@ -178,3 +178,32 @@ def test_plain_matches_transformers_generate(model):
     assert ref[: len(hf)] == hf
     assert len(hf) == 15 or hf[-1] == model.generation_config.eos_token_id
 
+
+
+def test_cache_compaction_when_the_path_leaves_the_first_branch_midway(model):
+    """Accepted path = first branch's first two nodes, then a node of a later branch: only
+    the moved tail is rewritten, the shared prefix stays; the cache must equal a plain
+    forward over the accepted tokens, and decoding from it must continue like greedy."""
+    prompt = [7, 3, 3, 8, 1, 9, 4]
+    ref, _ = generate(model, prompt, DecodeConfig(max_new_tokens=8))
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
+    tree = TokenTree.with_root(ref[0])
+    tree.insert_path(ref[1:3] + [(ref[3] + 1) % 64, 5, 6])  # diverges at depth 3
+    tree.insert_path(ref[1:5])  # shares two nodes, then the right tokens
+    logits = tree_forward(model, cache, tree)
+    path, nxt = accept_greedy(tree, logits)
+    assert [tree.tokens[i] for i in path] == ref[:5] and nxt == ref[5]
+    assert path[:3] == [0, 1, 2] and path[3] > 3
+    keep_in_cache(cache, len(prompt), path, len(tree))
+    want = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prompt + ref[:5]]), cache=want, use_cache=True)
+    assert cache.get_seq_length() == want.get_seq_length()
+    for got_layer, want_layer in zip(cache.layers, want.layers, strict=True):
+        torch.testing.assert_close(got_layer.keys, want_layer.keys, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got_layer.values, want_layer.values, atol=1e-5, rtol=1e-4)
+    with torch.inference_mode():
+        nxt_logits = model(input_ids=torch.tensor([[ref[5]]]), cache=cache, use_cache=True).logits
+    assert int(nxt_logits[0, -1].argmax()) == ref[6]

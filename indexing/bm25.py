@@ -22,6 +22,7 @@ from specrag.atomic import write_json_atomic
 from specrag.indexing.analyzer import Analyzer
 from specrag.indexing.configs import BM25Config
 from specrag.indexing.impact_index import INT32_MAX, ImpactIndex, quantize, term_major
+from specrag.indexing.reorder import reorder_triples
 from specrag.types import Corpus, Progress, no_progress
 
 VOCAB_FILE = "vocab.json"
@@ -85,6 +86,10 @@ def build_bm25(
     df = np.bincount(term_ids, minlength=len(vocab))
     weights = bm25_weights(tfs, lengths[doc_ids], df[term_ids], n_docs, avgdl, config.k1, config.b)
     impacts, scale = quantize(weights, config.impact_bits)
+    term_ids, doc_ids, impacts, perm = reorder_triples(
+        config.reorder, term_ids, doc_ids, impacts, n_docs, len(vocab),
+        leaf_size=config.block_size, iterations=config.bp_iterations,
+    )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, len(vocab))
     index = ImpactIndex.from_postings(
         n_docs,
@@ -93,6 +98,7 @@ def build_bm25(
         impacts,
         block_size=config.block_size,
         scale=scale,
+        perm=perm,
         meta={
             "encoder": ENCODER,
             "analyzer": analyzer.name,

@@ -28,6 +28,12 @@ class ImpactSearchConfig(KindConfig):
     impact_bits: Literal[8, 16] = Field(
         8, description="Width of the quantized impacts (the scale is recorded in the manifest)."
     )
+    reorder: Literal["none", "bp"] = Field(
+        "none",
+        description="Document reordering at build time for tighter block-max bounds: bp = "
+        "recursive graph bisection (stored as a row permutation; results are unchanged).",
+    )
+    bp_iterations: int = Field(20, ge=0, le=100, description="Swap rounds per BP bisection.")
     mode: Literal["bmp", "exhaustive"] = Field(
         "bmp", description="bmp: block-max pruning; exhaustive: score every posting."
     )

@@ -12,6 +12,11 @@ An impact index stores, per term, the documents that contain it and a small inte
     block_ids.npy       int32               blocks (doc_id // block_size) where t occurs, increasing
     block_max.npy       impacts' dtype      max impact of t in that block
     block_starts.npy    uint32              t's first posting in that block, relative to offsets[t]
+    perm.npy            int32 [n_docs]      optional: corpus row of internal row i (a document
+                                            reordering such as BP); absent = identity
+
+Doc ids in the postings and blocks are *internal* rows; with a ``perm``, the searcher maps
+them back to corpus rows (and masks to internal rows), so callers only see corpus rows.
 
 The block-max table is sparse: only (term, block) pairs that have a posting are stored.
 Widths are chosen from the data and checked here; a limit that would be exceeded raises
@@ -32,6 +37,7 @@ from specrag.atomic import write_json_atomic
 
 FORMAT = 1
 META_FILE = "impact_index.json"
+PERM_FILE = "perm.npy"
 INT32_MAX = np.iinfo(np.int32).max
 IMPACT_DTYPES = {8: np.uint8, 16: np.uint16}
 
@@ -51,6 +57,7 @@ class ImpactIndex:
     block_max: np.ndarray
     block_starts: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    perm: np.ndarray | None = None
 
     @property
     def n_terms(self) -> int:
@@ -70,18 +77,10 @@ class ImpactIndex:
 
     def nbytes(self) -> int:
         """Bytes of the arrays (postings + block-max table)."""
-        return sum(
-            a.nbytes
-            for a in (
-                self.offsets,
-                self.docs,
-                self.impacts,
-                self.block_offsets,
-                self.block_ids,
-                self.block_max,
-                self.block_starts,
-            )
-        )
+        arrays = [getattr(self, name) for name in _ARRAYS]
+        if self.perm is not None:
+            arrays.append(self.perm)
+        return sum(a.nbytes for a in arrays)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -92,6 +91,7 @@ class ImpactIndex:
             "block_size": self.block_size,
             "impact_bits": int(self.impacts.dtype.itemsize * 8),
             "scale": self.scale,
+            "reordered": self.perm is not None,
             "bytes": self.nbytes(),
         }
 
@@ -106,9 +106,12 @@ class ImpactIndex:
         block_size: int,
         scale: float,
         meta: dict[str, Any] | None = None,
+        perm: np.ndarray | None = None,
     ) -> ImpactIndex:
-        """Validate term-major postings and add their block-max table."""
+        """Validate term-major postings (doc ids = internal rows) and add their block-max
+        table. ``perm[i]`` is the corpus row of internal row i (None: the same)."""
         offsets, docs, impacts = _check_postings(n_docs, offsets, docs, impacts, block_size, scale)
+        perm = _check_perm(perm, n_docs)
         block_offsets, block_ids, block_max, block_starts = build_block_max(
             offsets, docs, impacts, block_size
         )
@@ -124,6 +127,7 @@ class ImpactIndex:
             block_max=block_max,
             block_starts=block_starts,
             meta=dict(meta or {}),
+            perm=perm,
         )
 
     def save(self, out_dir: Path) -> dict[str, Any]:
@@ -133,6 +137,8 @@ class ImpactIndex:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in _ARRAYS:
             np.save(out_dir / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        if self.perm is not None:
+            np.save(out_dir / PERM_FILE, self.perm, allow_pickle=False)
         header = {
             "format": FORMAT,
             "n_docs": self.n_docs,
@@ -155,11 +161,14 @@ class ImpactIndex:
         if header.get("format") != FORMAT:
             raise ValueError(f"{path}: unsupported impact index format {header.get('format')!r}")
         arrays = {name: np.load(index_dir / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+        perm_path = index_dir / PERM_FILE
+        perm = np.load(perm_path, allow_pickle=False) if perm_path.exists() else None
         index = cls(
             n_docs=int(header["n_docs"]),
             block_size=int(header["block_size"]),
             scale=float(header["scale"]),
             meta=header.get("meta", {}),
+            perm=_check_perm(perm, int(header["n_docs"])),
             **arrays,
         )
         if index.n_terms != header["n_terms"] or str(index.impacts.dtype) != header["impact_dtype"]:
@@ -176,6 +185,22 @@ _ARRAYS = (
     "block_max",
     "block_starts",
 )
+
+
+def _check_perm(perm: np.ndarray | None, n_docs: int) -> np.ndarray | None:
+    """A row permutation as int32, or a ValueError naming what is wrong with it."""
+    if perm is None:
+        return None
+    perm = np.asarray(perm)
+    if perm.shape != (n_docs,) or perm.dtype.kind not in "iu":
+        raise ValueError(f"perm must be an integer array of length n_docs={n_docs}")
+    seen = np.zeros(n_docs, dtype=bool)
+    if perm.min(initial=0) < 0 or perm.max(initial=0) >= n_docs:
+        raise ValueError("perm entries must lie in [0, n_docs)")
+    seen[perm] = True
+    if not seen.all():
+        raise ValueError("perm must be a permutation of the rows (a row is missing)")
+    return np.ascontiguousarray(perm, dtype=np.int32)
 
 
 def n_blocks_for(n_docs: int, block_size: int) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 from specrag.indexing.configs import SpladeConfig
 from specrag.indexing.encoders import load_model
 from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
+from specrag.indexing.reorder import reorder_triples
 from specrag.types import Corpus, Progress, no_progress
 
 ENCODER = "splade"
@@ -103,6 +104,10 @@ def build_splade(
     term_ids = np.concatenate(term_parts)
     doc_ids = np.concatenate(doc_parts)
     impacts, scale = quantize(np.concatenate(value_parts), config.impact_bits)
+    term_ids, doc_ids, impacts, perm = reorder_triples(
+        config.reorder, term_ids, doc_ids, impacts, row, n_terms,
+        leaf_size=config.block_size, iterations=config.bp_iterations,
+    )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
     index = ImpactIndex.from_postings(
         row,
@@ -111,6 +116,7 @@ def build_splade(
         impacts,
         block_size=config.block_size,
         scale=scale,
+        perm=perm,
         meta={"encoder": ENCODER, "model": config.model},
     )
     stats = index.save(out_dir)

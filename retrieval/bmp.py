@@ -93,49 +93,65 @@ def _topk_drain(hs, hd, size, out_rows, out_scores):
 
 
 @numba.njit(cache=True, nogil=True)
+def _score_all(
+    offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi, k, allowed, use_mask,
+    row_key, use_key, acc, hs, hd,
+):  # fmt: skip
+    """Exhaustive top-k of one query into the empty heap (hs, hd); returns its size."""
+    for j in range(q_lo, q_hi):
+        t = q_terms[j]
+        w = q_weights[j]
+        for p in range(offsets[t], offsets[t + 1]):
+            acc[docs[p]] += w * impacts[p]
+    size = 0
+    n_postings = 0
+    for j in range(q_lo, q_hi):
+        t = q_terms[j]
+        n_postings += offsets[t + 1] - offsets[t]
+    if n_postings < n_docs:
+        # Select and reset in one pass over the same postings (each doc taken once).
+        for j in range(q_lo, q_hi):
+            t = q_terms[j]
+            for p in range(offsets[t], offsets[t + 1]):
+                d = docs[p]
+                s = acc[d]
+                if s > 0.0:
+                    acc[d] = 0.0
+                    if not use_mask or allowed[d]:
+                        key = row_key[d] if use_key else d
+                        if size < k or _worse(hs[0], hd[0], s, key):
+                            size = _topk_push(hs, hd, size, k, s, key)
+    else:
+        # Long postings: one sequential scan of the accumulators is cheaper.
+        for d in range(n_docs):
+            s = acc[d]
+            if s > 0.0:
+                acc[d] = 0.0
+                if not use_mask or allowed[d]:
+                    key = row_key[d] if use_key else d
+                    if size < k or _worse(hs[0], hd[0], s, key):
+                        size = _topk_push(hs, hd, size, k, s, key)
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
 def exhaustive_search(
-    offsets, docs, impacts, n_docs, q_offsets, q_terms, q_weights, k, allowed, use_mask
-):
-    """Score every posting of every query term (term at a time), then select the top-k."""
+    offsets, docs, impacts, n_docs, q_offsets, q_terms, q_weights, k, allowed, use_mask,
+    row_key, use_key, acc,
+):  # fmt: skip
+    """Score every posting of every query term (term at a time), then select the top-k.
+    ``acc`` (float64, one zero per document) is scratch, left zero again."""
     nq = len(q_offsets) - 1
     out_rows = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.zeros((nq, k), dtype=np.float64)
     counts = np.zeros(nq, dtype=np.int32)
-    acc = np.zeros(n_docs, dtype=np.float64)
     hs = np.empty(k, dtype=np.float64)
     hd = np.empty(k, dtype=np.int64)
     for q in range(nq):
-        for j in range(q_offsets[q], q_offsets[q + 1]):
-            t = q_terms[j]
-            w = q_weights[j]
-            for p in range(offsets[t], offsets[t + 1]):
-                acc[docs[p]] += w * impacts[p]
-        size = 0
-        n_postings = 0
-        for j in range(q_offsets[q], q_offsets[q + 1]):
-            t = q_terms[j]
-            n_postings += offsets[t + 1] - offsets[t]
-        if n_postings < n_docs:
-            # Select and reset in one pass over the same postings (each doc taken once).
-            for j in range(q_offsets[q], q_offsets[q + 1]):
-                t = q_terms[j]
-                for p in range(offsets[t], offsets[t + 1]):
-                    d = docs[p]
-                    s = acc[d]
-                    if s > 0.0:
-                        acc[d] = 0.0
-                        if (not use_mask or allowed[d]) and (
-                            size < k or _worse(hs[0], hd[0], s, d)
-                        ):
-                            size = _topk_push(hs, hd, size, k, s, d)
-        else:
-            # Long postings: one sequential scan of the accumulators is cheaper.
-            for d in range(n_docs):
-                s = acc[d]
-                if s > 0.0:
-                    acc[d] = 0.0
-                    if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
-                        size = _topk_push(hs, hd, size, k, s, d)
+        size = _score_all(
+            offsets, docs, impacts, n_docs, q_terms, q_weights, q_offsets[q], q_offsets[q + 1],
+            k, allowed, use_mask, row_key, use_key, acc, hs, hd,
+        )  # fmt: skip
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
 
@@ -213,8 +229,11 @@ def bmp_search(
     use_mask,
     blocks_scored,
     probe_blocks,
+    fallback_blocks,
     scratch_acc,
-    scratch_rows,
+    row_key,
+    block_key,
+    use_key,
 ):
     """Block-Max Pruning. ``alpha == 1`` is safe (exact); ``alpha < 1`` stops as soon as
     ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
@@ -224,8 +243,15 @@ def bmp_search(
     raises the k-th score quickly), every remaining block that the stopping rule would
     still visit is selected at once and scored term at a time over the term-major
     postings: the same set of documents and the same per-document addition order, but
-    sequential reads instead of one random access per (term, block). ``scratch_acc``
-    (float64, zeros) and ``scratch_rows`` (int64) have one slot per document."""
+    sequential reads instead of one random access per (term, block). If those blocks
+    number ``fallback_blocks`` or more, the query is scored exhaustively instead (the
+    heap is refilled from scratch). ``scratch_acc`` (float64, zeros) has one slot per
+    document.
+
+    With a document reordering (``use_key``), rows are internal and ``row_key[row]`` is the
+    corpus row used for ties and returned; ``block_key[b]`` is the lowest corpus row of
+    block b. A block whose bound only ties the k-th score is then skipped rather than
+    ending the search (a later block may hold a lower corpus row)."""
     nq = len(q_offsets) - 1
     n_blocks = (n_docs + block_size - 1) // block_size
     out_rows = np.full((nq, k), -1, dtype=np.int32)
@@ -245,26 +271,46 @@ def bmp_search(
     for q in range(nq):
         q_lo = q_offsets[q]
         q_hi = q_offsets[q + 1]
-        # 1. Upper bound of every block the query touches.
-        n_touched = 0
+        # 1. Upper bound of every block the query touches, 2. candidate blocks (with an
+        # allowed row) in a max-heap by bound, then block id. Many block entries: add into
+        # the dense bound array without branches and scan it; few: track the touched blocks.
+        n_entries = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]
-            w = q_weights[j]
-            for e in range(block_offsets[t], block_offsets[t + 1]):
-                b = block_ids[e]
-                if ub[b] == 0.0:
-                    touched[n_touched] = b
-                    n_touched += 1
-                ub[b] += w * block_max[e]
-        # 2. Candidate blocks (with an allowed row) in a max-heap by bound, then block id.
+            n_entries += block_offsets[t + 1] - block_offsets[t]
         n_cand = 0
-        for i in range(n_touched):
-            b = touched[i]
-            if not use_mask or block_allowed[b] > 0:
-                hu[n_cand] = ub[b]
-                hb[n_cand] = b
-                n_cand += 1
-            ub[b] = 0.0
+        if n_entries * 4 >= n_blocks:
+            for j in range(q_lo, q_hi):
+                t = q_terms[j]
+                w = q_weights[j]
+                for e in range(block_offsets[t], block_offsets[t + 1]):
+                    ub[block_ids[e]] += w * block_max[e]
+            for b in range(n_blocks):
+                u = ub[b]
+                if u > 0.0:
+                    ub[b] = 0.0
+                    if not use_mask or block_allowed[b] > 0:
+                        hu[n_cand] = u
+                        hb[n_cand] = b
+                        n_cand += 1
+        else:
+            n_touched = 0
+            for j in range(q_lo, q_hi):
+                t = q_terms[j]
+                w = q_weights[j]
+                for e in range(block_offsets[t], block_offsets[t + 1]):
+                    b = block_ids[e]
+                    if ub[b] == 0.0:
+                        touched[n_touched] = b
+                        n_touched += 1
+                    ub[b] += w * block_max[e]
+            for i in range(n_touched):
+                b = touched[i]
+                if not use_mask or block_allowed[b] > 0:
+                    hu[n_cand] = ub[b]
+                    hb[n_cand] = b
+                    n_cand += 1
+                ub[b] = 0.0
         for i in range(n_cand // 2 - 1, -1, -1):
             _block_sift_down(hu, hb, n_cand, i)
         # 3. Visit blocks by bound until none can enter the top-k.
@@ -281,8 +327,13 @@ def bmp_search(
                 bound = alpha * u
                 if bound < hs[0]:
                     break
-                if bound == hs[0] and (not safe or b * block_size > hd[0]):
-                    break
+                if bound == hs[0]:
+                    if not safe:
+                        break
+                    if (block_key[b] if use_key else b * block_size) > hd[0]:
+                        if use_key:
+                            continue
+                        break
                 if n_scored >= probe_blocks:
                     # Enough blocks probed for a good k-th score: take every block that can
                     # still enter (same rule) and score them term at a time (sequential reads).
@@ -295,15 +346,30 @@ def bmp_search(
                         bound = alpha * hu[i]
                         if bound < hs[0]:
                             continue
-                        if bound == hs[0] and (not safe or hb[i] * block_size > hd[0]):
+                        if bound == hs[0] and (
+                            not safe
+                            or (block_key[hb[i]] if use_key else hb[i] * block_size) > hd[0]
+                        ):
                             continue
                         selected[hb[i]] = True
                         sel_list[n_sel] = hb[i]
                         n_sel += 1
+                    if n_scored + n_sel >= fallback_blocks:
+                        # The bounds prune too little: one exhaustive pass is cheaper than
+                        # block-restricted scoring (same scores, so the same top-k).
+                        for i in range(n_sel):
+                            selected[sel_list[i]] = False
+                        size = _score_all(
+                            offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi,
+                            k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
+                        )  # fmt: skip
+                        n_scored = n_blocks
+                        break
                     size = _score_selected(
                         offsets, docs, impacts, block_offsets, block_ids, block_starts,
-                        q_terms, q_weights, q_lo, q_hi, selected, scratch_acc, scratch_rows,
-                        allowed, use_mask, hs, hd, size, k,
+                        q_terms, q_weights, q_lo, q_hi, selected, sel_list, n_sel, block_size,
+                        n_docs, scratch_acc, allowed, use_mask, hs, hd, size, k, row_key,
+                        use_key,
                     )  # fmt: skip
                     for i in range(n_sel):
                         selected[sel_list[i]] = False
@@ -334,8 +400,10 @@ def bmp_search(
                 s = acc[slot]
                 acc[slot] = 0.0
                 d = first + slot
-                if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
-                    size = _topk_push(hs, hd, size, k, s, d)
+                if not use_mask or allowed[d]:
+                    key = row_key[d] if use_key else d
+                    if size < k or _worse(hs[0], hd[0], s, key):
+                        size = _topk_push(hs, hd, size, k, s, key)
             n_scored += 1
         blocks_scored[q] = n_scored
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
@@ -345,30 +413,53 @@ def bmp_search(
 @numba.njit(cache=True, nogil=True)
 def _score_selected(
     offsets, docs, impacts, block_offsets, block_ids, block_starts, q_terms, q_weights,
-    q_lo, q_hi, selected, acc, rows, allowed, use_mask, hs, hd, size, k,
+    q_lo, q_hi, selected, sel_list, n_sel, block_size, n_docs, acc, allowed, use_mask,
+    hs, hd, size, k, row_key, use_key,
 ):  # fmt: skip
-    """Term-at-a-time scoring of the postings that fall in ``selected`` blocks."""
-    n_rows = 0
+    """Term-at-a-time scoring of the postings that fall in ``selected`` blocks, then one
+    sequential scan of those blocks' rows (no data-dependent branch per posting). A term
+    with many more block entries than there are selected blocks finds them by binary
+    search (``sel_list`` is sorted first) instead of reading every entry."""
+    sel_list[:n_sel].sort()
     for j in range(q_lo, q_hi):
         t = q_terms[j]
         w = q_weights[j]
-        for e in range(block_offsets[t], block_offsets[t + 1]):
+        e_lo = block_offsets[t]
+        e_hi = block_offsets[t + 1]
+        if n_sel * 16 < e_hi - e_lo:
+            for i in range(n_sel):
+                b = sel_list[i]
+                lo, hi = e_lo, e_hi  # first entry with block id >= b
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if block_ids[mid] < b:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                e_lo = lo
+                if lo == e_hi:
+                    break
+                if block_ids[lo] == b:
+                    p_lo = offsets[t] + block_starts[lo]
+                    p_hi = offsets[t] + block_starts[lo + 1] if lo + 1 < e_hi else offsets[t + 1]
+                    for p in range(p_lo, p_hi):
+                        acc[docs[p]] += w * impacts[p]
+            continue
+        for e in range(e_lo, e_hi):
             if not selected[block_ids[e]]:
                 continue
             lo = offsets[t] + block_starts[e]
-            hi = (
-                offsets[t] + block_starts[e + 1] if e + 1 < block_offsets[t + 1] else offsets[t + 1]
-            )
+            hi = offsets[t] + block_starts[e + 1] if e + 1 < e_hi else offsets[t + 1]
             for p in range(lo, hi):
-                d = docs[p]
-                if acc[d] == 0.0:
-                    rows[n_rows] = d
-                    n_rows += 1
-                acc[d] += w * impacts[p]
-    for i in range(n_rows):
-        d = rows[i]
-        s = acc[d]
-        acc[d] = 0.0
-        if (not use_mask or allowed[d]) and (size < k or _worse(hs[0], hd[0], s, d)):
-            size = _topk_push(hs, hd, size, k, s, d)
+                acc[docs[p]] += w * impacts[p]
+    for i in range(n_sel):
+        first = sel_list[i] * block_size
+        for d in range(first, min(first + block_size, n_docs)):
+            s = acc[d]
+            if s > 0.0:
+                acc[d] = 0.0
+                if not use_mask or allowed[d]:
+                    key = row_key[d] if use_key else d
+                    if size < k or _worse(hs[0], hd[0], s, key):
+                        size = _topk_push(hs, hd, size, k, s, key)
     return size

@@ -6,16 +6,36 @@ CPU by default), the same queries for every system, timings interleaved over rep
 
     nice .venv/bin/python scripts/bench_sparse.py --out .cache/sparse/results.json
 
-The synthetic generator (``synthetic_postings``): SciFact's analyzed documents are laid
-end to end as one token stream T (so a uniform draw from T follows the collection
-frequencies). Each synthetic document picks a random SciFact *seed* document and a length
-``len(seed) * U(0.5, 1.5)``; each of its tokens is, with probability ``--topical`` (0.5), a
-uniform draw from the seed's tokens (topical co-occurrence), otherwise a uniform draw from
-T (collection frequency mixing). Documents are in random order (no clustering, no
-reordering). BM25 impacts use the generated collection's own df/avgdl. SPLADE-like
-documents add expansion terms (half as many as the document's unique terms, drawn by
-collection frequency) and use flatter log-saturated weights; SPLADE-like queries keep the
-SciFact query terms (weights ~1.2-2) plus twice as many expansion terms (weights ~0-0.7).
+Synthetic generators (``synthetic_postings``; ``--generator``). Both draw from SciFact's
+analyzed documents (title + text, our analyzer); each synthetic document picks a random
+SciFact *seed* document (uniform over non-empty ones).
+
+- ``dropout`` (default; the issue's "resampled documents with term dropout"): the seed's
+  tokens, each kept with probability ``--keep`` (0.7), plus Binomial(len(seed), ``--noise``
+  = 0.1) tokens drawn from SciFact's whole token stream (collection frequency). SPLADE-like
+  documents also carry their seed's *expansion set*, fixed per seed as an encoder's would
+  be: ``--expand`` (0.5) x the seed's distinct terms, each a uniform draw among the distinct
+  terms of one of the seed's 10 nearest SciFact neighbours (tf-idf cosine), not already in
+  the seed; a copy keeps each expansion with probability ``--keep``. Weight noise is fixed
+  per (seed, term) (sd 0.3) plus a small per-copy part (sd 0.1). SPLADE-like queries add
+  2 x (query terms) expansion terms drawn among the distinct terms of the query's top-3
+  SciFact documents by tf-idf (pseudo-relevance feedback).
+- ``mix`` (the first, harsher generator, kept as a pessimistic case): length
+  ``len(seed) * U(0.5, 1.5)``, each token with probability ``--topical`` (0.5) a uniform
+  draw from the seed's tokens, otherwise from the whole token stream; SPLADE-like
+  expansions (document and query) drawn by collection frequency; independent weight noise
+  (sd 0.3) per posting.
+
+BM25 impacts use the generated collection's own df/avgdl (k1=0.9, b=0.4, 8 bits).
+SPLADE-like weights are flatter and log-saturated: ``log1p(relu(0.8 + 0.5 ln tf + 0.25 idf
++ noise))`` for own terms, ``log1p(relu(0.2 + 0.1 idf + noise))`` for expansions; queries
+keep the analyzed SciFact query terms (weights ~1.2-2) and expansion weights ~0-0.7.
+Queries: the 300 SciFact test queries (exactness and recall over all 300, QPS over the
+first ``--synthetic-queries``). Each corpus is generated once (cached under
+.cache/sparse/synthetic/) and stored in three orders: ``random`` (generation order),
+``bp`` (recursive graph bisection, ``indexing/reorder.py``, leaves of one block; its
+permutation is cached with the seconds it took) and ``seed`` (documents sorted by seed: an
+idealized clustering, for reference). The results of every order must be identical.
 """
 
 from __future__ import annotations
@@ -45,6 +65,7 @@ from specrag.indexing.analyzer import Analyzer  # noqa: E402
 from specrag.indexing.bm25 import analyze_corpus, bm25_weights, build_bm25  # noqa: E402
 from specrag.indexing.configs import BM25Config, LuceneConfig  # noqa: E402
 from specrag.indexing.impact_index import ImpactIndex, quantize, term_major  # noqa: E402
+from specrag.indexing.reorder import apply_order, bp_order  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
 from specrag.retrieval.sparse import ImpactSearcher, QueryBatch  # noqa: E402
 from specrag.types import Hit  # noqa: E402
@@ -290,59 +311,165 @@ def lucene_system(data) -> dict[str, System]:
 # Synthetic corpus
 
 
-def scifact_stream(data):
-    """SciFact's analyzed token stream, per-doc starts/lengths, vocab, query term ids."""
-    analyzer = Analyzer()
-    vocab, term_ids, doc_ids, tfs, lengths = analyze_corpus(data.docs, analyzer)
-    tokens = np.repeat(term_ids.astype(np.int32), tfs)
-    starts = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    term_of = {t: i for i, t in enumerate(vocab)}
-    queries = []
-    for q in data.query_texts:
-        c = Counter(t for t in analyzer(q) if t in term_of)
-        queries.append(
-            (np.array([term_of[t] for t in c], np.int64), np.array(list(c.values()), np.float64))
+# ---------------------------------------------------------------------------------------
+# Synthetic corpus (see the module docstring for the generators)
+
+GENERATOR_VERSION = 3  # part of the cache key: bump when a generator changes
+
+
+class SciFactStats:
+    """What the generators draw from: SciFact's analyzed token stream T (documents end to
+    end), each document's span of T, its nearest SciFact neighbours (tf-idf cosine), the
+    analyzed test queries and, per query, its top BM25-like SciFact documents."""
+
+    def __init__(self, data, n_neighbours: int = 10, n_feedback: int = 3):
+        import scipy.sparse as sp
+
+        analyzer = Analyzer()
+        vocab, term_ids, doc_ids, tfs, lengths = analyze_corpus(data.docs, analyzer)
+        self.n_terms = len(vocab)
+        self.doc_terms = term_ids  # each document's distinct terms (doc-major)
+        self.doc_terms_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(doc_ids, minlength=len(lengths)), out=self.doc_terms_offsets[1:])
+        self.tokens = np.repeat(term_ids.astype(np.int32), tfs)
+        self.lengths = lengths
+        self.starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=self.starts[1:])
+        n = len(lengths)
+        df = np.bincount(term_ids, minlength=self.n_terms)
+        self.idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        x = sp.csr_matrix(
+            (np.log1p(tfs) * self.idf[term_ids], (doc_ids, term_ids)), shape=(n, self.n_terms)
         )
-    return tokens, starts, lengths, len(vocab), queries
-
-
-def generate_docs(tokens, starts, lengths, n_docs, topical, rng, order, chunk=100_000):
-    """Yield (n, local doc of each token, term ids, doc lengths) chunks, doc-major.
-    ``order="clustered"`` sorts documents by seed: documents of one topic are adjacent."""
-    nonempty = np.flatnonzero(lengths > 0)
-    all_seeds = rng.choice(nonempty, n_docs)
-    if order == "clustered":
-        all_seeds = np.sort(all_seeds)
-    for lo in range(0, n_docs, chunk):
-        n = min(chunk, n_docs - lo)
-        seeds = all_seeds[lo : lo + n]
-        dl = np.maximum(1, np.rint(lengths[seeds] * rng.uniform(0.5, 1.5, n))).astype(np.int64)
-        owner = np.repeat(np.arange(n, dtype=np.int64), dl)
-        topic = rng.random(len(owner)) < topical
-        pos = np.where(
-            topic,
-            starts[seeds][owner]
-            + (rng.random(len(owner)) * lengths[seeds][owner]).astype(np.int64),
-            (rng.random(len(owner)) * len(tokens)).astype(np.int64),
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        x = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x
+        sim = (x @ x.T).toarray()
+        np.fill_diagonal(sim, -np.inf)
+        sim[:, lengths == 0] = -np.inf
+        self.neighbours = np.argsort(-sim, axis=1)[:, :n_neighbours]
+        del sim
+        term_of = {t: i for i, t in enumerate(vocab)}
+        self.queries = []
+        q_rows, q_cols = [], []
+        for qi, q in enumerate(data.query_texts):
+            c = Counter(t for t in analyzer(q) if t in term_of)
+            t = np.array([term_of[w] for w in c], np.int64)
+            self.queries.append((t, np.array(list(c.values()), np.float64)))
+            q_rows += [qi] * len(t)
+            q_cols += t.tolist()
+        qm = sp.csr_matrix(
+            (np.ones(len(q_rows)), (q_rows, q_cols)), shape=(len(self.queries), self.n_terms)
         )
-        yield n, owner, tokens[pos], dl
+        prf = (qm @ x.T).toarray()
+        prf[:, lengths == 0] = -np.inf
+        self.feedback = np.argsort(-prf, axis=1)[:, :n_feedback]
+
+    def draw_stream(self, rng, n: int) -> np.ndarray:
+        """n tokens by collection frequency."""
+        return self.tokens[(rng.random(n) * len(self.tokens)).astype(np.int64)]
+
+    def draw_distinct_from_docs(self, rng, docs: np.ndarray) -> np.ndarray:
+        """One uniform draw among the distinct terms of each given SciFact document (a
+        related term, not weighted by how often the document repeats it)."""
+        lo = self.doc_terms_offsets[docs]
+        n = self.doc_terms_offsets[docs + 1] - lo
+        return self.doc_terms[lo + (rng.random(len(docs)) * n).astype(np.int64)].astype(np.int32)
 
 
-def synthetic_postings(data, n_docs: int, kind: str, topical: float, seed: int, order: str):
-    """(n_docs, n_terms, offsets, docs, impacts, scale, query batch) for kind bm25|splade."""
-    rng = np.random.default_rng(seed)
-    tokens, starts, lengths, n_terms, sci_queries = scifact_stream(data)
+def seed_expansions(st: SciFactStats, rng, expand: float):
+    """SPLADE-like expansion terms of every SciFact document, fixed per document (as an
+    encoder's would be): ``expand`` x its unique terms, each a token of one of its nearest
+    neighbours, not already in it. Returns a CSR (offsets, terms) over SciFact docs."""
+    n = len(st.lengths)
+    owner_tok = np.repeat(np.arange(n, dtype=np.int64), st.lengths)
+    own = np.unique(owner_tok * st.n_terms + st.tokens)
+    n_unique = np.bincount(own // st.n_terms, minlength=n)
+    n_exp = np.rint(n_unique * expand).astype(np.int64)
+    owner = np.repeat(np.arange(n, dtype=np.int64), n_exp)
+    nb = st.neighbours[owner, rng.integers(0, st.neighbours.shape[1], len(owner))]
+    keys = np.unique(owner * st.n_terms + st.draw_distinct_from_docs(rng, nb))
+    keys = keys[~np.isin(keys, own)]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // st.n_terms, minlength=n), out=offsets[1:])
+    return offsets, (keys % st.n_terms).astype(np.int32)
+
+
+def hash_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A standard normal draw that depends only on the pair (a, b): deterministic noise."""
+    from scipy.special import ndtri
+
+    h = (a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+        b.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    )
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(29)
+    u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    return ndtri(u)
+
+
+def generate_docs(st: SciFactStats, seeds, args, rng, chunk=100_000):
+    """Yield (n, local doc of each token, term ids, doc lengths) chunks, doc-major."""
+    for lo in range(0, len(seeds), chunk):
+        s = seeds[lo : lo + chunk]
+        n = len(s)
+        if args.generator == "dropout":
+            owner = np.repeat(np.arange(n, dtype=np.int64), st.lengths[s])
+            first = np.repeat(st.starts[s], st.lengths[s])
+            local = np.arange(len(owner)) - np.repeat(
+                np.cumsum(st.lengths[s]) - st.lengths[s], st.lengths[s]
+            )
+            keep = rng.random(len(owner)) < args.keep
+            owner, pos = owner[keep], (first + local)[keep]
+            terms = st.tokens[pos]
+            n_noise = rng.binomial(st.lengths[s], args.noise)
+            noise_owner = np.repeat(np.arange(n, dtype=np.int64), n_noise)
+            owner = np.concatenate([owner, noise_owner])
+            terms = np.concatenate([terms, st.draw_stream(rng, len(noise_owner))])
+            dl = np.bincount(owner, minlength=n)
+        else:  # "mix": the harsher generator of the first runs
+            dl = np.maximum(1, np.rint(st.lengths[s] * rng.uniform(0.5, 1.5, n))).astype(np.int64)
+            owner = np.repeat(np.arange(n, dtype=np.int64), dl)
+            topic = rng.random(len(owner)) < args.topical
+            seed_pos = st.starts[s][owner] + (rng.random(len(owner)) * st.lengths[s][owner]).astype(
+                np.int64
+            )
+            terms = np.where(topic, st.tokens[seed_pos], st.draw_stream(rng, len(owner)))
+        yield n, owner, terms, dl
+
+
+def synthetic_postings(st: SciFactStats, args, kind: str):
+    """Doc-major (term_ids, doc_ids, impacts), scale, seeds and the query batch of one
+    synthetic corpus, in generation (random) order."""
+    rng = np.random.default_rng(args.seed)
+    n_docs, n_terms = args.synthetic_docs, st.n_terms
+    seeds = rng.choice(np.flatnonzero(st.lengths > 0), n_docs)
+    seed_exp = (
+        seed_expansions(st, rng, args.expand)
+        if kind == "splade" and args.generator == "dropout"
+        else None
+    )
     parts_t, parts_d, parts_tf, all_dl = [], [], [], []
     base = 0
-    for n, owner, terms, dl in generate_docs(tokens, starts, lengths, n_docs, topical, rng, order):
+    for n, owner, terms, dl in generate_docs(st, seeds, args, rng):
         keys, tf = np.unique(owner * n_terms + terms, return_counts=True)
         d, t = np.divmod(keys, n_terms)
-        if kind == "splade":  # expansion terms, by collection frequency
-            n_unique = np.bincount(d, minlength=n)
-            n_exp = np.rint(n_unique * 0.5).astype(np.int64)
+        if kind == "splade":  # expansion terms: topical (neighbours) or by collection freq.
+            n_exp = np.rint(np.bincount(d, minlength=n) * args.expand).astype(np.int64)
             exp_owner = np.repeat(np.arange(n, dtype=np.int64), n_exp)
-            exp_terms = tokens[(rng.random(len(exp_owner)) * len(tokens)).astype(np.int64)]
+            if args.generator == "dropout":  # the seed's own expansions, with dropout
+                exp_off, exp_terms_of_seed = seed_exp
+                s = seeds[base : base + n]
+                per_seed = exp_off[s + 1] - exp_off[s]
+                exp_owner = np.repeat(np.arange(n, dtype=np.int64), per_seed)
+                local = np.arange(len(exp_owner)) - np.repeat(
+                    np.cumsum(per_seed) - per_seed, per_seed
+                )
+                exp_terms = exp_terms_of_seed[np.repeat(exp_off[s], per_seed) + local]
+                kept = rng.random(len(exp_owner)) < args.keep
+                exp_owner, exp_terms = exp_owner[kept], exp_terms[kept]
+            else:
+                exp_terms = st.draw_stream(rng, len(exp_owner))
             all_keys = np.concatenate([keys, exp_owner * n_terms + exp_terms])
             all_tf = np.concatenate([tf, np.zeros(len(exp_owner), tf.dtype)])
             by_key = np.argsort(all_keys, kind="stable")  # a document's own term sorts first
@@ -356,7 +483,7 @@ def synthetic_postings(data, n_docs: int, kind: str, topical: float, seed: int, 
         parts_tf.append(tf.astype(np.int32))
         all_dl.append(dl)
         base += n
-        log(f"    generated {base:,} docs")
+    log(f"    generated {base:,} docs")
     term_ids = np.concatenate(parts_t)
     doc_ids = np.concatenate(parts_d)
     tfs = np.concatenate(parts_tf)
@@ -366,44 +493,118 @@ def synthetic_postings(data, n_docs: int, kind: str, topical: float, seed: int, 
     idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
     if kind == "bm25":
         weights = bm25_weights(tfs, dl[doc_ids], df[term_ids], n_docs, float(dl.mean()), 0.9, 0.4)
-        batch = QueryBatch.from_lists(
-            [q[0] for q in sci_queries], [q[1] for q in sci_queries], n_terms
-        )
+        q_terms = [q[0] for q in st.queries]
+        q_weights = [q[1] for q in st.queries]
     else:
-        z = np.where(
-            tfs > 0,
-            0.8 + 0.5 * np.log(np.maximum(tfs, 1)) + 0.25 * idf[term_ids],
-            0.2 + 0.1 * idf[term_ids],
-        ) + rng.normal(0, 0.3, len(tfs))
+        if args.generator == "dropout":  # noise fixed per (seed, term), small per copy
+            noise = 0.3 * hash_normal(seeds[doc_ids], term_ids) + rng.normal(0, 0.1, len(tfs))
+        else:
+            noise = rng.normal(0, 0.3, len(tfs))
+        z = (
+            np.where(
+                tfs > 0,
+                0.8 + 0.5 * np.log(np.maximum(tfs, 1)) + 0.25 * idf[term_ids],
+                0.2 + 0.1 * idf[term_ids],
+            )
+            + noise
+        )
         weights = np.log1p(np.maximum(z, 0.0))
         keep = weights > 0
         term_ids, doc_ids, weights = term_ids[keep], doc_ids[keep], weights[keep]
         q_terms, q_weights = [], []
-        for t, _ in sci_queries:
-            exp = tokens[(rng.random(2 * len(t)) * len(tokens)).astype(np.int64)]
+        for qi, (t, _) in enumerate(st.queries):
+            if args.generator == "dropout":  # pseudo-relevance feedback: top SciFact docs
+                exp = st.draw_distinct_from_docs(rng, rng.choice(st.feedback[qi], 2 * len(t)))
+            else:
+                exp = st.draw_stream(rng, 2 * len(t))
             exp = np.setdiff1d(np.unique(exp), t)
             w = np.log1p(np.maximum(1.0 + 0.3 * idf[t] + rng.normal(0, 0.3, len(t)), 0))
             we = np.log1p(np.maximum(rng.normal(0.3, 0.3, len(exp)), 0))
             q_terms.append(np.concatenate([t, exp]))
             q_weights.append(np.concatenate([w, we]))
-        batch = QueryBatch.from_lists(q_terms, q_weights, n_terms)
+    batch = QueryBatch.from_lists(q_terms, q_weights, n_terms)
     del tfs
     impacts, scale = quantize(weights.astype(np.float32), 8)
-    del weights
-    offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
-    return n_terms, offsets, docs, impacts, scale, batch
+    return term_ids, doc_ids, impacts, scale, seeds, batch
+
+
+def cached_synthetic(st: SciFactStats, args, kind: str):
+    """``synthetic_postings`` through an npz cache under .cache/sparse/synthetic/."""
+    key = (
+        f"{kind}-{args.generator}-n{args.synthetic_docs}-keep{args.keep}-noise{args.noise}"
+        f"-topical{args.topical}-expand{args.expand}-seed{args.seed}-v{GENERATOR_VERSION}"
+    )
+    args.cache_key = key
+    path = CACHE / "synthetic" / f"{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        batch = QueryBatch(z["q_offsets"], z["q_terms"], z["q_weights"])
+        return z["term_ids"], z["doc_ids"], z["impacts"], float(z["scale"]), z["seeds"], batch, 0.0
+    t = time.perf_counter()
+    term_ids, doc_ids, impacts, scale, seeds, batch = synthetic_postings(st, args, kind)
+    gen_s = time.perf_counter() - t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        term_ids=term_ids,
+        doc_ids=doc_ids,
+        impacts=impacts,
+        scale=scale,
+        seeds=seeds,
+        q_offsets=batch.offsets,
+        q_terms=batch.terms,
+        q_weights=batch.weights,
+    )
+    os.replace(tmp, path)
+    return term_ids, doc_ids, impacts, scale, seeds, batch, gen_s
+
+
+def order_perm(order: str, term_ids, doc_ids, seeds, n_terms: int, block_size: int, args):
+    """(perm or None, seconds): the storage order of the synthetic documents. A BP order is
+    cached next to its corpus with the seconds its computation took."""
+    if order == "bp":
+        path = (
+            CACHE / "synthetic" / f"{args.cache_key}-bp-leaf{block_size}-it{args.bp_iterations}.npz"
+        )
+        if path.exists():
+            z = np.load(path)
+            return z["perm"], float(z["seconds"])
+    t = time.perf_counter()
+    if order == "random":
+        perm = None
+    elif order == "seed":  # idealized: documents of one seed adjacent
+        perm = np.argsort(seeds, kind="stable").astype(np.int32)
+    elif order == "bp":
+        perm = bp_order(
+            term_ids,
+            doc_ids,
+            len(seeds),
+            n_terms,
+            leaf_size=block_size,
+            iterations=args.bp_iterations,
+        )
+    else:
+        raise ValueError(f"unknown order {order!r}")
+    seconds = time.perf_counter() - t
+    if order == "bp":
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, perm=perm, seconds=seconds)
+        os.replace(tmp, path)
+    return perm, seconds
 
 
 def synthetic(args, data) -> dict:
     out = {}
     nq_time = args.synthetic_queries
-    for kind, order in [(k, o) for k in args.synthetic_kinds for o in args.orders]:
-        log(f"Synthetic {kind}-like corpus, {order} order: {args.synthetic_docs:,} docs")
-        t = time.perf_counter()
-        n_terms, offsets, docs, impacts, scale, batch = synthetic_postings(
-            data, args.synthetic_docs, kind, args.topical, args.seed, order
+    t = time.perf_counter()
+    st = SciFactStats(data)
+    log(f"SciFact statistics (tokens, neighbours, feedback docs) in {time.perf_counter() - t:.0f}s")
+    for kind in args.synthetic_kinds:
+        log(
+            f"Synthetic {kind}-like corpus, generator {args.generator}: {args.synthetic_docs:,} docs"
         )
-        gen_s = time.perf_counter() - t
+        term_ids, doc_ids, impacts, scale, seeds, batch, gen_s = cached_synthetic(st, args, kind)
         per_query = [
             QueryBatch(
                 batch.offsets[i : i + 2] - batch.offsets[i],
@@ -412,81 +613,113 @@ def synthetic(args, data) -> dict:
             )
             for i in range(len(batch))
         ]
-        res = {
-            "n_docs": args.synthetic_docs,
-            "n_postings": int(len(docs)),
-            "mean_query_terms": float(np.diff(batch.offsets).mean()),
-            "generate_seconds": round(gen_s, 1),
-            "block_sizes": {},
-        }
-        log(f"  {len(docs):,} postings, {res['mean_query_terms']:.1f} terms/query, {gen_s:.0f}s")
+        log(
+            f"  {len(term_ids):,} postings, {np.diff(batch.offsets).mean():.1f} terms/query, "
+            f"generated in {gen_s:.0f}s (0: cached)"
+        )
         for bs in args.synthetic_block_sizes:
-            t = time.perf_counter()
-            index = ImpactIndex.from_postings(
-                args.synthetic_docs, offsets, docs, impacts, block_size=bs, scale=scale,
-                meta={"encoder": kind},
-            )  # fmt: skip
-            build_s = time.perf_counter() - t
-            s = ImpactSearcher(index, np.arange(index.n_docs), mode="bmp")
-            row = {"block_max_seconds": round(build_s, 1), "index_bytes": index.nbytes(),
-                   "block_table_bytes": int(index.block_ids.nbytes + index.block_max.nbytes
-                                            + index.block_starts.nbytes + index.block_offsets.nbytes)}  # fmt: skip
-            for k in (10, 100):
-                s.mode, s.alpha = "exhaustive", 1.0
-                ex = s.search_rows(batch, k)
-                s.mode, s.alpha = "bmp", 1.0
-                safe = s.search_rows(batch, k)
-                safe_blocks = float(s.last_blocks_scored.mean())
-                s.alpha = 0.9
-                approx = s.search_rows(batch, k)
-                approx_blocks = float(s.last_blocks_scored.mean())
-                recall = np.mean([
-                    len(set(approx[0][q, : approx[2][q]]) & set(safe[0][q, : safe[2][q]]))
-                    / max(1, safe[2][q])
-                    for q in range(len(batch))
-                ])  # fmt: skip
-
-                def mode_fn(mode, alpha, k=k, searcher=s, queries=per_query):
-                    def fn(qi):
-                        searcher.mode, searcher.alpha = mode, alpha
-                        return searcher.search_rows(queries[qi], k)
-
-                    return fn
-
-                qps = interleaved_qps(
+            first_results = {}
+            for order in args.orders:
+                perm, order_s = order_perm(order, term_ids, doc_ids, seeds, st.n_terms, bs, args)
+                log(f"  order {order}, block {bs}: permutation in {order_s:.1f}s")
+                tt, dd, vv = (
+                    (term_ids, doc_ids, impacts)
+                    if perm is None
+                    else apply_order(perm, term_ids, doc_ids, impacts)
+                )
+                offsets, docs, imps = term_major(tt, dd, vv, st.n_terms)
+                del tt, dd, vv
+                index = ImpactIndex.from_postings(
+                    args.synthetic_docs,
+                    offsets,
+                    docs,
+                    imps,
+                    block_size=bs,
+                    scale=scale,
+                    meta={"encoder": kind},
+                    perm=perm,
+                )
+                del offsets, docs, imps
+                res = run_synthetic(index, batch, per_query, nq_time, args, first_results)
+                res.update(
                     {
-                        "exhaustive": mode_fn("exhaustive", 1.0),
-                        "bmp_safe": mode_fn("bmp", 1.0),
-                        "bmp_a0.9": mode_fn("bmp", 0.9),
-                    },
-                    nq_time,
-                    args.repeats,
+                        "n_docs": args.synthetic_docs,
+                        "n_postings": int(len(term_ids)),
+                        "mean_query_terms": float(np.diff(batch.offsets).mean()),
+                        "generate_seconds": round(gen_s, 1),
+                        "order_seconds": round(order_s, 1),
+                    }
                 )
-                row[f"k{k}"] = {
-                    "safe_equals_exhaustive": all(
-                        np.array_equal(a, b) for a, b in zip(ex, safe, strict=True)
-                    ),
-                    "recall_a0.9_vs_safe": float(recall),
-                    "blocks_scored_safe": safe_blocks,
-                    "blocks_scored_a0.9": approx_blocks,
-                    "n_blocks": index.n_blocks,
-                    "qps": qps,
-                }
-                log(
-                    f"  bs={bs} k={k}: QPS exhaustive {qps['exhaustive']['qps_best']:.0f}, "
-                    f"safe {qps['bmp_safe']['qps_best']:.0f} "
-                    f"({qps['bmp_safe']['qps_best'] / qps['exhaustive']['qps_best']:.1f}x), "
-                    f"a=0.9 {qps['bmp_a0.9']['qps_best']:.0f}; recall@{k} a=0.9 vs safe {recall:.4f}; "
-                    f"blocks scored {safe_blocks:.0f}/{index.n_blocks}; "
-                    f"safe==exhaustive {row[f'k{k}']['safe_equals_exhaustive']}"
-                )
-            log(f"  bs={bs}: index {index.nbytes() / 2**20:.0f} MiB "
-                f"(block-max table {row['block_table_bytes'] / 2**20:.0f} MiB)")  # fmt: skip
-            res["block_sizes"][str(bs)] = row
-            del index, s
-        out[f"{kind}-{order}"] = res
-        del offsets, docs, impacts
+                out[f"{kind}-{args.generator}-{order}-bs{bs}"] = res
+                del index
+        del term_ids, doc_ids, impacts
     return out
+
+
+def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict:
+    """Exactness, recall and interleaved QPS of one synthetic index. ``first_results``
+    holds the exhaustive top-k of the first order measured: every order must equal it."""
+    s = ImpactSearcher(index, np.arange(index.n_docs), mode="bmp")
+    row = {"index_bytes": index.nbytes(),
+           "block_table_bytes": int(index.block_ids.nbytes + index.block_max.nbytes
+                                    + index.block_starts.nbytes + index.block_offsets.nbytes)}  # fmt: skip
+    for k in args.ks:
+        s.mode, s.alpha = "exhaustive", 1.0
+        ex = s.search_rows(batch, k)
+        if k not in first_results:
+            first_results[k] = ex
+        s.mode, s.alpha = "bmp", 1.0
+        safe = s.search_rows(batch, k)
+        safe_blocks = float(s.last_blocks_scored.mean())
+        s.alpha = 0.9
+        approx = s.search_rows(batch, k)
+        approx_blocks = float(s.last_blocks_scored.mean())
+        recall = np.mean([
+            len(set(approx[0][q, : approx[2][q]]) & set(safe[0][q, : safe[2][q]]))
+            / max(1, safe[2][q])
+            for q in range(len(batch))
+        ])  # fmt: skip
+
+        def mode_fn(mode, alpha, k=k, searcher=s, queries=per_query):
+            def fn(qi):
+                searcher.mode, searcher.alpha = mode, alpha
+                return searcher.search_rows(queries[qi], k)
+
+            return fn
+
+        qps = interleaved_qps(
+            {
+                "exhaustive": mode_fn("exhaustive", 1.0),
+                "bmp_safe": mode_fn("bmp", 1.0),
+                "bmp_a0.9": mode_fn("bmp", 0.9),
+            },
+            nq_time,
+            args.repeats,
+        )
+        same = all(np.array_equal(a, b) for a, b in zip(ex, safe, strict=True))
+        same_order = all(np.array_equal(a, b) for a, b in zip(ex, first_results[k], strict=True))
+        row[f"k{k}"] = {
+            "safe_equals_exhaustive": same,
+            "equals_first_order": same_order,
+            "recall_a0.9_vs_safe": float(recall),
+            "blocks_scored_safe": safe_blocks,
+            "blocks_scored_a0.9": approx_blocks,
+            "n_blocks": index.n_blocks,
+            "qps": qps,
+        }
+        log(
+            f"    k={k}: QPS exhaustive {qps['exhaustive']['qps_best']:.0f}, "
+            f"safe {qps['bmp_safe']['qps_best']:.0f} "
+            f"({qps['bmp_safe']['qps_best'] / qps['exhaustive']['qps_best']:.1f}x), "
+            f"a=0.9 {qps['bmp_a0.9']['qps_best']:.0f} "
+            f"({qps['bmp_a0.9']['qps_best'] / qps['exhaustive']['qps_best']:.1f}x); "
+            f"recall@{k} a=0.9 vs safe {recall:.4f}; "
+            f"blocks scored {safe_blocks:.0f} (a=0.9 {approx_blocks:.0f})/{index.n_blocks}; "
+            f"safe==exhaustive {same}; same as first order {same_order}"
+        )
+    log(f"    index {index.nbytes() / 2**20:.0f} MiB "
+        f"(block-max table {row['block_table_bytes'] / 2**20:.0f} MiB)")  # fmt: skip
+    return row
 
 
 def main() -> None:
@@ -496,10 +729,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic-docs", type=int, default=1_000_000)
     parser.add_argument("--synthetic-queries", type=int, default=300)
-    parser.add_argument("--synthetic-block-sizes", type=int, nargs="+", default=[64])
+    parser.add_argument("--synthetic-block-sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--synthetic-kinds", nargs="+", default=["bm25", "splade"])
-    parser.add_argument("--orders", nargs="+", default=["random", "clustered"])
-    parser.add_argument("--topical", type=float, default=0.5)
+    parser.add_argument(
+        "--orders", nargs="+", default=["random", "bp", "seed"], choices=["random", "bp", "seed"]
+    )
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 100])
+    parser.add_argument(
+        "--generator",
+        choices=["dropout", "mix"],
+        default="dropout",
+        help="dropout: resampled seed documents with term dropout (default); "
+        "mix: the harsher collection-frequency mixture of the first runs",
+    )
+    parser.add_argument(
+        "--keep", type=float, default=0.7, help="dropout: probability of keeping each seed token"
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.1,
+        help="dropout: collection-frequency noise tokens per seed token",
+    )
+    parser.add_argument(
+        "--expand",
+        type=float,
+        default=0.5,
+        help="SPLADE-like: expansion terms per unique document term",
+    )
+    parser.add_argument(
+        "--topical",
+        type=float,
+        default=0.5,
+        help="mix: probability that a token comes from the seed document",
+    )
+    parser.add_argument("--bp-iterations", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")

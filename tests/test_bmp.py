@@ -15,23 +15,43 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
+from specrag.indexing.reorder import apply_order, bp_order
 from specrag.retrieval.sparse import ImpactSearcher, QueryBatch
 
 BLOCK_SIZES = [1, 2, 3, 7, 32, 64, 255, 256, 257, 300, 1024]
 
 
 def make_index(
-    postings: dict[int, dict[int, int]], n_docs: int, n_terms: int, block_size: int, bits=8
+    postings: dict[int, dict[int, int]],
+    n_docs: int,
+    n_terms: int,
+    block_size: int,
+    bits=8,
+    reorder: str = "none",
 ):
-    """An ImpactIndex from {term: {doc: impact}} through the array writer path."""
+    """An ImpactIndex from {term: {doc: impact}} through the array writer path; ``reorder``
+    stores the rows in another order: "bp" (the build option) or "reverse" / "shuffle"
+    (orders that put high corpus rows in early blocks: the hard case for ties)."""
     triples = sorted((d, t, v) for t, row in postings.items() for d, v in row.items())
     docs = np.array([d for d, _, _ in triples], dtype=np.int32)
     terms = np.array([t for _, t, _ in triples], dtype=np.int64)
     vals = np.array([v for _, _, v in triples], dtype=np.uint8 if bits == 8 else np.uint16)
+    perm = None
+    if reorder == "bp":
+        perm = bp_order(terms, docs, n_docs, n_terms, leaf_size=block_size)
+    elif reorder == "reverse":
+        perm = np.arange(n_docs)[::-1].copy()
+    elif reorder == "shuffle":
+        perm = np.random.default_rng(n_docs).permutation(n_docs)
+    if perm is not None:
+        terms, docs, vals = apply_order(perm, terms, docs, vals)
     offsets, pdocs, pvals = term_major(terms, docs, vals, n_terms)
     return ImpactIndex.from_postings(
-        n_docs, offsets, pdocs, pvals, block_size=block_size, scale=0.5
+        n_docs, offsets, pdocs, pvals, block_size=block_size, scale=0.5, perm=perm
     )
+
+
+REORDERS = ["none", "bp", "reverse", "shuffle"]
 
 
 def dense_truth(postings, n_docs, query: dict[int, float], allowed) -> list[tuple[int, float]]:
@@ -49,10 +69,18 @@ def dense_truth(postings, n_docs, query: dict[int, float], allowed) -> list[tupl
 
 
 def run(
-    index: ImpactIndex, query: dict[int, float], k: int, allowed, mode: str, alpha=1.0, probe=16
+    index: ImpactIndex,
+    query: dict[int, float],
+    k: int,
+    allowed,
+    mode: str,
+    alpha=1.0,
+    probe=16,
+    fallback=0.4,
 ):
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
     searcher.probe_blocks = probe
+    searcher.fallback_fraction = fallback
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
     rows, scores, counts = searcher.search_rows(batch, k, allowed)
@@ -102,32 +130,36 @@ def cases(draw):
         "random": np.random.default_rng(draw(st.integers(0, 99))).random(n_docs) < 0.4,
     }[mask_kind]
     k = draw(st.sampled_from([1, 2, 3, 10, 100]))
-    return postings, n_docs, n_terms, block_size, bits, query, allowed, k
+    reorder = draw(st.sampled_from(REORDERS))
+    return postings, n_docs, n_terms, block_size, bits, query, allowed, k, reorder
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_safe_bmp_equals_exhaustive_and_truth(case):
-    postings, n_docs, n_terms, block_size, bits, query, allowed, k = case
-    index = make_index(postings, n_docs, n_terms, block_size, bits)
+    postings, n_docs, n_terms, block_size, bits, query, allowed, k, reorder = case
+    index = make_index(postings, n_docs, n_terms, block_size, bits, reorder)
     truth = dense_truth(postings, n_docs, query, allowed)[:k]
     exhaustive = run(index, query, k, allowed, "exhaustive")
     bmp = run(index, query, k, allowed, "bmp")
     assert bmp == exhaustive
-    # Block by block only, and switching to term-at-a-time after 0 or 1 probed blocks.
-    for probe in (10**9, 0, 1):
-        assert run(index, query, k, allowed, "bmp", probe=probe) == exhaustive
+    # Block by block only, and switching to term-at-a-time after 0 or 1 probed blocks,
+    # with the exhaustive fallback always (0), never (2) or at half the blocks.
+    for probe in (10**9, 0, 1, None):
+        for fallback in (0.0, 0.4, 2.0):
+            got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback)
+            assert got == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
 
 
 @settings(max_examples=80, deadline=None)
-@given(cases(), st.floats(0.1, 0.99), st.sampled_from([0, 1, 10**9]))
-def test_approximate_bmp_returns_true_scores_in_order(case, alpha, alpha_probe):
-    postings, n_docs, n_terms, block_size, bits, query, allowed, k = case
-    index = make_index(postings, n_docs, n_terms, block_size, bits)
+@given(cases(), st.floats(0.1, 0.99), st.sampled_from([0, 1, 10**9]), st.sampled_from([0, 2]))
+def test_approximate_bmp_returns_true_scores_in_order(case, alpha, alpha_probe, fallback):
+    postings, n_docs, n_terms, block_size, bits, query, allowed, k, reorder = case
+    index = make_index(postings, n_docs, n_terms, block_size, bits, reorder)
     truth = dict(dense_truth(postings, n_docs, query, allowed))
-    got = run(index, query, k, allowed, "bmp", alpha, probe=alpha_probe)
+    got = run(index, query, k, allowed, "bmp", alpha, probe=alpha_probe, fallback=fallback)
     assert len(got) <= k
     assert all(r in truth and s == pytest.approx(truth[r], rel=1e-12) for r, s in got)
     assert got == sorted(got, key=lambda x: (-x[1], x[0]))
@@ -142,6 +174,44 @@ def test_a_block_whose_bound_ties_the_kth_score_is_still_scored():
     index = make_index(postings, 128, 2, 64)
     for probe in (0, 1, 10**9):
         assert run(index, {0: 1.0, 1: 1.0}, 2, None, "bmp", probe=probe) == [(0, 2.5), (64, 2.5)]
+
+
+@pytest.mark.parametrize("reorder", ["reverse", "shuffle", "bp"])
+def test_ties_with_a_reordering_are_broken_by_corpus_row(reorder):
+    # Every row scores the same: the top-k must be the lowest corpus rows, whatever block
+    # the reordering stored them in (block bounds all tie the k-th score).
+    n_docs = 300
+    postings = {0: dict.fromkeys(range(n_docs), 7)}
+    index = make_index(postings, n_docs, 1, 16, reorder=reorder)
+    for probe in (0, 1, 10**9):
+        got = run(index, {0: 1.0}, 5, None, "bmp", probe=probe)
+        assert got == [(r, 3.5) for r in range(5)]
+    allowed = np.zeros(n_docs, bool)
+    allowed[[250, 3, 120]] = True
+    assert run(index, {0: 1.0}, 2, allowed, "bmp") == [(3, 3.5), (120, 3.5)]
+    assert run(index, {0: 1.0}, 2, allowed, "exhaustive") == [(3, 3.5), (120, 3.5)]
+
+
+def test_bp_puts_documents_that_share_terms_together():
+    # Two topics mixed at random in corpus order: BP must separate them into the two halves.
+    n_docs = 256
+    topic = np.random.default_rng(0).permutation(np.arange(n_docs) % 2)
+    terms = np.concatenate([topic[d] * 10 + np.arange(10) for d in range(n_docs)])
+    docs = np.repeat(np.arange(n_docs), 10)
+    perm = bp_order(terms, docs, n_docs, 20, leaf_size=64)
+    assert sorted(perm.tolist()) == list(range(n_docs))
+    topic_of_row = topic[perm]
+    assert len(set(topic_of_row[:128].tolist())) == 1
+    assert len(set(topic_of_row[128:].tolist())) == 1
+
+
+def test_a_bad_permutation_is_rejected():
+    index = make_index({0: {0: 1, 1: 2}}, 2, 1, 4)
+    with pytest.raises(ValueError, match="permutation"):
+        ImpactIndex.from_postings(
+            2, index.offsets, index.docs, index.impacts, block_size=4, scale=1.0,
+            perm=np.array([0, 0]),
+        )  # fmt: skip
 
 
 def test_last_block_alone_is_scored():

@@ -73,3 +73,22 @@ def test_safe_bmp_equals_exhaustive_exactly(setup):
     for a, b in zip(exhaustive, bmp, strict=True):
         np.testing.assert_array_equal(a, b)
     assert searcher.search([], 5) == []
+
+
+def test_bp_reordered_index_answers_bitwise_the_same(setup, tmp_path):
+    docs, config, out, stats, searcher = setup
+    bp_config = config.model_copy(update={"reorder": "bp"})
+    build_splade(docs, tmp_path, bp_config, lambda *a: None)
+    reordered = ImpactSearcher.load(tmp_path, bp_config, np.array([d.id for d in docs]))
+    assert reordered.index.perm is not None
+    batch = searcher.encode_queries(demo_queries(10))
+    allowed = np.random.default_rng(2).random(N_DOCS) < 0.5
+    for mode in ("bmp", "exhaustive"):
+        for mask in (None, allowed):
+            searcher.mode = reordered.mode = mode
+            for a, b in zip(
+                searcher.search_rows(batch, 5, mask), reordered.search_rows(batch, 5, mask),
+                strict=True,
+            ):  # fmt: skip
+                np.testing.assert_array_equal(a, b)
+    searcher.mode = "bmp"

@@ -74,6 +74,18 @@ def _topk_push(hs, hd, size, k, s, d):
     return size
 
 
+@numba.njit(inline="always")
+def _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key):
+    """Offer row ``d`` with score ``s`` unless the mask excludes it; the heap keys rows by
+    corpus row (``row_key[d]`` under a reordering), so ties go to the lower corpus row."""
+    if use_mask and not allowed[d]:
+        return size
+    key = row_key[d] if use_key else d
+    if size < k or _worse(hs[0], hd[0], s, key):
+        size = _topk_push(hs, hd, size, k, s, key)
+    return size
+
+
 @numba.njit(cache=True, nogil=True)
 def _topk_drain(hs, hd, size, out_rows, out_scores):
     """Empty the heap into outputs, best first."""
@@ -117,20 +129,14 @@ def _score_all(
                 s = acc[d]
                 if s > 0.0:
                     acc[d] = 0.0
-                    if not use_mask or allowed[d]:
-                        key = row_key[d] if use_key else d
-                        if size < k or _worse(hs[0], hd[0], s, key):
-                            size = _topk_push(hs, hd, size, k, s, key)
+                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
     else:
         # Long postings: one sequential scan of the accumulators is cheaper.
         for d in range(n_docs):
             s = acc[d]
             if s > 0.0:
                 acc[d] = 0.0
-                if not use_mask or allowed[d]:
-                    key = row_key[d] if use_key else d
-                    if size < k or _worse(hs[0], hd[0], s, key):
-                        size = _topk_push(hs, hd, size, k, s, key)
+                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
     return size
 
 
@@ -400,10 +406,7 @@ def bmp_search(
                 s = acc[slot]
                 acc[slot] = 0.0
                 d = first + slot
-                if not use_mask or allowed[d]:
-                    key = row_key[d] if use_key else d
-                    if size < k or _worse(hs[0], hd[0], s, key):
-                        size = _topk_push(hs, hd, size, k, s, key)
+                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
             n_scored += 1
         blocks_scored[q] = n_scored
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
@@ -458,8 +461,5 @@ def _score_selected(
             s = acc[d]
             if s > 0.0:
                 acc[d] = 0.0
-                if not use_mask or allowed[d]:
-                    key = row_key[d] if use_key else d
-                    if size < k or _worse(hs[0], hd[0], s, key):
-                        size = _topk_push(hs, hd, size, k, s, key)
+                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
     return size

@@ -158,13 +158,7 @@ def test_cache_after_tree_pass_holds_only_accepted_path(model):
     assert [tree.tokens[i] for i in path] == ref[:4] and nxt == ref[4]
     assert path != list(range(len(path)))
     keep_in_cache(cache, len(prompt), path, len(tree))
-    want = DynamicCache()
-    with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt + ref[:4]]), cache=want, use_cache=True)
-    assert cache.get_seq_length() == want.get_seq_length()
-    for got_layer, want_layer in zip(cache.layers, want.layers, strict=True):
-        torch.testing.assert_close(got_layer.keys, want_layer.keys, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(got_layer.values, want_layer.values, atol=1e-5, rtol=1e-4)
+    _assert_cache_holds(model, cache, prompt + ref[:4])
 
 
 def test_plain_matches_transformers_generate(model):
@@ -197,13 +191,18 @@ def test_cache_compaction_when_the_path_leaves_the_first_branch_midway(model):
     assert [tree.tokens[i] for i in path] == ref[:5] and nxt == ref[5]
     assert path[:3] == [0, 1, 2] and path[3] > 3
     keep_in_cache(cache, len(prompt), path, len(tree))
+    _assert_cache_holds(model, cache, prompt + ref[:5])
+    with torch.inference_mode():
+        nxt_logits = model(input_ids=torch.tensor([[ref[5]]]), cache=cache, use_cache=True).logits
+    assert int(nxt_logits[0, -1].argmax()) == ref[6]
+
+
+def _assert_cache_holds(model, cache, tokens: list[int]) -> None:
+    """``cache`` equals the cache a plain forward over ``tokens`` builds."""
     want = DynamicCache()
     with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt + ref[:5]]), cache=want, use_cache=True)
+        model(input_ids=torch.tensor([tokens]), cache=want, use_cache=True)
     assert cache.get_seq_length() == want.get_seq_length()
     for got_layer, want_layer in zip(cache.layers, want.layers, strict=True):
         torch.testing.assert_close(got_layer.keys, want_layer.keys, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(got_layer.values, want_layer.values, atol=1e-5, rtol=1e-4)
-    with torch.inference_mode():
-        nxt_logits = model(input_ids=torch.tensor([[ref[5]]]), cache=cache, use_cache=True).logits
-    assert int(nxt_logits[0, -1].argmax()) == ref[6]

@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,7 +103,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    np.random.seed(args.seed)
     data = load_scifact(args.data)
     pairs = training_pairs(data, args.negatives, args.seed)
     print(f"{len(pairs)} training pairs ({sum(y for _, _, y in pairs):.0f} positive)", flush=True)

@@ -19,19 +19,20 @@ class ImpactSearchConfig(KindConfig):
     """Build and search settings shared by the impact-index kinds (``bm25``, ``splade``)."""
 
     block_size: int = Field(
-        128,
+        32,
         ge=1,
         le=65536,
-        description="Docs per block for block-max pruning (128: fastest of 32/64/128 on SciFact, "
-        "docs/benchmarks.md).",
+        description="Docs per block for block-max pruning (32: fastest of 32/64 at 1M docs for "
+        "BM25 and SPLADE-like impacts, docs/benchmarks.md).",
     )
     impact_bits: Literal[8, 16] = Field(
         8, description="Width of the quantized impacts (the scale is recorded in the manifest)."
     )
-    reorder: Literal["none", "bp"] = Field(
-        "none",
+    reorder: Literal["auto", "none", "bp"] = Field(
+        "auto",
         description="Document reordering at build time for tighter block-max bounds: bp = "
-        "recursive graph bisection (stored as a row permutation; results are unchanged).",
+        "recursive graph bisection (stored as a row permutation; results are unchanged); "
+        "auto = bp from 50,000 documents on (indexing/reorder.py).",
     )
     bp_iterations: int = Field(20, ge=0, le=100, description="Swap rounds per BP bisection.")
     mode: Literal["bmp", "exhaustive"] = Field(

@@ -39,6 +39,9 @@ FORMAT = 1
 META_FILE = "impact_index.json"
 PERM_FILE = "perm.npy"
 INT32_MAX = np.iinfo(np.int32).max
+#: Limits of the BMP kernel's packed (term, block) -> postings table (retrieval/bmp.py).
+MAX_BLOCK_SIZE = 1 << 16
+MAX_POSTINGS = (1 << 36) - 1
 IMPACT_DTYPES = {8: np.uint8, 16: np.uint16}
 
 
@@ -287,11 +290,13 @@ def _scatter_by_term(term_ids, doc_ids, values, offsets, out_docs, out_values):
 def _check_postings(n_docs, offsets, docs, impacts, block_size, scale):
     if not 0 < n_docs <= INT32_MAX:
         raise ValueError(f"n_docs must be in [1, 2**31 - 1], got {n_docs}")
-    if not 1 <= block_size <= INT32_MAX:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
+        raise ValueError(f"block_size must be in [1, {MAX_BLOCK_SIZE}], got {block_size}")
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"scale must be positive and finite, got {scale}")
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if len(offsets) and offsets[-1] > MAX_POSTINGS:
+        raise ValueError(f"{offsets[-1]} postings: an impact index holds at most {MAX_POSTINGS}")
     docs = np.ascontiguousarray(docs)
     impacts = np.ascontiguousarray(impacts)
     if docs.dtype != np.int32:

@@ -158,6 +158,12 @@ def apply_order(
     return term_ids[by_row], rows[by_row], values[by_row]
 
 
+#: "auto" reorders from this many documents on. Below it, block-max bounds prune little
+#: in any order (SciFact, 5k docs: BMP falls back to one exhaustive pass) and BP would be
+#: wasted build time; at 1M documents BP is what makes them prune (docs/benchmarks.md).
+AUTO_BP_MIN_DOCS = 50_000
+
+
 def reorder_triples(
     method: str,
     term_ids: np.ndarray,
@@ -170,10 +176,11 @@ def reorder_triples(
     iterations: int = 20,
 ):
     """Doc-major (term, corpus row, value) triples -> (term_ids, internal rows, values,
-    perm or None) for a build-time reordering ``method`` ("none" or "bp")."""
-    if method == "none":
+    perm or None) for a build-time reordering ``method``: "none", "bp", or "auto" (bp from
+    AUTO_BP_MIN_DOCS documents on)."""
+    if method not in ("none", "bp", "auto"):
+        raise ValueError(f"reorder must be 'none', 'bp' or 'auto', got {method!r}")
+    if method == "none" or (method == "auto" and n_docs < AUTO_BP_MIN_DOCS):
         return term_ids, doc_ids, values, None
-    if method != "bp":
-        raise ValueError(f"reorder must be 'none' or 'bp', got {method!r}")
     perm = bp_order(term_ids, doc_ids, n_docs, n_terms, leaf_size=leaf_size, iterations=iterations)
     return (*apply_order(perm, term_ids, doc_ids, values), perm)

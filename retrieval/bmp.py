@@ -77,7 +77,11 @@ def _topk_push(hs, hd, size, k, s, d):
 @numba.njit(inline="always")
 def _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key):
     """Offer row ``d`` with score ``s`` unless the mask excludes it; the heap keys rows by
-    corpus row (``row_key[d]`` under a reordering), so ties go to the lower corpus row."""
+    corpus row (``row_key[d]`` under a reordering), so ties go to the lower corpus row.
+
+    Callers test ``size < k or s >= hs[0]`` before calling: most offers fail it, and the
+    call itself, even inlined, costs ~15 ns (numba reference-counts its array arguments),
+    which made the scans that offer every document ~10x slower."""
     if use_mask and not allowed[d]:
         return size
     key = row_key[d] if use_key else d
@@ -129,14 +133,16 @@ def _score_all(
                 s = acc[d]
                 if s > 0.0:
                     acc[d] = 0.0
-                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                    if size < k or s >= hs[0]:
+                        size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
     else:
         # Long postings: one sequential scan of the accumulators is cheaper.
         for d in range(n_docs):
             s = acc[d]
             if s > 0.0:
                 acc[d] = 0.0
-                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                if size < k or s >= hs[0]:
+                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
     return size
 
 
@@ -190,21 +196,6 @@ def _block_sift_down(hu, hb, size, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def _find_entry(block_ids, lo, hi, b):
-    """Index of block ``b`` in the sorted ``block_ids[lo:hi]``, or -1."""
-    end = hi
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if block_ids[mid] < b:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < end and block_ids[lo] == b:
-        return lo
-    return -1
-
-
-@numba.njit(cache=True, nogil=True)
 def block_allowed_counts(allowed, block_size, n_blocks):
     """Allowed rows per block (blocks with none are never visited)."""
     counts = np.zeros(n_blocks, dtype=np.int64)
@@ -212,6 +203,25 @@ def block_allowed_counts(allowed, block_size, n_blocks):
         if allowed[d]:
             counts[d // block_size] += 1
     return counts
+
+
+# A query's (term, block) -> postings table: ``ranges[j, b]`` packs, for query term j and
+# block b, the first posting (LO_BITS), the number of postings (COUNT_BITS) and a stamp
+# (the rest) naming the query that wrote it. It is filled during the bound pass, which
+# reads every block entry of the query's terms anyway, so scoring a block costs one table
+# read per query term instead of a binary search in each term's block list; stale entries
+# of earlier queries are told apart by their stamp, so the table is only cleared when the
+# stamps run out (every MAX_STAMP queries).
+#: Candidate blocks are heaped in bands: bounds >= BAND * (the highest), then the next
+#: band down, until MIN_BAND * highest, then all the rest.
+BAND = 0.5
+MIN_BAND = 1 / 64
+LO_BITS = 36  # postings per index up to 2**36 (checked when the index is built)
+COUNT_BITS = 17  # block sizes up to 2**16 (idem)
+STAMP_SHIFT = LO_BITS + COUNT_BITS
+MAX_STAMP = (1 << (63 - STAMP_SHIFT)) - 1
+_LO_MASK = (1 << LO_BITS) - 1
+_COUNT_MASK = (1 << COUNT_BITS) - 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -237,6 +247,8 @@ def bmp_search(
     probe_blocks,
     fallback_blocks,
     scratch_acc,
+    ranges,
+    stamp_state,
     row_key,
     block_key,
     use_key,
@@ -245,14 +257,14 @@ def bmp_search(
     ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
     fully scored for query q (for benchmarks).
 
-    After ``probe_blocks`` blocks have been scored one by one (in bound order, which
-    raises the k-th score quickly), every remaining block that the stopping rule would
-    still visit is selected at once and scored term at a time over the term-major
-    postings: the same set of documents and the same per-document addition order, but
-    sequential reads instead of one random access per (term, block). If those blocks
-    number ``fallback_blocks`` or more, the query is scored exhaustively instead (the
-    heap is refilled from scratch). ``scratch_acc`` (float64, zeros) has one slot per
-    document.
+    Blocks are scored one at a time in bound order, each through the query's ``ranges``
+    table (int64, a row per term of the longest query, a column per block; zeros or left
+    by an earlier call whose last stamp is ``stamp_state[0]``). After ``probe_blocks`` blocks,
+    when the blocks the stopping rule could still visit (with the k-th score reached so
+    far, so a superset) number ``fallback_blocks`` or more, the query is scored
+    exhaustively instead (same scores, so the same top-k): bounds that prune that little
+    make block-by-block scoring dearer than one pass. ``scratch_acc`` (float64, zeros) has
+    one slot per document.
 
     With a document reordering (``use_key``), rows are internal and ``row_key[row]`` is the
     corpus row used for ties and returned; ``block_key[b]`` is the lowest corpus row of
@@ -268,61 +280,67 @@ def bmp_search(
     hu = np.empty(n_blocks, dtype=np.float64)
     hb = np.empty(n_blocks, dtype=np.int64)
     acc = np.zeros(block_size, dtype=np.float64)
-    slots = np.empty(block_size, dtype=np.int64)  # rows of the block touched so far
     hs = np.empty(k, dtype=np.float64)
     hd = np.empty(k, dtype=np.int64)
-    selected = np.zeros(n_blocks, dtype=np.bool_)
-    sel_list = np.empty(n_blocks, dtype=np.int64)
     safe = alpha >= 1.0
     for q in range(nq):
         q_lo = q_offsets[q]
         q_hi = q_offsets[q + 1]
-        # 1. Upper bound of every block the query touches, 2. candidate blocks (with an
-        # allowed row) in a max-heap by bound, then block id. Many block entries: add into
-        # the dense bound array without branches and scan it; few: track the touched blocks.
+        stamp_id = stamp_state[0] + 1
+        if stamp_id > MAX_STAMP:
+            ranges[:, :] = 0
+            stamp_id = 1
+        stamp_state[0] = stamp_id
+        stamp = np.int64(stamp_id) << STAMP_SHIFT
+        # 1. Upper bound of every block the query touches, and the ranges table; 2.
+        # candidate blocks (with an allowed row) in a max-heap by bound, then block id.
+        # Many block entries: add into the dense bound array and scan it; few: track the
+        # touched blocks.
         n_entries = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             n_entries += block_offsets[t + 1] - block_offsets[t]
-        n_cand = 0
-        if n_entries * 4 >= n_blocks:
-            for j in range(q_lo, q_hi):
-                t = q_terms[j]
-                w = q_weights[j]
-                for e in range(block_offsets[t], block_offsets[t + 1]):
-                    ub[block_ids[e]] += w * block_max[e]
-            for b in range(n_blocks):
-                u = ub[b]
-                if u > 0.0:
-                    ub[b] = 0.0
-                    if not use_mask or block_allowed[b] > 0:
-                        hu[n_cand] = u
-                        hb[n_cand] = b
-                        n_cand += 1
-        else:
-            n_touched = 0
-            for j in range(q_lo, q_hi):
-                t = q_terms[j]
-                w = q_weights[j]
-                for e in range(block_offsets[t], block_offsets[t + 1]):
-                    b = block_ids[e]
-                    if ub[b] == 0.0:
-                        touched[n_touched] = b
-                        n_touched += 1
-                    ub[b] += w * block_max[e]
-            for i in range(n_touched):
-                b = touched[i]
-                if not use_mask or block_allowed[b] > 0:
-                    hu[n_cand] = ub[b]
-                    hb[n_cand] = b
-                    n_cand += 1
-                ub[b] = 0.0
-        for i in range(n_cand // 2 - 1, -1, -1):
-            _block_sift_down(hu, hb, n_cand, i)
+        dense = n_entries * 4 >= n_blocks
+        n_touched = 0
+        for j in range(q_lo, q_hi):
+            t = q_terms[j]
+            w = q_weights[j]
+            row = ranges[j - q_lo]
+            base = offsets[t]
+            e_hi = block_offsets[t + 1]
+            for e in range(block_offsets[t], e_hi):
+                b = block_ids[e]
+                if not dense and ub[b] == 0.0:
+                    touched[n_touched] = b
+                    n_touched += 1
+                ub[b] += w * block_max[e]
+                lo = base + block_starts[e]
+                hi = base + block_starts[e + 1] if e + 1 < e_hi else offsets[t + 1]
+                row[b] = stamp | ((hi - lo) << LO_BITS) | lo
+        # 2. Candidate blocks (with an allowed row) enter the max-heap (by bound, then
+        # block id) in bands of bound, highest first: the search usually stops within the
+        # first band, so most blocks are never heaped. Blocks not yet heaped keep their
+        # bound in ``ub``; everything in a band is below every bound heaped before it, so
+        # the visiting order is the same as one heap of all blocks.
+        n_walk = n_blocks if dense else n_touched
+        top = 0.0
+        for i in range(n_walk):
+            top = max(top, ub[touched[i] if not dense else i])
+        cut = top * BAND
+        n_cand = _heap_band(ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb)
         # 3. Visit blocks by bound until none can enter the top-k.
         size = 0
         n_scored = 0
-        while n_cand > 0:
+        while True:
+            if n_cand == 0:
+                # Next band, unless no block below ``cut`` can enter the top-k any more.
+                if cut == 0.0 or (size == k and alpha * cut <= hs[0]):
+                    break
+                cut = cut * BAND if cut > top * MIN_BAND else 0.0
+                n_cand = _heap_band(
+                    ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb
+                )
+                continue
             u = hu[0]
             b = hb[0]
             n_cand -= 1
@@ -340,126 +358,109 @@ def bmp_search(
                         if use_key:
                             continue
                         break
-                if n_scored >= probe_blocks:
-                    # Enough blocks probed for a good k-th score: take every block that can
-                    # still enter (same rule) and score them term at a time (sequential reads).
-                    # One linear pass over the heap's array: the rule is monotone in heap
-                    # order, so testing each block alone selects exactly the popped prefix.
-                    selected[b] = True
-                    sel_list[0] = b
-                    n_sel = 1
-                    for i in range(n_cand):
-                        bound = alpha * hu[i]
-                        if bound < hs[0]:
-                            continue
-                        if bound == hs[0] and (
-                            not safe
-                            or (block_key[hb[i]] if use_key else hb[i] * block_size) > hd[0]
-                        ):
-                            continue
-                        selected[hb[i]] = True
-                        sel_list[n_sel] = hb[i]
-                        n_sel += 1
-                    if n_scored + n_sel >= fallback_blocks:
-                        # The bounds prune too little: one exhaustive pass is cheaper than
-                        # block-restricted scoring (same scores, so the same top-k).
-                        for i in range(n_sel):
-                            selected[sel_list[i]] = False
-                        size = _score_all(
-                            offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi,
-                            k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
-                        )  # fmt: skip
-                        n_scored = n_blocks
-                        break
-                    size = _score_selected(
-                        offsets, docs, impacts, block_offsets, block_ids, block_starts,
-                        q_terms, q_weights, q_lo, q_hi, selected, sel_list, n_sel, block_size,
-                        n_docs, scratch_acc, allowed, use_mask, hs, hd, size, k, row_key,
-                        use_key,
-                    )  # fmt: skip
-                    for i in range(n_sel):
-                        selected[sel_list[i]] = False
-                    n_scored += n_sel
-                    break
+            if n_scored == probe_blocks and (
+                _would_visit(
+                    hu,
+                    hb,
+                    n_cand,
+                    ub,
+                    n_walk,
+                    dense,
+                    touched,
+                    alpha * cut <= hs[0],
+                    alpha,
+                    safe,
+                    hs,
+                    hd,
+                    size,
+                    k,
+                    block_size,
+                    block_key,
+                    use_key,
+                )  # fmt: skip
+                + n_scored
+                + 1
+                >= fallback_blocks
+            ):
+                size = _score_all(
+                    offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi,
+                    k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
+                )  # fmt: skip
+                n_scored = n_blocks
+                break
+            # Score block b: its postings of every query term, into block-local slots.
             first = b * block_size
-            n_slots = 0
             for j in range(q_lo, q_hi):
-                t = q_terms[j]
-                e = _find_entry(block_ids, block_offsets[t], block_offsets[t + 1], b)
-                if e < 0:
+                v = ranges[j - q_lo, b]
+                if (v >> STAMP_SHIFT) != stamp_id:
                     continue
-                lo = offsets[t] + block_starts[e]
-                hi = (
-                    offsets[t] + block_starts[e + 1]
-                    if e + 1 < block_offsets[t + 1]
-                    else offsets[t + 1]
-                )
+                lo = v & _LO_MASK
+                hi = lo + ((v >> LO_BITS) & _COUNT_MASK)
                 w = q_weights[j]
                 for p in range(lo, hi):
-                    slot = docs[p] - first
-                    if acc[slot] == 0.0:
-                        slots[n_slots] = slot
-                        n_slots += 1
-                    acc[slot] += w * impacts[p]
-            for i in range(n_slots):
-                slot = slots[i]
-                s = acc[slot]
-                acc[slot] = 0.0
-                d = first + slot
-                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                    acc[docs[p] - first] += w * impacts[p]
+            for i in range(min(block_size, n_docs - first)):
+                s = acc[i]
+                if s > 0.0:
+                    acc[i] = 0.0
+                    if size < k or s >= hs[0]:
+                        size = _offer(
+                            hs, hd, size, k, s, first + i, allowed, use_mask, row_key, use_key
+                        )
             n_scored += 1
+        for i in range(n_walk):  # bounds of the blocks never heaped
+            ub[touched[i] if not dense else i] = 0.0
         blocks_scored[q] = n_scored
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_selected(
-    offsets, docs, impacts, block_offsets, block_ids, block_starts, q_terms, q_weights,
-    q_lo, q_hi, selected, sel_list, n_sel, block_size, n_docs, acc, allowed, use_mask,
-    hs, hd, size, k, row_key, use_key,
+def _heap_band(ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb):
+    """Move every block whose bound is >= ``cut`` (and > 0) from ``ub`` into a fresh heap
+    ``(hu, hb)``; returns its size."""
+    n = 0
+    for i in range(n_walk):
+        b = touched[i] if not dense else i
+        u = ub[b]
+        if u > 0.0 and u >= cut:
+            ub[b] = 0.0
+            if not use_mask or block_allowed[b] > 0:
+                hu[n] = u
+                hb[n] = b
+                n += 1
+    for i in range(n // 2 - 1, -1, -1):
+        _block_sift_down(hu, hb, n, i)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _would_visit(
+    hu, hb, n_cand, ub, n_walk, dense, touched, below_cut_closed, alpha, safe, hs, hd, size,
+    k, block_size, block_key, use_key,
 ):  # fmt: skip
-    """Term-at-a-time scoring of the postings that fall in ``selected`` blocks, then one
-    sequential scan of those blocks' rows (no data-dependent branch per posting). A term
-    with many more block entries than there are selected blocks finds them by binary
-    search (``sel_list`` is sorted first) instead of reading every entry."""
-    sel_list[:n_sel].sort()
-    for j in range(q_lo, q_hi):
-        t = q_terms[j]
-        w = q_weights[j]
-        e_lo = block_offsets[t]
-        e_hi = block_offsets[t + 1]
-        if n_sel * 16 < e_hi - e_lo:
-            for i in range(n_sel):
-                b = sel_list[i]
-                lo, hi = e_lo, e_hi  # first entry with block id >= b
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if block_ids[mid] < b:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                e_lo = lo
-                if lo == e_hi:
-                    break
-                if block_ids[lo] == b:
-                    p_lo = offsets[t] + block_starts[lo]
-                    p_hi = offsets[t] + block_starts[lo + 1] if lo + 1 < e_hi else offsets[t + 1]
-                    for p in range(p_lo, p_hi):
-                        acc[docs[p]] += w * impacts[p]
-            continue
-        for e in range(e_lo, e_hi):
-            if not selected[block_ids[e]]:
-                continue
-            lo = offsets[t] + block_starts[e]
-            hi = offsets[t] + block_starts[e + 1] if e + 1 < e_hi else offsets[t + 1]
-            for p in range(lo, hi):
-                acc[docs[p]] += w * impacts[p]
-    for i in range(n_sel):
-        first = sel_list[i] * block_size
-        for d in range(first, min(first + block_size, n_docs)):
-            s = acc[d]
-            if s > 0.0:
-                acc[d] = 0.0
-                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
-    return size
+    """Blocks left (heaped or not yet) that the stopping rule would still visit with the
+    current k-th score. ``below_cut_closed``: no block below the current band can enter
+    (then the bounds not yet heaped are not read)."""
+    full = size == k
+    n = 0
+    for i in range(n_cand):
+        if not full or _admits(alpha * hu[i], hb[i], safe, hs, hd, block_size, block_key, use_key):
+            n += 1
+    if full and below_cut_closed:
+        return n
+    for i in range(n_walk):
+        b = touched[i] if not dense else i
+        u = ub[b]
+        if u > 0.0 and (
+            not full or _admits(alpha * u, b, safe, hs, hd, block_size, block_key, use_key)
+        ):
+            n += 1
+    return n
+
+
+@numba.njit(inline="always")
+def _admits(bound, b, safe, hs, hd, block_size, block_key, use_key):
+    return bound > hs[0] or (
+        bound == hs[0] and safe and (block_key[b] if use_key else b * block_size) <= hd[0]
+    )

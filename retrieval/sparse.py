@@ -20,7 +20,11 @@ import scipy.sparse as sp
 
 from specrag.indexing.analyzer import Analyzer
 from specrag.indexing.impact_index import ImpactIndex
-from specrag.retrieval.bmp import block_allowed_counts, bmp_search, exhaustive_search
+from specrag.retrieval.bmp import (
+    block_allowed_counts,
+    bmp_search,
+    exhaustive_search,
+)
 from specrag.retrieval.topk import check_k, check_mask
 from specrag.types import DocMask, Hit
 
@@ -98,14 +102,17 @@ class ImpactSearcher:
         self._doc_id_list: list[str] | None = None
         #: Blocks fully scored per query by the last BMP search (benchmark diagnostics).
         self.last_blocks_scored: np.ndarray | None = None
-        #: BMP scores this many blocks one by one, then the rest that can still enter
-        #: term at a time (see retrieval/bmp.py); a huge value gives block-by-block BMP.
-        #: Default: n_blocks / 256 within [1, 16], so that probing stays a small share of
-        #: the collection (on SciFact's 41 blocks, 16 probes cost more than they save).
+        #: After scoring this many blocks, BMP checks whether the blocks it could still
+        #: visit reach ``fallback_fraction`` of all blocks, and then scores the query
+        #: exhaustively instead (cheaper than block by block by then; retrieval/bmp.py).
+        #: Default: n_blocks / 64 within [1, 256]: enough for a useful k-th score (fewer
+        #: made 1M-document queries fall back needlessly), a small share of the blocks.
         self.probe_blocks: int | None = None
-        #: When the blocks BMP must score reach this fraction of all blocks, it scores the
-        #: query exhaustively instead (cheaper than block-restricted scoring by then).
         self.fallback_fraction = 0.4
+        #: Collections with fewer blocks are scored exhaustively in "bmp" mode: on SciFact
+        #: (162 blocks of 32) the bounds admitted 40% of the blocks on 299 of 300 queries,
+        #: so the bound pass was pure overhead (docs/benchmarks.md).
+        self.bmp_min_blocks = 1024
         self._local = threading.local()
         # A document reordering (BP) stores rows internally in another order: the kernels
         # break ties and return by corpus row (row_key), masks are taken to internal order.
@@ -124,6 +131,16 @@ class ImpactSearcher:
         if buf is None:
             buf = self._local.scratch = np.zeros(self.index.n_docs, np.float64)
         return buf
+
+    def _ranges(self, max_terms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-thread BMP (term, block) -> postings table with at least ``max_terms`` rows
+        (8 bytes per query term and block) and its last stamp (retrieval/bmp.py)."""
+        table = getattr(self._local, "ranges", None)
+        if table is None or len(table) < max_terms:
+            rows = max(max_terms, 32 if table is None else 2 * len(table))
+            table = self._local.ranges = np.zeros((rows, self.index.n_blocks), np.int64)
+            self._local.stamp = np.zeros(1, np.int64)
+        return table, self._local.stamp
 
     @classmethod
     def load(cls, index_dir: Path, config, doc_ids: np.ndarray) -> ImpactSearcher:
@@ -222,7 +239,7 @@ class ImpactSearcher:
             mask = np.ones(1, dtype=bool)
         elif self._use_key:
             mask = mask[ix.perm]  # internal row order
-        if self.mode == "exhaustive":
+        if self.mode == "exhaustive" or ix.n_blocks < self.bmp_min_blocks:
             rows, scores, counts = exhaustive_search(
                 ix.offsets,
                 ix.docs,
@@ -238,6 +255,8 @@ class ImpactSearcher:
                 self._use_key,
                 self._scratch(),
             )
+            if self.mode == "bmp":
+                self.last_blocks_scored = np.full(len(batch), ix.n_blocks, dtype=np.int64)
         else:
             block_allowed = (
                 block_allowed_counts(mask, ix.block_size, ix.n_blocks)
@@ -245,6 +264,7 @@ class ImpactSearcher:
                 else np.zeros(1, dtype=np.int64)
             )
             scored = np.zeros(len(batch), dtype=np.int64)
+            ranges, stamp = self._ranges(int(np.diff(batch.offsets).max(initial=0)))
             rows, scores, counts = bmp_search(
                 ix.offsets,
                 ix.docs,
@@ -265,12 +285,14 @@ class ImpactSearcher:
                 use_mask,
                 scored,
                 int(
-                    min(16, max(1, ix.n_blocks // 256))
+                    min(256, max(1, ix.n_blocks // 64))
                     if self.probe_blocks is None
                     else self.probe_blocks
                 ),
                 max(1, int(np.ceil(self.fallback_fraction * ix.n_blocks))),
                 self._scratch(),
+                ranges,
+                stamp,
                 self._row_key,
                 self._block_key,
                 self._use_key,

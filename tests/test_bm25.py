@@ -36,7 +36,9 @@ def index_dir(request, docs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searcher(docs, index_dir):
-    return ImpactSearcher.load(index_dir, BM25Config(), np.array([d.id for d in docs]))
+    s = ImpactSearcher.load(index_dir, BM25Config(), np.array([d.id for d in docs]))
+    s.bmp_min_blocks = 0  # "bmp" runs the block kernel even on this small index
+    return s
 
 
 def test_bp_reordering_changes_storage_not_results(docs, tmp_path):
@@ -48,6 +50,7 @@ def test_bp_reordering_changes_storage_not_results(docs, tmp_path):
             docs, tmp_path / name, config.model_copy(update={"block_size": 16}), lambda *a: None
         )
         searchers[name] = ImpactSearcher.load(tmp_path / name, config, ids)
+        searchers[name].bmp_min_blocks = 0
     perm = searchers["bp"].index.perm
     assert perm is not None and not np.array_equal(perm, np.arange(len(docs)))
     assert searchers["plain"].index.perm is None

@@ -14,8 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from specrag.indexing import reorder
 from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
 from specrag.indexing.reorder import apply_order, bp_order
+from specrag.retrieval.bmp import MAX_STAMP
 from specrag.retrieval.sparse import ImpactSearcher, QueryBatch
 
 BLOCK_SIZES = [1, 2, 3, 7, 32, 64, 255, 256, 257, 300, 1024]
@@ -81,6 +83,7 @@ def run(
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
     searcher.probe_blocks = probe
     searcher.fallback_fraction = fallback
+    searcher.bmp_min_blocks = 0  # the block-by-block kernel, however small the index
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
     rows, scores, counts = searcher.search_rows(batch, k, allowed)
@@ -205,6 +208,20 @@ def test_bp_puts_documents_that_share_terms_together():
     assert len(set(topic_of_row[128:].tolist())) == 1
 
 
+def test_auto_reorders_only_from_the_size_threshold(monkeypatch):
+    n_docs = 256
+    terms = np.concatenate([(d % 2) * 10 + np.arange(10) for d in range(n_docs)])
+    docs = np.repeat(np.arange(n_docs), 10)
+    values = np.ones(len(docs), dtype=np.uint8)
+    args = (terms, docs, values, n_docs, 20)
+    assert reorder.reorder_triples("auto", *args, leaf_size=64)[3] is None
+    monkeypatch.setattr(reorder, "AUTO_BP_MIN_DOCS", n_docs)
+    perm = reorder.reorder_triples("auto", *args, leaf_size=64)[3]
+    assert perm is not None and sorted(perm.tolist()) == list(range(n_docs))
+    with pytest.raises(ValueError, match="reorder must be"):
+        reorder.reorder_triples("spectral", *args, leaf_size=64)
+
+
 def test_a_bad_permutation_is_rejected():
     index = make_index({0: {0: 1, 1: 2}}, 2, 1, 4)
     with pytest.raises(ValueError, match="permutation"):
@@ -287,3 +304,44 @@ def test_a_missing_block_does_not_borrow_the_next_terms_entry():
     index = make_index(postings, 128, 2, 64)
     for probe in (0, 10**9):
         assert run(index, {0: 1.0, 1: 1.0}, 5, None, "bmp", probe=probe) == [(70, 4.5), (0, 2.5)]
+
+
+def test_a_searcher_reused_across_stamp_wraps_and_table_growth_stays_exact():
+    # The BMP (term, block) -> postings table persists between queries and calls, told
+    # apart by a per-query stamp: stale rows of earlier queries must never be read as the
+    # current query's, across the stamp wrap-around and when a longer query grows it.
+    rng = np.random.default_rng(7)
+    n_docs, n_terms = 500, 80
+    postings = {
+        t: {
+            int(d): int(rng.integers(1, 256))
+            for d in rng.choice(n_docs, int(rng.integers(1, 90)), replace=False)
+        }
+        for t in range(n_terms)
+    }
+    index = make_index(postings, n_docs, n_terms, 16)
+    ids = np.arange(n_docs).astype(str)
+    bmp = ImpactSearcher(index, ids, mode="bmp")
+    bmp.probe_blocks = 10**9  # block by block throughout (no exhaustive fallback)
+    bmp.bmp_min_blocks = 0
+    exhaustive = ImpactSearcher(index, ids, mode="exhaustive")
+    n_queries = MAX_STAMP + 300
+    lengths = [int(rng.integers(1, 9)) for _ in range(n_queries)]
+    lengths[MAX_STAMP + 50] = 60  # longer than the table's first 32 rows
+    terms = [np.sort(rng.choice(n_terms, n, replace=False)) for n in lengths]
+    weights = [rng.uniform(0.1, 3.0, n) for n in lengths]
+    for lo, hi in [(0, 700), (700, 701), (701, n_queries)]:  # batches and a single call
+        batch = QueryBatch.from_lists(terms[lo:hi], weights[lo:hi], n_terms)
+        for got, want in zip(
+            bmp.search_rows(batch, 7), exhaustive.search_rows(batch, 7), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_a_block_below_the_first_band_still_enters_the_top_k():
+    # Bounds 100 (block 0) and 40 (block 1): block 1 is heaped only in the second band
+    # (below BAND * 100), yet its document (40) beats the k-th score after block 0 (30).
+    index = make_index({0: {0: 100, 1: 30, 4: 40}}, 8, 1, 4)
+    for probe in (0, 10**9):
+        got = run(index, {0: 1.0}, 2, None, "bmp", probe=probe, fallback=2.0)
+        assert got == [(0, 50.0), (4, 20.0)]

@@ -88,7 +88,7 @@ def build_bm25(
     impacts, scale = quantize(weights, config.impact_bits)
     term_ids, doc_ids, impacts, perm = reorder_triples(
         config.reorder, term_ids, doc_ids, impacts, n_docs, len(vocab),
-        leaf_size=config.block_size, iterations=config.bp_iterations,
+        leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, len(vocab))
     index = ImpactIndex.from_postings(

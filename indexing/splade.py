@@ -106,7 +106,7 @@ def build_splade(
     impacts, scale = quantize(np.concatenate(value_parts), config.impact_bits)
     term_ids, doc_ids, impacts, perm = reorder_triples(
         config.reorder, term_ids, doc_ids, impacts, row, n_terms,
-        leaf_size=config.block_size, iterations=config.bp_iterations,
+        leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
     index = ImpactIndex.from_postings(

@@ -216,8 +216,12 @@ def test_auto_reorders_only_from_the_size_threshold(monkeypatch):
     args = (terms, docs, values, n_docs, 20)
     assert reorder.reorder_triples("auto", *args, leaf_size=64)[3] is None
     monkeypatch.setattr(reorder, "AUTO_BP_MIN_DOCS", n_docs)
-    perm = reorder.reorder_triples("auto", *args, leaf_size=64)[3]
+    heard = []
+    perm = reorder.reorder_triples(
+        "auto", *args, leaf_size=64, progress=lambda *a: heard.append(a)
+    )[3]
     assert perm is not None and sorted(perm.tolist()) == list(range(n_docs))
+    assert heard == [(0, n_docs, "reorder: bp"), (n_docs, n_docs, "reorder: bp")]
     with pytest.raises(ValueError, match="reorder must be"):
         reorder.reorder_triples("spectral", *args, leaf_size=64)
 

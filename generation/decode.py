@@ -150,7 +150,11 @@ def _prefill(model, prompt_ids: Sequence[int]):
 
 
 def plain_stream(
-    model, prompt_ids: Sequence[int], config: DecodeConfig, tokenizer=None, stats: DecodeStats | None = None
+    model,
+    prompt_ids: Sequence[int],
+    config: DecodeConfig,
+    tokenizer=None,
+    stats: DecodeStats | None = None,
 ) -> Iterator[list[int]]:
     """Ordinary decoding, one target forward per token (the reference)."""
     stats = stats if stats is not None else DecodeStats()
@@ -241,6 +245,8 @@ def speculative_stream(
         if depth > 0 and drafters:
             proposals = [d.propose(full, n_prompt, depth) for d in drafters]
             proposals = [[p[:depth] for p in paths if len(p)] for paths in proposals]
+            if len(drafters) > 1:
+                proposals = _by_match_length(drafters, proposals)
             tree = merge_trees(out[-1], proposals, policy.max_nodes(depth))
         else:
             tree = TokenTree.with_root(out[-1])
@@ -268,6 +274,16 @@ def speculative_stream(
         stats.seconds = time.perf_counter() - started
         if keep > n_old:
             yield out[n_old:]
+
+
+def _by_match_length(drafters: Sequence, proposals: list[list[list[int]]]) -> list[list[list[int]]]:
+    """Proposals reordered so the drafter whose last match was longest comes first (stable;
+    drafters without ``last_match_len`` keep their place at 0). ``merge_trees`` gives the
+    first list's best path the node budget first: a 1-token suffix match in the prompt must
+    not crowd out a 12-token match in a corpus document."""
+    lengths = [getattr(d, "last_match_len", 0) for d in drafters]
+    order = sorted(range(len(drafters)), key=lambda i: -lengths[i])
+    return [proposals[i] for i in order]
 
 
 def generate(

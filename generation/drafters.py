@@ -3,6 +3,10 @@
 ``propose(context, n_prompt, max_depth) -> list[list[int]]``: ``context`` is the prompt
 followed by every committed token (its last token is the tree root), ``n_prompt`` the
 prompt length. Paths are best first; the decoder merges them into one token tree.
+
+Retrieval drafters also set ``last_match_len``: how many tail tokens their last proposal's
+match covered. The decoder gives the drafter with the longest match the first share of the
+node budget (a long match predicts far better than a 1-2 token one).
 """
 
 from __future__ import annotations
@@ -77,9 +81,11 @@ class ContextDrafter:
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError("need 1 <= min_ngram <= max_ngram")
         self.max_ngram, self.min_ngram, self.max_paths = max_ngram, min_ngram, max_paths
+        self.last_match_len = 0
 
     def propose(self, context: np.ndarray, n_prompt: int, max_depth: int) -> list[list[int]]:
         length, ends = longest_suffix_matches(context, self.max_ngram, self.min_ngram)
+        self.last_match_len = length
         if length == 0:
             return []
         # latest occurrences first: recent text predicts the next tokens best
@@ -116,9 +122,17 @@ class DatastoreDrafter:
 
     name = "datastore"
 
-    def __init__(self, searcher, max_paths: int = 2, min_match: int = 2, max_nodes: int = 32,
-                 local_docs: int = 4, anchor_len: int = 8, anchor_stride: int = 4,
-                 anchor_max_occurrences: int = 4):
+    def __init__(
+        self,
+        searcher,
+        max_paths: int = 2,
+        min_match: int = 2,
+        max_nodes: int = 32,
+        local_docs: int = 4,
+        anchor_len: int = 8,
+        anchor_stride: int = 4,
+        anchor_max_occurrences: int = 4,
+    ):
         if local_docs < 0 or anchor_len < 1 or anchor_stride < 1:
             raise ValueError("need local_docs >= 0, anchor_len >= 1 and anchor_stride >= 1")
         self.searcher, self.max_paths = searcher, max_paths
@@ -128,6 +142,7 @@ class DatastoreDrafter:
         self._prompt: np.ndarray | None = None
         self._local_rows: list[int] = []  # most recently anchored last
         self._local_text = np.empty(0, dtype=np.int64)
+        self.last_match_len = 0
 
     def propose(self, context: np.ndarray, n_prompt: int, max_depth: int) -> list[list[int]]:
         if self.local_docs:
@@ -140,12 +155,15 @@ class DatastoreDrafter:
                 length, lo, hi, max_depth, self.max_paths, max_nodes=self.max_nodes
             )
         local_len, local = self._local_drafts(context, max_depth)
+        self.last_match_len = max(local_len, length if corpus else 0)
         return local + corpus if local_len >= length else corpus + local
 
     def _scan_prompt(self, context: np.ndarray, n_prompt: int) -> None:
         """Once per prompt: anchor the documents that long prompt spans come from."""
-        if self._prompt is not None and len(self._prompt) == n_prompt and np.array_equal(
-            self._prompt, context[:n_prompt]
+        if (
+            self._prompt is not None
+            and len(self._prompt) == n_prompt
+            and np.array_equal(self._prompt, context[:n_prompt])
         ):
             return
         self._prompt = np.array(context[:n_prompt])
@@ -154,10 +172,14 @@ class DatastoreDrafter:
             self._anchor(*self.searcher.longest_match(self._prompt[:end]))
 
     def _anchor(self, length: int, lo: int, hi: int) -> None:
-        if not self.local_docs or length < self.anchor_len or not 0 < hi - lo <= self.anchor_max_occurrences:
+        if (
+            not self.local_docs
+            or length < self.anchor_len
+            or not 0 < hi - lo <= self.anchor_max_occurrences
+        ):
             return
         rows = [int(r) for r in self.searcher.occurrence_docs(lo, hi)]
-        if rows == self._local_rows[-len(rows):]:
+        if rows == self._local_rows[-len(rows) :]:
             return
         kept = [r for r in self._local_rows if r not in rows] + rows
         self._local_rows = kept[-self.local_docs :]
@@ -190,8 +212,13 @@ class DraftModelDrafter:
     draft model's own greedy chain is merged in by longest common prefix (trie insertion
     in the decoder). The draft model keeps its own KV cache of the committed text."""
 
-    def __init__(self, model, retrieval: Drafter | None = None, min_prob: float = 0.05,
-                 chain_depth: int | None = None):
+    def __init__(
+        self,
+        model,
+        retrieval: Drafter | None = None,
+        min_prob: float = 0.05,
+        chain_depth: int | None = None,
+    ):
         if not 0 <= min_prob <= 1:
             raise ValueError("min_prob must be in [0, 1]")
         self.model, self.retrieval, self.min_prob = model, retrieval, min_prob
@@ -243,8 +270,11 @@ class DraftModelDrafter:
             for i in range(1, len(tree)):
                 parent = tree.parents[i]
                 kept[i] = kept[parent] and float(probs[parent, tree.tokens[i]]) >= self.min_prob
-            leaves = [i for i in range(1, len(tree)) if kept[i]
-                      and not any(kept[c] for c in tree.children(i).values())]
+            leaves = [
+                i
+                for i in range(1, len(tree))
+                if kept[i] and not any(kept[c] for c in tree.children(i).values())
+            ]
             paths.extend([tree.tokens[j] for j in tree.path_to(leaf)] for leaf in leaves)
         depth = min(max_depth, self.chain_depth or max_depth)
         chain = [int(torch.argmax(logits[0]))]

@@ -7,6 +7,12 @@ minutes under --out; run it again to continue.
 
     nice -n 5 .venv/bin/python scripts/train_reader_lm.py --minutes 35
     nice -n 5 .venv/bin/python scripts/train_reader_lm.py --name draft --n-layer 1 --n-embd 128 --n-head 2 --minutes 6
+
+A memorization phase, resumed on the trained reader (more continue examples, cheap
+passage-less "recite" batches, no dropout, a fresh warmup + cosine schedule):
+
+    nice -n 5 taskset -c 0 .venv/bin/python scripts/train_reader_lm.py --minutes 20 \
+        --p-continue 0.6 --p-recite 0.5 --dropout 0 --lr 1e-3 --restart-schedule
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ import time
 from pathlib import Path
 
 import torch
-from reader_tasks import load_corpus, memorized_docs, sample_example
+from reader_tasks import (
+    MAX_PROMPT_TOKENS,
+    load_corpus,
+    memorized_docs,
+    recite_example,
+    sample_example,
+)
 
 CACHE = Path("/work/main/.cache/reader-lm")
 EOS = "<|endoftext|>"
@@ -44,7 +56,9 @@ def train_tokenizer(data_dir: Path, out: Path, vocab_size: int = 8192):
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts(), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS
+    )
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok.save_pretrained(tmp)
@@ -52,27 +66,37 @@ def train_tokenizer(data_dir: Path, out: Path, vocab_size: int = 8192):
     return tok
 
 
-def make_batch(examples, tokenizer, device):
+def make_batch(examples, tokenizer, device, offsets: list[int] | None = None):
+    """Right-padded ids, labels (answer tokens only), attention mask and position ids;
+    ``offsets`` shifts each row's positions (recite rows sit where a full prompt's answer
+    would, since GPT-2's position embeddings are absolute)."""
     rows, labels = [], []
     for ex in examples:
-        ans = tokenizer(ex.answer_text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ans = tokenizer(ex.answer_text, add_special_tokens=False)["input_ids"] + [
+            tokenizer.eos_token_id
+        ]
         rows.append(ex.prompt_ids + ans)
         labels.append([-100] * len(ex.prompt_ids) + ans)
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=torch.long)
     lab = torch.full((len(rows), width), -100, dtype=torch.long)
     att = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.arange(width).repeat(len(rows), 1)
     for i, (r, lb) in enumerate(zip(rows, labels, strict=True)):
         ids[i, : len(r)] = torch.tensor(r)
         lab[i, : len(lb)] = torch.tensor(lb)
         att[i, : len(r)] = 1
-    return ids.to(device), lab.to(device), att.to(device), int(att.sum())
+        if offsets:
+            pos[i] += offsets[i]
+    return ids.to(device), lab.to(device), att.to(device), pos.to(device), int(att.sum())
 
 
-def answer_loss(model, ids, att, labels):
+def answer_loss(model, ids, att, labels, pos=None):
     """Cross-entropy on answer positions only, with the LM head applied only there (the
     head over an 8k vocabulary costs as much as the blocks; answers are ~10% of tokens)."""
-    hidden = model.transformer(input_ids=ids, attention_mask=att).last_hidden_state
+    hidden = model.transformer(
+        input_ids=ids, attention_mask=att, position_ids=pos
+    ).last_hidden_state
     target = labels[:, 1:]
     sel = target != -100
     logits = model.lm_head(hidden[:, :-1][sel])
@@ -86,7 +110,8 @@ def save(model, tokenizer, opt, state, out: Path):
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({"opt": opt.state_dict(), **state}, tmp / "train_state.pt")
+    # optimizer state last: ``state`` carries the stale "opt" it was loaded with (was None)
+    torch.save({**state, "opt": opt.state_dict()}, tmp / "train_state.pt")
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -98,7 +123,9 @@ def save(model, tokenizer, opt, state, out: Path):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
     ap.add_argument("--name", default="reader")
     ap.add_argument("--minutes", type=float, default=30.0, help="training time budget (this run)")
@@ -111,6 +138,24 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--p-continue", type=float, default=0.4, help="share of continue examples in full batches"
+    )
+    ap.add_argument(
+        "--p-recite",
+        type=float,
+        default=0.0,
+        help="share of steps that train a batch of passage-less recite examples",
+    )
+    ap.add_argument("--recite-batch", type=int, default=32)
+    ap.add_argument(
+        "--dropout", type=float, default=None, help="override the model's dropout (resume)"
+    )
+    ap.add_argument(
+        "--restart-schedule",
+        action="store_true",
+        help="warmup + cosine over this run's budget only (a new phase, fresh optimizer)",
+    )
     args = ap.parse_args()
 
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -122,13 +167,27 @@ def main() -> None:
     docs = load_corpus(args.data)
     memorized = memorized_docs(docs, args.memorize)
     if (out / "train_state.pt").exists():
-        model = GPT2LMHeadModel.from_pretrained(out).to(args.device)
+        drop = (
+            {}
+            if args.dropout is None
+            else {
+                "resid_pdrop": args.dropout,
+                "embd_pdrop": args.dropout,
+                "attn_pdrop": args.dropout,
+            }
+        )
+        model = GPT2LMHeadModel.from_pretrained(out, **drop).to(args.device)
         state = torch.load(out / "train_state.pt", weights_only=False)
         print(f"resuming {out} at step {state['step']}")
     else:
         cfg = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=640, n_embd=args.n_embd, n_layer=args.n_layer,
-            n_head=args.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            n_positions=640,
+            n_embd=args.n_embd,
+            n_layer=args.n_layer,
+            n_head=args.n_head,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
         torch.manual_seed(args.seed)
         model = GPT2LMHeadModel(cfg).to(args.device)
@@ -136,22 +195,38 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.name}: {n_params / 1e6:.1f}M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    if state.get("opt"):
+    if state.get("opt") and not args.restart_schedule:
         opt.load_state_dict(state["opt"])
     rng = random.Random(args.seed * 1000 + state["step"])
     budget = args.minutes * 60
     started, last_save = time.time(), time.time()
     total_budget = state["seconds"] + budget
+    first_step = state["step"] if args.restart_schedule else 0
     model.train()
     while time.time() - started < budget:
-        batch = [sample_example(tokenizer, docs, memorized, rng) for _ in range(args.batch)]
-        ids, labels, att, n_tok = make_batch(batch, tokenizer, args.device)
-        elapsed = state["seconds"] + time.time() - started
-        warm = min(1.0, (state["step"] + 1) / 100)
+        if rng.random() < args.p_recite:
+            batch = [recite_example(tokenizer, memorized, rng) for _ in range(args.recite_batch)]
+            offsets = [
+                rng.randrange(MAX_PROMPT_TOKENS - 90, MAX_PROMPT_TOKENS - len(ex.prompt_ids))
+                for ex in batch
+            ]
+        else:
+            batch = [
+                sample_example(tokenizer, docs, memorized, rng, args.p_continue)
+                for _ in range(args.batch)
+            ]
+            offsets = None
+        ids, labels, att, pos, n_tok = make_batch(batch, tokenizer, args.device, offsets)
+        if args.restart_schedule:
+            elapsed, total_budget = time.time() - started, budget
+            warm = min(1.0, (state["step"] - first_step + 1) / 30)
+        else:
+            elapsed = state["seconds"] + time.time() - started
+            warm = min(1.0, (state["step"] + 1) / 100)
         lr = args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_budget)))
         for g in opt.param_groups:
             g["lr"] = max(lr, args.lr * 0.05)
-        loss = answer_loss(model, ids, att, labels)
+        loss = answer_loss(model, ids, att, labels, pos)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,9 +235,18 @@ def main() -> None:
         state["tokens"] += n_tok
         if state["step"] % 20 == 0:
             rate = state["tokens"] / max(1e-9, state["seconds"] + time.time() - started)
-            print(f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} {rate:.0f} tok/s", flush=True)
+            print(
+                f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} {rate:.0f} tok/s",
+                flush=True,
+            )
         if time.time() - last_save > 180:
-            save(model, tokenizer, opt, {**state, "seconds": state["seconds"] + time.time() - started}, out)
+            save(
+                model,
+                tokenizer,
+                opt,
+                {**state, "seconds": state["seconds"] + time.time() - started},
+                out,
+            )
             last_save = time.time()
     state["seconds"] += time.time() - started
     save(model, tokenizer, opt, state, out)

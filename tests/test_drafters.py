@@ -64,7 +64,12 @@ def test_merge_trees_longest_common_prefix():
     mask = TokenTree.with_root(0)
     mask.insert_paths([[1, 2], [3]])
     m = mask.ancestor_mask()
-    assert m[2].tolist() == [True, True, True, False] and m[3].tolist() == [True, False, False, True]
+    assert m[2].tolist() == [True, True, True, False] and m[3].tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
@@ -91,3 +96,20 @@ def test_rasd_and_draft_model_greedy_identical(arch):
         out, stats = generate(target, prompt, cfg, drafters=[DraftModelDrafter(draft)])
         assert stats.tokens_per_forward > 3  # identical draft: whole chains accepted
     assert accepted > 0
+
+
+def test_longest_match_drafter_gets_the_budget_first():
+    from specrag.generation.decode import _by_match_length
+
+    short, long = ContextDrafter(), ContextDrafter()
+    short.last_match_len, long.last_match_len = 1, 12
+
+    class NoLength:  # e.g. a draft model: keeps its place, ranked as a 0-token match
+        pass
+
+    lists = [[[7, 7]], [[1, 2, 3]], [[5]]]
+    assert _by_match_length([short, long, NoLength()], lists) == [[[1, 2, 3]], [[7, 7]], [[5]]]
+    ctx = np.asarray([1, 2, 3, 9, 1, 2])
+    drafter = ContextDrafter(max_ngram=4)
+    drafter.propose(ctx, len(ctx), 3)
+    assert drafter.last_match_len == 2

@@ -358,30 +358,10 @@ def bmp_search(
                         if use_key:
                             continue
                         break
-            if n_scored == probe_blocks and (
-                _would_visit(
-                    hu,
-                    hb,
-                    n_cand,
-                    ub,
-                    n_walk,
-                    dense,
-                    touched,
-                    alpha * cut <= hs[0],
-                    alpha,
-                    safe,
-                    hs,
-                    hd,
-                    size,
-                    k,
-                    block_size,
-                    block_key,
-                    use_key,
-                )  # fmt: skip
-                + n_scored
-                + 1
-                >= fallback_blocks
-            ):
+            if n_scored == probe_blocks and n_scored + 1 + _would_visit(
+                hu, hb, n_cand, ub, n_walk, dense, touched, alpha * cut <= hs[0], alpha, safe,
+                hs, hd, size, k, block_size, block_key, use_key,
+            ) >= fallback_blocks:  # fmt: skip
                 size = _score_all(
                     offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi,
                     k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,

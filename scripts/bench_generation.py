@@ -33,7 +33,7 @@ from specrag.generation.drafters import ContextDrafter, DatastoreDrafter, DraftM
 from specrag.indexing.configs import DatastoreConfig
 from specrag.types import Document, no_progress
 
-CACHE = Path("/work/main/.cache")
+CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
 class ForwardCounter:

@@ -35,7 +35,7 @@ from reader_tasks import (
     sample_example,
 )
 
-CACHE = Path("/work/main/.cache/reader-lm")
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "reader-lm"
 EOS = "<|endoftext|>"
 
 

@@ -281,7 +281,9 @@ def _by_match_length(drafters: Sequence, proposals: list[list[list[int]]]) -> li
     drafters without ``last_match_len`` keep their place at 0). ``merge_trees`` gives the
     first list's best path the node budget first: a 1-token suffix match in the prompt must
     not crowd out a 12-token match in a corpus document."""
-    lengths = [getattr(d, "last_match_len", 0) for d in drafters]
+    # capped: the context drafter matches at most 8 tokens, the datastore 16; past 8 both
+    # are near-certain, and ties keep the caller's order (context first)
+    lengths = [min(getattr(d, "last_match_len", 0), 8) for d in drafters]
     order = sorted(range(len(drafters)), key=lambda i: -lengths[i])
     return [proposals[i] for i in order]
 

@@ -11,7 +11,7 @@ minutes under --out; run it again to continue.
 A memorization phase, resumed on the trained reader (more continue examples, cheap
 passage-less "recite" batches, no dropout, a fresh warmup + cosine schedule):
 
-    nice -n 5 taskset -c 0 .venv/bin/python scripts/train_reader_lm.py --minutes 20 \
+    nice -n 5 taskset -c 0 .venv/bin/python scripts/train_reader_lm.py --minutes 19 \
         --p-continue 0.6 --p-recite 0.5 --dropout 0 --lr 1e-3 --restart-schedule
 """
 

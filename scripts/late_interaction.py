@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scifact_cache import read_corpus, read_qrels, read_queries
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "scifact"
@@ -41,31 +42,14 @@ class SciFact:
 
 
 def load_scifact(data: Path) -> SciFact:
-    """BEIR SciFact, train and test qrels; documents encoded as ``Document.full_text()``."""
-    from specrag.types import Document
-
-    docs = []
-    with open(data / "corpus.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            docs.append(Document(str(row["_id"]), row["text"], row.get("title") or None))
-    doc_ids = [d.id for d in docs]
-    doc_texts = [d.full_text() for d in docs]
-    query_ids, query_texts = [], []
-    with open(data / "queries.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            query_ids.append(str(row["_id"]))
-            query_texts.append(row["text"])
-    qrels: dict[str, dict[str, dict[str, int]]] = {}
-    for split in ("train", "test"):
-        qrels[split] = {}
-        with open(data / "qrels" / f"{split}.tsv") as f:
-            next(f)
-            for line in f:
-                qid, did, rel = line.split()
-                qrels[split].setdefault(qid, {})[did] = int(rel)
-    return SciFact(docs, doc_ids, doc_texts, query_ids, query_texts, qrels)
+    """BEIR SciFact, every query and the train and test qrels (scifact_cache's readers);
+    documents encoded as ``Document.full_text()``."""
+    docs = read_corpus(data)
+    query_ids, query_texts = read_queries(data)
+    qrels = {split: read_qrels(data, split) for split in ("train", "test")}
+    return SciFact(
+        docs, [d.id for d in docs], [d.full_text() for d in docs], query_ids, query_texts, qrels
+    )
 
 
 @dataclass

@@ -64,8 +64,8 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_scifact(data_dir: Path = DEFAULT_DATA, split: str = "test") -> SciFact:
-    """Corpus, the ``split``'s judged queries and its qrels from a BEIR folder."""
+def read_corpus(data_dir: Path) -> list[Document]:
+    """The BEIR corpus, in file order."""
     data_dir = Path(data_dir)
     if not (data_dir / "corpus.jsonl").exists():
         raise FileNotFoundError(
@@ -78,20 +78,38 @@ def load_scifact(data_dir: Path = DEFAULT_DATA, split: str = "test") -> SciFact:
             docs.append(
                 Document(id=str(row["_id"]), text=row["text"], title=row.get("title") or None)
             )
+    return docs
+
+
+def read_queries(data_dir: Path) -> tuple[list[str], list[str]]:
+    """Every query (ids, texts), in file order."""
+    ids, texts = [], []
+    with open(Path(data_dir) / "queries.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            ids.append(str(row["_id"]))
+            texts.append(row["text"])
+    return ids, texts
+
+
+def read_qrels(data_dir: Path, split: str) -> dict[str, dict[str, int]]:
+    """query id -> doc id -> relevance for ``split``."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(data_dir / "qrels" / f"{split}.tsv") as f:
+    with open(Path(data_dir) / "qrels" / f"{split}.tsv") as f:
         next(f)  # header: query-id corpus-id score
         for line in f:
             qid, doc_id, rel = line.rstrip("\n").split("\t")
             qrels.setdefault(qid, {})[doc_id] = int(rel)
-    query_ids, query_texts = [], []
-    with open(data_dir / "queries.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            if str(row["_id"]) in qrels:
-                query_ids.append(str(row["_id"]))
-                query_texts.append(row["text"])
-    return SciFact(docs, query_ids, query_texts, qrels)
+    return qrels
+
+
+def load_scifact(data_dir: Path = DEFAULT_DATA, split: str = "test") -> SciFact:
+    """Corpus, the ``split``'s judged queries and its qrels from a BEIR folder."""
+    docs = read_corpus(data_dir)
+    qrels = read_qrels(data_dir, split)
+    ids, texts = read_queries(data_dir)
+    judged = [i for i, qid in enumerate(ids) if qid in qrels]
+    return SciFact(docs, [ids[i] for i in judged], [texts[i] for i in judged], qrels)
 
 
 def cached_embeddings(

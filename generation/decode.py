@@ -276,14 +276,18 @@ def speculative_stream(
             yield out[n_old:]
 
 
+#: Match lengths rank drafters only up to the context drafter's longest n-gram (8 by
+#: default; the datastore matches up to 16): past it both are near-certain, and ties keep
+#: the caller's order (context first).
+MATCH_RANK_CAP = 8
+
+
 def _by_match_length(drafters: Sequence, proposals: list[list[list[int]]]) -> list[list[list[int]]]:
     """Proposals reordered so the drafter whose last match was longest comes first (stable;
     drafters without ``last_match_len`` keep their place at 0). ``merge_trees`` gives the
     first list's best path the node budget first: a 1-token suffix match in the prompt must
     not crowd out a 12-token match in a corpus document."""
-    # capped: the context drafter matches at most 8 tokens, the datastore 16; past 8 both
-    # are near-certain, and ties keep the caller's order (context first)
-    lengths = [min(getattr(d, "last_match_len", 0), 8) for d in drafters]
+    lengths = [min(getattr(d, "last_match_len", 0), MATCH_RANK_CAP) for d in drafters]
     order = sorted(range(len(drafters)), key=lambda i: -lengths[i])
     return [proposals[i] for i in order]
 

@@ -205,6 +205,11 @@ def block_allowed_counts(allowed, block_size, n_blocks):
     return counts
 
 
+#: Candidate blocks are heaped in bands: bounds >= BAND * (the highest), then the next
+#: band down, until MIN_BAND * highest, then all the rest.
+BAND = 0.5
+MIN_BAND = 1 / 64
+
 # A query's (term, block) -> postings table: ``ranges[j, b]`` packs, for query term j and
 # block b, the first posting (LO_BITS), the number of postings (COUNT_BITS) and a stamp
 # (the rest) naming the query that wrote it. It is filled during the bound pass, which
@@ -212,10 +217,6 @@ def block_allowed_counts(allowed, block_size, n_blocks):
 # read per query term instead of a binary search in each term's block list; stale entries
 # of earlier queries are told apart by their stamp, so the table is only cleared when the
 # stamps run out (every MAX_STAMP queries).
-#: Candidate blocks are heaped in bands: bounds >= BAND * (the highest), then the next
-#: band down, until MIN_BAND * highest, then all the rest.
-BAND = 0.5
-MIN_BAND = 1 / 64
 LO_BITS = 36  # postings per index up to 2**36 (checked when the index is built)
 COUNT_BITS = 17  # block sizes up to 2**16 (idem)
 STAMP_SHIFT = LO_BITS + COUNT_BITS
@@ -292,10 +293,9 @@ def bmp_search(
             stamp_id = 1
         stamp_state[0] = stamp_id
         stamp = np.int64(stamp_id) << STAMP_SHIFT
-        # 1. Upper bound of every block the query touches, and the ranges table; 2.
-        # candidate blocks (with an allowed row) in a max-heap by bound, then block id.
-        # Many block entries: add into the dense bound array and scan it; few: track the
-        # touched blocks.
+        # 1. Upper bound of every block the query touches, and the ranges table. Many
+        # block entries: later passes scan the dense bound array; few: only the touched
+        # blocks.
         n_entries = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]

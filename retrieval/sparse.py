@@ -20,11 +20,7 @@ import scipy.sparse as sp
 
 from specrag.indexing.analyzer import Analyzer
 from specrag.indexing.impact_index import ImpactIndex
-from specrag.retrieval.bmp import (
-    block_allowed_counts,
-    bmp_search,
-    exhaustive_search,
-)
+from specrag.retrieval.bmp import block_allowed_counts, bmp_search, exhaustive_search
 from specrag.retrieval.topk import check_k, check_mask
 from specrag.types import DocMask, Hit
 

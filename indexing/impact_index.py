@@ -4,21 +4,39 @@ An impact index stores, per term, the documents that contain it and a small inte
 *impact* (the term's quantized score contribution), so a query's score for a document is
 ``scale * sum_t weight_t * impact[t, doc]``. Files in the index directory::
 
-    impact_index.json   format, n_docs, n_terms, block_size, impact dtype, scale, encoder meta
+    impact_index.json   format, n_docs, n_terms, block_size, impact and postings dtypes, scale,
+                        encoder meta
     offsets.npy         int64 [n_terms+1]   postings of term t are [offsets[t], offsets[t+1])
-    docs.npy            int32 [n_postings]  doc ids, strictly increasing within a term
-    impacts.npy         uint8|uint16        quantized impacts, >= 1 (every posting can match)
-    block_offsets.npy   int64 [n_terms+1]   block-max entries of term t (a CSR over terms)
+    postings.npy        uint32|uint64       doc id | impact << DOC_BITS (24 in uint32, 32 in
+                                            uint64); docs strictly increasing within a term,
+                                            impacts >= 1 (every posting can match)
+    block_offsets.npy   int64 [n_terms+1]   sparse block-max entries of term t (a CSR over terms)
     block_ids.npy       int32               blocks (doc_id // block_size) where t occurs, increasing
     block_max.npy       impacts' dtype      max impact of t in that block
-    block_starts.npy    uint32              t's first posting in that block, relative to offsets[t]
+    block_postings.npy  int64               that block's postings of t: first | count << 36
+    dense_slot.npy      int32 [n_terms]     row of t in the dense tables, or -1 (sparse)
+    dense_max.npy       impacts' dtype [n_dense, n_blocks]    max impact of t per block (0: none)
+    dense_starts.npy    uint32 [n_dense, n_blocks+1]  t's postings in block b are
+                                            offsets[t] + [starts[b], starts[b+1])
     perm.npy            int32 [n_docs]      optional: corpus row of internal row i (a document
                                             reordering such as BP); absent = identity
 
 Doc ids in the postings and blocks are *internal* rows; with a ``perm``, the searcher maps
 them back to corpus rows (and masks to internal rows), so callers only see corpus rows.
 
-The block-max table is sparse: only (term, block) pairs that have a posting are stored.
+One array of packed postings rather than separate doc and impact arrays: a block's
+postings of a term then sit in one run of memory (one cache line where BMP reads ~10),
+which made 1M-document BMP ~20% faster (docs/benchmarks.md), and it is 1 byte smaller
+per posting.
+
+Block maxima come in two layouts, chosen per term by size. A term found in few blocks
+keeps a sparse list of (block, max, postings) entries, 13-14 bytes each. A term found in
+many keeps two dense rows over all blocks, 5-6 bytes per block: as soon as that is no
+larger (the term occurs in >= ~38% of the blocks), the dense rows are stored instead. They
+also make the frequent terms of long (SPLADE) queries cheap to search: the bound pass adds
+their row with vector instructions, and a block's postings are found by index, without the
+per-query table the sparse terms need (retrieval/bmp.py).
+
 Widths are chosen from the data and checked here; a limit that would be exceeded raises
 a ValueError instead of wrapping (doc ids and term ids are int32, never 16-bit).
 """
@@ -35,14 +53,19 @@ import numpy as np
 
 from specrag.atomic import write_json_atomic
 
-FORMAT = 1
+FORMAT = 2
 META_FILE = "impact_index.json"
 PERM_FILE = "perm.npy"
 INT32_MAX = np.iinfo(np.int32).max
-#: Limits of the BMP kernel's packed (term, block) -> postings table (retrieval/bmp.py).
-MAX_BLOCK_SIZE = 1 << 16
-MAX_POSTINGS = (1 << 36) - 1
+#: Limits of ``block_postings`` (first posting, count), the word the BMP kernel copies into
+#: its per-query table (retrieval/bmp.py).
+POSTING_BITS = 36
+COUNT_BITS = 17
+MAX_BLOCK_SIZE = 1 << (COUNT_BITS - 1)
+MAX_POSTINGS = (1 << POSTING_BITS) - 1
 IMPACT_DTYPES = {8: np.uint8, 16: np.uint16}
+#: Bits of the doc id in a packed posting, by postings dtype.
+DOC_BITS = {np.dtype(np.uint32): 24, np.dtype(np.uint64): 32}
 
 
 @dataclass
@@ -53,12 +76,14 @@ class ImpactIndex:
     block_size: int
     scale: float
     offsets: np.ndarray
-    docs: np.ndarray
-    impacts: np.ndarray
+    postings: np.ndarray
     block_offsets: np.ndarray
     block_ids: np.ndarray
     block_max: np.ndarray
-    block_starts: np.ndarray
+    block_postings: np.ndarray
+    dense_slot: np.ndarray
+    dense_max: np.ndarray
+    dense_starts: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     perm: np.ndarray | None = None
 
@@ -68,7 +93,22 @@ class ImpactIndex:
 
     @property
     def n_postings(self) -> int:
-        return len(self.docs)
+        return len(self.postings)
+
+    @property
+    def doc_bits(self) -> int:
+        """Bits of the doc id in a packed posting (the impact sits above them)."""
+        return DOC_BITS[self.postings.dtype]
+
+    @property
+    def impact_dtype(self) -> np.dtype:
+        return self.block_max.dtype
+
+    def unpack(self) -> tuple[np.ndarray, np.ndarray]:
+        """(doc ids int32, impacts) of every posting, in postings order (a copy)."""
+        bits = self.doc_bits
+        docs = (self.postings & ((1 << bits) - 1)).astype(np.int32)
+        return docs, (self.postings >> bits).astype(self.impact_dtype)
 
     @property
     def n_blocks(self) -> int:
@@ -76,14 +116,20 @@ class ImpactIndex:
 
     @property
     def max_impact(self) -> int:
-        return int(np.iinfo(self.impacts.dtype).max)
+        return int(np.iinfo(self.impact_dtype).max)
 
     def nbytes(self) -> int:
-        """Bytes of the arrays (postings + block-max table)."""
+        """Bytes of the arrays (postings + block-max tables)."""
         arrays = [getattr(self, name) for name in _ARRAYS]
         if self.perm is not None:
             arrays.append(self.perm)
         return sum(a.nbytes for a in arrays)
+
+    def block_table_bytes(self) -> int:
+        """Bytes of the block-max tables alone (sparse and dense)."""
+        return sum(
+            getattr(self, name).nbytes for name in _ARRAYS if name.startswith(("block", "dense"))
+        )
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -91,8 +137,9 @@ class ImpactIndex:
             "n_terms": self.n_terms,
             "n_postings": self.n_postings,
             "n_block_entries": int(len(self.block_ids)),
+            "n_dense_terms": int(len(self.dense_max)),
             "block_size": self.block_size,
-            "impact_bits": int(self.impacts.dtype.itemsize * 8),
+            "impact_bits": int(self.impact_dtype.itemsize * 8),
             "scale": self.scale,
             "reordered": self.perm is not None,
             "bytes": self.nbytes(),
@@ -111,24 +158,17 @@ class ImpactIndex:
         meta: dict[str, Any] | None = None,
         perm: np.ndarray | None = None,
     ) -> ImpactIndex:
-        """Validate term-major postings (doc ids = internal rows) and add their block-max
-        table. ``perm[i]`` is the corpus row of internal row i (None: the same)."""
+        """Validate term-major postings (doc ids = internal rows), pack them and add their
+        block-max tables. ``perm[i]`` is the corpus row of internal row i (None: the same)."""
         offsets, docs, impacts = _check_postings(n_docs, offsets, docs, impacts, block_size, scale)
         perm = _check_perm(perm, n_docs)
-        block_offsets, block_ids, block_max, block_starts = build_block_max(
-            offsets, docs, impacts, block_size
-        )
         return cls(
             n_docs=int(n_docs),
             block_size=int(block_size),
             scale=float(scale),
             offsets=offsets,
-            docs=docs,
-            impacts=impacts,
-            block_offsets=block_offsets,
-            block_ids=block_ids,
-            block_max=block_max,
-            block_starts=block_starts,
+            postings=pack_postings(docs, impacts, n_docs),
+            **build_block_max(offsets, docs, impacts, n_docs, block_size),
             meta=dict(meta or {}),
             perm=perm,
         )
@@ -147,7 +187,8 @@ class ImpactIndex:
             "n_docs": self.n_docs,
             "n_terms": self.n_terms,
             "block_size": self.block_size,
-            "impact_dtype": str(self.impacts.dtype),
+            "impact_dtype": str(self.impact_dtype),
+            "postings_dtype": str(self.postings.dtype),
             "scale": self.scale,
             "meta": self.meta,
         }
@@ -162,7 +203,10 @@ class ImpactIndex:
             raise FileNotFoundError(f"{path} not found: not an impact index directory")
         header = json.loads(path.read_text())
         if header.get("format") != FORMAT:
-            raise ValueError(f"{path}: unsupported impact index format {header.get('format')!r}")
+            raise ValueError(
+                f"{path}: impact index format {header.get('format')!r}, this version reads "
+                f"format {FORMAT}: rebuild the index"
+            )
         arrays = {name: np.load(index_dir / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
         perm_path = index_dir / PERM_FILE
         perm = np.load(perm_path, allow_pickle=False) if perm_path.exists() else None
@@ -174,19 +218,26 @@ class ImpactIndex:
             perm=_check_perm(perm, int(header["n_docs"])),
             **arrays,
         )
-        if index.n_terms != header["n_terms"] or str(index.impacts.dtype) != header["impact_dtype"]:
+        if (
+            index.n_terms != header["n_terms"]
+            or str(index.impact_dtype) != header["impact_dtype"]
+            or str(index.postings.dtype) != header["postings_dtype"]
+            or index.dense_starts.shape != (len(index.dense_max), index.n_blocks + 1)
+        ):
             raise ValueError(f"{index_dir}: arrays do not match {META_FILE}")
         return index
 
 
 _ARRAYS = (
     "offsets",
-    "docs",
-    "impacts",
+    "postings",
     "block_offsets",
     "block_ids",
     "block_max",
-    "block_starts",
+    "block_postings",
+    "dense_slot",
+    "dense_max",
+    "dense_starts",
 )
 
 
@@ -309,8 +360,6 @@ def _check_postings(n_docs, offsets, docs, impacts, block_size, scale):
         raise ValueError("offsets must start at 0 and end at len(docs) == len(impacts)")
     if len(offsets) - 1 > INT32_MAX:
         raise ValueError("more terms than the int32 term id limit")
-    if len(offsets) > 1 and np.diff(offsets).max(initial=0) > np.iinfo(np.uint32).max:
-        raise ValueError("a term has more than 2**32 - 1 postings (block starts are uint32)")
     problem = _first_postings_problem(offsets, docs, impacts, n_docs)
     if problem == 1:
         raise ValueError("offsets must be non-decreasing")
@@ -344,27 +393,47 @@ def _first_postings_problem(offsets, docs, impacts, n_docs):
     return 0
 
 
-def build_block_max(offsets, docs, impacts, block_size: int):
-    """The sparse block-max table: per term, every block it occurs in with the maximum
-    impact there and where its postings in that block start."""
-    counts = _block_entry_counts(offsets, docs, np.int64(block_size))
+def pack_postings(docs: np.ndarray, impacts: np.ndarray, n_docs: int) -> np.ndarray:
+    """``doc | impact << DOC_BITS`` in uint32 when both fit (< 2**24 docs, 8-bit impacts),
+    else in uint64."""
+    small = n_docs <= 1 << 24 and impacts.dtype == np.uint8
+    dtype = np.dtype(np.uint32 if small else np.uint64)
+    packed = impacts.astype(dtype) << dtype.type(DOC_BITS[dtype])
+    packed |= docs.astype(dtype)
+    return packed
+
+
+#: Bytes per (term, block) of the two layouts, beyond the impact: a sparse entry holds a
+#: block id (4) and its postings word (8); a dense row holds a uint32 start per block.
+SPARSE_ENTRY_BYTES = 12
+DENSE_BLOCK_BYTES = 4
+
+
+def build_block_max(offsets, docs, impacts, n_docs: int, block_size: int) -> dict[str, np.ndarray]:
+    """The block-max tables (module docstring): per term, the maximum impact in every
+    block it occurs in and where its postings there start, sparse or dense by size."""
+    block_size = np.int64(block_size)
+    n_blocks = n_blocks_for(n_docs, int(block_size))
+    counts = _block_entry_counts(offsets, docs, block_size)
+    imp_bytes = impacts.dtype.itemsize
+    dense = counts * (SPARSE_ENTRY_BYTES + imp_bytes) >= n_blocks * (DENSE_BLOCK_BYTES + imp_bytes)
+    dense_slot = np.full(len(counts), -1, dtype=np.int32)
+    dense_slot[dense] = np.arange(int(dense.sum()), dtype=np.int32)
+    counts[dense] = 0
     block_offsets = np.zeros(len(offsets), dtype=np.int64)
     np.cumsum(counts, out=block_offsets[1:])
     total = int(block_offsets[-1])
-    block_ids = np.empty(total, dtype=np.int32)
-    block_max = np.empty(total, dtype=impacts.dtype)
-    block_starts = np.empty(total, dtype=np.uint32)
-    _fill_block_max(
-        offsets,
-        docs,
-        impacts,
-        np.int64(block_size),
-        block_offsets,
-        block_ids,
-        block_max,
-        block_starts,
-    )
-    return block_offsets, block_ids, block_max, block_starts
+    tables = {
+        "block_offsets": block_offsets,
+        "block_ids": np.empty(total, dtype=np.int32),
+        "block_max": np.empty(total, dtype=impacts.dtype),
+        "block_postings": np.empty(total, dtype=np.int64),
+        "dense_slot": dense_slot,
+        "dense_max": np.zeros((int(dense.sum()), n_blocks), dtype=impacts.dtype),
+        "dense_starts": np.zeros((int(dense.sum()), n_blocks + 1), dtype=np.uint32),
+    }
+    _fill_block_max(offsets, docs, impacts, block_size, **tables)
+    return tables
 
 
 @numba.njit(cache=True, nogil=True)
@@ -383,9 +452,22 @@ def _block_entry_counts(offsets, docs, block_size):
 
 @numba.njit(cache=True, nogil=True)
 def _fill_block_max(
-    offsets, docs, impacts, block_size, block_offsets, block_ids, block_max, block_starts
-):
+    offsets, docs, impacts, block_size, block_offsets, block_ids, block_max, block_postings,
+    dense_slot, dense_max, dense_starts,
+):  # fmt: skip
     for t in range(len(offsets) - 1):
+        slot = dense_slot[t]
+        if slot >= 0:
+            row_max = dense_max[slot]
+            row_starts = dense_starts[slot]
+            for p in range(offsets[t], offsets[t + 1]):
+                b = docs[p] // block_size
+                row_starts[b + 1] += 1
+                if impacts[p] > row_max[b]:
+                    row_max[b] = impacts[p]
+            for b in range(len(row_max)):  # counts -> starts
+                row_starts[b + 1] += row_starts[b]
+            continue
         e = block_offsets[t] - 1
         last = -1
         for p in range(offsets[t], offsets[t + 1]):
@@ -394,7 +476,9 @@ def _fill_block_max(
                 e += 1
                 block_ids[e] = b
                 block_max[e] = impacts[p]
-                block_starts[e] = p - offsets[t]
+                block_postings[e] = p
                 last = b
-            elif impacts[p] > block_max[e]:
-                block_max[e] = impacts[p]
+            else:
+                if impacts[p] > block_max[e]:
+                    block_max[e] = impacts[p]
+            block_postings[e] += np.int64(1) << POSTING_BITS  # one more posting in the block

@@ -12,17 +12,27 @@ kernels, so a document's score is bitwise the same in both. A block's upper boun
 below the score of any document in the block, and safe BMP (``alpha == 1``) returns exactly
 the exhaustive top-k, ties included: blocks are visited by bound descending, then block id
 ascending, and the search stops at the first block whose bound is below the k-th score, or
-equal to it while its first row is above the k-th row (then no later block can enter).
+equal to it while its first row is above the k-th row (then no later block can enter). A
+term stored with dense block maxima (impact_index.py) adds ``weight * 0`` to the blocks it
+is absent from, which changes no bound.
+
+Where the time goes (1M SPLADE-like documents, ~23 query terms, docs/benchmarks.md): about
+a third in the bound pass (dense rows vectorized, sparse entries one by one plus the
+postings table), a tenth in heaping, the rest in scoring the few hundred admitted blocks,
+whose postings are prefetched one block ahead (retrieval/prefetch.py).
 
 Unlike the authors' Rust ``bmp`` package, every candidate block can be scored (the last
 one too), accumulators are float64 (no wrap-around), term and doc ids are int32/int64,
-block sizes are unrestricted, and an empty query simply returns no hits.
+block sizes go up to 65,536, and an empty query simply returns no hits.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from specrag.indexing.impact_index import COUNT_BITS, POSTING_BITS
+from specrag.retrieval.prefetch import prefetch, prefetch2
 
 # ---------------------------------------------------------------------------------------
 # Top-k heap: the root is the *worst* kept hit (lower score, or equal score and higher row).
@@ -107,48 +117,56 @@ def _topk_drain(hs, hd, size, out_rows, out_scores):
 # ---------------------------------------------------------------------------------------
 # Exhaustive
 
+_SMALLEST_SCORE = np.nextafter(0.0, 1.0)  # a matched document scores at least this
+
 
 @numba.njit(cache=True, nogil=True)
 def _score_all(
-    offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi, k, allowed, use_mask,
+    offsets, postings, doc_bits, n_docs, q_terms, q_weights, q_lo, q_hi, k, allowed, use_mask,
     row_key, use_key, acc, hs, hd,
 ):  # fmt: skip
     """Exhaustive top-k of one query into the empty heap (hs, hd); returns its size."""
+    doc_mask = (np.int64(1) << doc_bits) - 1
     for j in range(q_lo, q_hi):
         t = q_terms[j]
         w = q_weights[j]
         for p in range(offsets[t], offsets[t + 1]):
-            acc[docs[p]] += w * impacts[p]
+            x = np.int64(postings[p])
+            acc[x & doc_mask] += w * (x >> doc_bits)
     size = 0
     n_postings = 0
     for j in range(q_lo, q_hi):
         t = q_terms[j]
         n_postings += offsets[t + 1] - offsets[t]
+    # Select and reset: one branch per document, rarely taken once the heap is full
+    # (a reset or unmatched slot holds 0.0, below any score). A branch on "matched" was
+    # unpredictable and made the scan ~4x slower.
+    least = _SMALLEST_SCORE
     if n_postings < n_docs:
-        # Select and reset in one pass over the same postings (each doc taken once).
+        # Over the same postings (a document seen again holds 0.0 by then).
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             for p in range(offsets[t], offsets[t + 1]):
-                d = docs[p]
+                d = np.int64(postings[p]) & doc_mask
                 s = acc[d]
-                if s > 0.0:
-                    acc[d] = 0.0
-                    if size < k or s >= hs[0]:
-                        size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                acc[d] = 0.0
+                if s >= least:
+                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                    least = hs[0] if size == k else _SMALLEST_SCORE
     else:
         # Long postings: one sequential scan of the accumulators is cheaper.
         for d in range(n_docs):
             s = acc[d]
-            if s > 0.0:
-                acc[d] = 0.0
-                if size < k or s >= hs[0]:
-                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+            acc[d] = 0.0
+            if s >= least:
+                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                least = hs[0] if size == k else _SMALLEST_SCORE
     return size
 
 
 @numba.njit(cache=True, nogil=True)
 def exhaustive_search(
-    offsets, docs, impacts, n_docs, q_offsets, q_terms, q_weights, k, allowed, use_mask,
+    offsets, postings, doc_bits, n_docs, q_offsets, q_terms, q_weights, k, allowed, use_mask,
     row_key, use_key, acc,
 ):  # fmt: skip
     """Score every posting of every query term (term at a time), then select the top-k.
@@ -161,8 +179,8 @@ def exhaustive_search(
     hd = np.empty(k, dtype=np.int64)
     for q in range(nq):
         size = _score_all(
-            offsets, docs, impacts, n_docs, q_terms, q_weights, q_offsets[q], q_offsets[q + 1],
-            k, allowed, use_mask, row_key, use_key, acc, hs, hd,
+            offsets, postings, doc_bits, n_docs, q_terms, q_weights, q_offsets[q],
+            q_offsets[q + 1], k, allowed, use_mask, row_key, use_key, acc, hs, hd,
         )  # fmt: skip
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
@@ -210,30 +228,45 @@ def block_allowed_counts(allowed, block_size, n_blocks):
 BAND = 0.5
 MIN_BAND = 1 / 64
 
-# A query's (term, block) -> postings table: ``ranges[j, b]`` packs, for query term j and
-# block b, the first posting (LO_BITS), the number of postings (COUNT_BITS) and a stamp
-# (the rest) naming the query that wrote it. It is filled during the bound pass, which
-# reads every block entry of the query's terms anyway, so scoring a block costs one table
-# read per query term instead of a binary search in each term's block list; stale entries
-# of earlier queries are told apart by their stamp, so the table is only cleared when the
-# stamps run out (every MAX_STAMP queries).
-LO_BITS = 36  # postings per index up to 2**36 (checked when the index is built)
-COUNT_BITS = 17  # block sizes up to 2**16 (idem)
-STAMP_SHIFT = LO_BITS + COUNT_BITS
+# A query's (term, block) -> postings table for its *sparse* terms (impact_index.py):
+# ``ranges[j, b]`` is the index's ``block_postings`` word of query term j in block b (first
+# posting | count << POSTING_BITS) with a stamp above it naming the query that wrote it.
+# The bound pass reads every block entry of the query's terms anyway, so it copies the
+# word into the table; scoring a block then costs one table read per term instead of a
+# binary search in each term's block list. Stale entries of earlier queries are told apart
+# by their stamp, so the table is only cleared when the stamps run out (every MAX_STAMP
+# queries). Dense terms need no table: their postings start is indexed by block.
+STAMP_SHIFT = POSTING_BITS + COUNT_BITS
 MAX_STAMP = (1 << (63 - STAMP_SHIFT)) - 1
-_LO_MASK = (1 << LO_BITS) - 1
+_FIRST_MASK = (1 << POSTING_BITS) - 1
 _COUNT_MASK = (1 << COUNT_BITS) - 1
+
+
+@numba.njit(inline="always")
+def _term_range(j, t, b, q_lo, offsets, ranges, stamp_id, dense_slot, dense_starts):
+    """Postings [lo, hi) of query term j (term t) in block b."""
+    slot = dense_slot[t]
+    if slot >= 0:
+        return offsets[t] + dense_starts[slot, b], offsets[t] + dense_starts[slot, b + 1]
+    v = ranges[j - q_lo, b]
+    if (v >> STAMP_SHIFT) != stamp_id:
+        return 0, 0
+    lo = v & _FIRST_MASK
+    return lo, lo + ((v >> POSTING_BITS) & _COUNT_MASK)
 
 
 @numba.njit(cache=True, nogil=True)
 def bmp_search(
     offsets,
-    docs,
-    impacts,
+    postings,
+    doc_bits,
     block_offsets,
     block_ids,
     block_max,
-    block_starts,
+    block_postings,
+    dense_slot,
+    dense_max,
+    dense_starts,
     n_docs,
     block_size,
     q_offsets,
@@ -247,6 +280,7 @@ def bmp_search(
     blocks_scored,
     probe_blocks,
     fallback_blocks,
+    term_block_cost,
     scratch_acc,
     ranges,
     stamp_state,
@@ -258,14 +292,17 @@ def bmp_search(
     ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
     fully scored for query q (for benchmarks).
 
-    Blocks are scored one at a time in bound order, each through the query's ``ranges``
-    table (int64, a row per term of the longest query, a column per block; zeros or left
-    by an earlier call whose last stamp is ``stamp_state[0]``). After ``probe_blocks`` blocks,
-    when the blocks the stopping rule could still visit (with the k-th score reached so
-    far, so a superset) number ``fallback_blocks`` or more, the query is scored
-    exhaustively instead (same scores, so the same top-k): bounds that prune that little
-    make block-by-block scoring dearer than one pass. ``scratch_acc`` (float64, zeros) has
-    one slot per document.
+    Blocks are scored one at a time in bound order; while one is scored, the postings of
+    the next and the table entries of the two after it are prefetched. Sparse terms are
+    found through the query's ``ranges`` table (int64, a row per term of the longest
+    query, a column per block; zeros or left by an earlier call whose last stamp is
+    ``stamp_state[0]``). After ``probe_blocks`` blocks, when the blocks the stopping rule
+    could still visit (with the k-th score reached so far, so a superset) number
+    ``fallback_blocks`` or more, or cost more than an exhaustive pass by the model
+    ``blocks * query terms * term_block_cost >= the query's postings`` (0: no model), the
+    query is scored exhaustively instead (same scores, so the same top-k): bounds that
+    prune that little make block-by-block scoring dearer than one pass. ``scratch_acc``
+    (float64, zeros) has one slot per document.
 
     With a document reordering (``use_key``), rows are internal and ``row_key[row]`` is the
     corpus row used for ties and returned; ``block_key[b]`` is the lowest corpus row of
@@ -273,6 +310,7 @@ def bmp_search(
     ending the search (a later block may hold a lower corpus row)."""
     nq = len(q_offsets) - 1
     n_blocks = (n_docs + block_size - 1) // block_size
+    doc_mask = (np.int64(1) << doc_bits) - 1
     out_rows = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.zeros((nq, k), dtype=np.float64)
     counts = np.zeros(nq, dtype=np.int32)
@@ -283,6 +321,14 @@ def bmp_search(
     acc = np.zeros(block_size, dtype=np.float64)
     hs = np.empty(k, dtype=np.float64)
     hd = np.empty(k, dtype=np.int64)
+    # Postings runs [lo, hi) per query term of up to two blocks, found while prefetching
+    # the next block and reused when it is scored.
+    max_terms = 0
+    for q in range(nq):
+        max_terms = max(max_terms, q_offsets[q + 1] - q_offsets[q])
+    run_lo = np.empty((2, max_terms), dtype=np.int64)
+    run_hi = np.empty((2, max_terms), dtype=np.int64)
+    run_block = np.full(2, -1, dtype=np.int64)
     safe = alpha >= 1.0
     for q in range(nq):
         q_lo = q_offsets[q]
@@ -293,44 +339,62 @@ def bmp_search(
             stamp_id = 1
         stamp_state[0] = stamp_id
         stamp = np.int64(stamp_id) << STAMP_SHIFT
-        # 1. Upper bound of every block the query touches, and the ranges table. Many
-        # block entries: later passes scan the dense bound array; few: only the touched
-        # blocks.
+        # 1. Upper bound of every block the query touches (in query term order, as the
+        # document scores are summed), and the ranges table of its sparse terms. A dense
+        # term or many block entries: later passes scan the dense bound array; else only
+        # the touched blocks.
         n_entries = 0
+        n_postings = 0
+        dense = False
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             n_entries += block_offsets[t + 1] - block_offsets[t]
-        dense = n_entries * 4 >= n_blocks
+            n_postings += offsets[t + 1] - offsets[t]
+            dense = dense or dense_slot[t] >= 0
+        dense = dense or n_entries * 4 >= n_blocks
+        # The exhaustive fallback pays off once the blocks left cost more to score, one
+        # (term, block) run at a time, than a pass over all the query's postings.
+        q_fallback = fallback_blocks
+        if term_block_cost > 0.0 and q_hi > q_lo:
+            q_fallback = min(
+                q_fallback, int(np.ceil(n_postings / (term_block_cost * (q_hi - q_lo))))
+            )
         n_touched = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             w = q_weights[j]
+            slot = dense_slot[t]
+            if slot >= 0:
+                row_max = dense_max[slot]
+                for b in range(n_blocks):
+                    ub[b] += w * row_max[b]
+                continue
             row = ranges[j - q_lo]
-            base = offsets[t]
-            e_hi = block_offsets[t + 1]
-            for e in range(block_offsets[t], e_hi):
+            for e in range(block_offsets[t], block_offsets[t + 1]):
                 b = block_ids[e]
                 if not dense and ub[b] == 0.0:
                     touched[n_touched] = b
                     n_touched += 1
                 ub[b] += w * block_max[e]
-                lo = base + block_starts[e]
-                hi = base + block_starts[e + 1] if e + 1 < e_hi else offsets[t + 1]
-                row[b] = stamp | ((hi - lo) << LO_BITS) | lo
+                row[b] = stamp | block_postings[e]
         # 2. Candidate blocks (with an allowed row) enter the max-heap (by bound, then
         # block id) in bands of bound, highest first: the search usually stops within the
         # first band, so most blocks are never heaped. Blocks not yet heaped keep their
         # bound in ``ub``; everything in a band is below every bound heaped before it, so
         # the visiting order is the same as one heap of all blocks.
         n_walk = n_blocks if dense else n_touched
-        top = 0.0
-        for i in range(n_walk):
-            top = max(top, ub[touched[i] if not dense else i])
+        if dense:
+            top = _max_of(ub)
+        else:
+            top = 0.0
+            for i in range(n_touched):
+                top = max(top, ub[touched[i]])
         cut = top * BAND
         n_cand = _heap_band(ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb)
         # 3. Visit blocks by bound until none can enter the top-k.
         size = 0
         n_scored = 0
+        run_block[:] = -1
         while True:
             if n_cand == 0:
                 # Next band, unless no block below ``cut`` can enter the top-k any more.
@@ -347,6 +411,14 @@ def bmp_search(
             hu[0] = hu[n_cand]
             hb[0] = hb[n_cand]
             _block_sift_down(hu, hb, n_cand, 0)
+            slot_b = 0 if run_block[0] == b else (1 if run_block[1] == b else -1)
+            if n_cand > 0:
+                slot_next = 1 - slot_b if slot_b >= 0 else 0
+                run_block[slot_next] = hb[0]
+                _prefetch_next_blocks(
+                    hb, n_cand, q_lo, q_hi, q_terms, offsets, postings, ranges, stamp_id,
+                    dense_slot, dense_starts, run_lo[slot_next], run_hi[slot_next],
+                )  # fmt: skip
             if size == k:
                 bound = alpha * u
                 if bound < hs[0]:
@@ -361,9 +433,9 @@ def bmp_search(
             if n_scored == probe_blocks and n_scored + 1 + _would_visit(
                 hu, hb, n_cand, ub, n_walk, dense, touched, alpha * cut <= hs[0], alpha, safe,
                 hs, hd, size, k, block_size, block_key, use_key,
-            ) >= fallback_blocks:  # fmt: skip
+            ) >= q_fallback:  # fmt: skip
                 size = _score_all(
-                    offsets, docs, impacts, n_docs, q_terms, q_weights, q_lo, q_hi,
+                    offsets, postings, doc_bits, n_docs, q_terms, q_weights, q_lo, q_hi,
                     k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
                 )  # fmt: skip
                 n_scored = n_blocks
@@ -371,44 +443,94 @@ def bmp_search(
             # Score block b: its postings of every query term, into block-local slots.
             first = b * block_size
             for j in range(q_lo, q_hi):
-                v = ranges[j - q_lo, b]
-                if (v >> STAMP_SHIFT) != stamp_id:
-                    continue
-                lo = v & _LO_MASK
-                hi = lo + ((v >> LO_BITS) & _COUNT_MASK)
+                if slot_b >= 0:
+                    lo = run_lo[slot_b, j - q_lo]
+                    hi = run_hi[slot_b, j - q_lo]
+                else:
+                    lo, hi = _term_range(
+                        j, q_terms[j], b, q_lo, offsets, ranges, stamp_id, dense_slot,
+                        dense_starts,
+                    )  # fmt: skip
                 w = q_weights[j]
                 for p in range(lo, hi):
-                    acc[docs[p] - first] += w * impacts[p]
+                    x = np.int64(postings[p])
+                    acc[(x & doc_mask) - first] += w * (x >> doc_bits)
+            # Offer the block's documents: one branch each, rarely taken once the heap is
+            # full (unmatched slots hold 0.0, below any k-th score).
+            least = hs[0] if size == k else _SMALLEST_SCORE
             for i in range(min(block_size, n_docs - first)):
                 s = acc[i]
-                if s > 0.0:
-                    acc[i] = 0.0
-                    if size < k or s >= hs[0]:
-                        size = _offer(
-                            hs, hd, size, k, s, first + i, allowed, use_mask, row_key, use_key
-                        )
+                acc[i] = 0.0
+                if s >= least:
+                    size = _offer(
+                        hs, hd, size, k, s, first + i, allowed, use_mask, row_key, use_key
+                    )
+                    least = hs[0] if size == k else _SMALLEST_SCORE
             n_scored += 1
-        for i in range(n_walk):  # bounds of the blocks never heaped
-            ub[touched[i] if not dense else i] = 0.0
+        if dense:  # bounds of the blocks never heaped
+            ub[:] = 0.0
+        else:
+            for i in range(n_touched):
+                ub[touched[i]] = 0.0
         blocks_scored[q] = n_scored
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
 
 
+@numba.njit(inline="always")
+def _prefetch_next_blocks(
+    hb, n_cand, q_lo, q_hi, q_terms, offsets, postings, ranges, stamp_id, dense_slot,
+    dense_starts, next_lo, next_hi,
+):  # fmt: skip
+    """Ask for the memory the next blocks will need while this one is scored: the next
+    block's postings (first and last line of each term's run; the runs are kept in
+    ``next_lo/next_hi``) and, for the two blocks after it, where those runs are. Blocks
+    are visited in bound order, which the hardware prefetcher cannot follow."""
+    nxt = hb[0]
+    for j in range(q_lo, q_hi):
+        lo, hi = _term_range(
+            j, q_terms[j], nxt, q_lo, offsets, ranges, stamp_id, dense_slot, dense_starts
+        )
+        next_lo[j - q_lo] = lo
+        next_hi[j - q_lo] = hi
+        if hi > lo:
+            prefetch(postings, lo)
+            prefetch(postings, hi - 1)
+    for c in range(1, min(3, n_cand)):
+        after = hb[c]  # the heap's root children: one of them is visited next but one
+        for j in range(q_lo, q_hi):
+            slot = dense_slot[q_terms[j]]
+            if slot >= 0:
+                prefetch2(dense_starts, slot, after)
+            else:
+                prefetch2(ranges, j - q_lo, after)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _max_of(values):
+    """Largest of non-negative values (fastmath lets it vectorize; no NaN can occur)."""
+    top = 0.0
+    for v in values:
+        top = max(top, v)
+    return top
+
+
 @numba.njit(cache=True, nogil=True)
 def _heap_band(ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb):
     """Move every block whose bound is >= ``cut`` (and > 0) from ``ub`` into a fresh heap
-    ``(hu, hb)``; returns its size."""
+    ``(hu, hb)``; returns its size. The scan is branch-free (every block is written to
+    the next heap slot, which only advances when it is taken): a few percent are taken,
+    at no predictable place."""
     n = 0
+    positive_cut = max(cut, _SMALLEST_SCORE)
     for i in range(n_walk):
         b = touched[i] if not dense else i
         u = ub[b]
-        if u > 0.0 and u >= cut:
-            ub[b] = 0.0
-            if not use_mask or block_allowed[b] > 0:
-                hu[n] = u
-                hb[n] = b
-                n += 1
+        take = u >= positive_cut
+        ub[b] = 0.0 if take else u
+        hu[n] = u
+        hb[n] = b
+        n += take and (not use_mask or block_allowed[b] > 0)
     for i in range(n // 2 - 1, -1, -1):
         _block_sift_down(hu, hb, n, i)
     return n

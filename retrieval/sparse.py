@@ -99,11 +99,16 @@ class ImpactSearcher:
         #: Blocks fully scored per query by the last BMP search (benchmark diagnostics).
         self.last_blocks_scored: np.ndarray | None = None
         #: After scoring this many blocks, BMP checks whether the blocks it could still
-        #: visit reach ``fallback_fraction`` of all blocks, and then scores the query
-        #: exhaustively instead (cheaper than block by block by then; retrieval/bmp.py).
-        #: Default: n_blocks / 64 within [1, 256]: enough for a useful k-th score (fewer
-        #: made 1M-document queries fall back needlessly), a small share of the blocks.
+        #: visit would cost more than scoring the query exhaustively, and then does that
+        #: instead (retrieval/bmp.py). Default: n_blocks / 64 within [1, 256]: enough for a
+        #: useful k-th score (fewer made 1M-document queries fall back needlessly), a small
+        #: share of the blocks.
         self.probe_blocks: int | None = None
+        #: The cost model of that check: scoring one query term in one block costs as
+        #: much as an exhaustive pass spends on ``term_block_cost`` postings (measured on
+        #: the 1M SPLADE-like index: ~35 ns against ~0.7 ns; docs/benchmarks.md); 0 turns
+        #: the model off. ``fallback_fraction`` of all blocks always falls back.
+        self.term_block_cost = 50.0
         self.fallback_fraction = 0.4
         #: Collections with fewer blocks are scored exhaustively in "bmp" mode: on SciFact
         #: (162 blocks of 32) the bounds admitted 40% of the blocks on 299 of 300 queries,
@@ -130,7 +135,8 @@ class ImpactSearcher:
 
     def _ranges(self, max_terms: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-thread BMP (term, block) -> postings table with at least ``max_terms`` rows
-        (8 bytes per query term and block) and its last stamp (retrieval/bmp.py)."""
+        (8 bytes per query term and block; only the rows of sparse terms are written) and
+        its last stamp (retrieval/bmp.py)."""
         table = getattr(self._local, "ranges", None)
         if table is None or len(table) < max_terms:
             rows = max(max_terms, 32 if table is None else 2 * len(table))
@@ -238,8 +244,8 @@ class ImpactSearcher:
         if self.mode == "exhaustive" or ix.n_blocks < self.bmp_min_blocks:
             rows, scores, counts = exhaustive_search(
                 ix.offsets,
-                ix.docs,
-                ix.impacts,
+                ix.postings,
+                ix.doc_bits,
                 ix.n_docs,
                 batch.offsets,
                 batch.terms,
@@ -263,12 +269,15 @@ class ImpactSearcher:
             ranges, stamp = self._ranges(int(np.diff(batch.offsets).max(initial=0)))
             rows, scores, counts = bmp_search(
                 ix.offsets,
-                ix.docs,
-                ix.impacts,
+                ix.postings,
+                ix.doc_bits,
                 ix.block_offsets,
                 ix.block_ids,
                 ix.block_max,
-                ix.block_starts,
+                ix.block_postings,
+                ix.dense_slot,
+                ix.dense_max,
+                ix.dense_starts,
                 ix.n_docs,
                 ix.block_size,
                 batch.offsets,
@@ -286,6 +295,7 @@ class ImpactSearcher:
                     else self.probe_blocks
                 ),
                 max(1, int(np.ceil(self.fallback_fraction * ix.n_blocks))),
+                float(self.term_block_cost),
                 self._scratch(),
                 ranges,
                 stamp,
@@ -306,8 +316,9 @@ class ImpactSearcher:
     def reference_scores_encoded(self, batch: QueryBatch) -> np.ndarray:
         ix = self.index
         if self._matrix is None:
+            docs, impacts = ix.unpack()
             self._matrix = sp.csc_matrix(
-                (ix.impacts.astype(np.float64), ix.docs, ix.offsets), shape=(ix.n_docs, ix.n_terms)
+                (impacts.astype(np.float64), docs, ix.offsets), shape=(ix.n_docs, ix.n_terms)
             )
         q = batch.matrix(ix.n_terms)
         scores = np.asarray((self._matrix @ q.T).todense()).T * ix.scale

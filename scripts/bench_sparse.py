@@ -262,7 +262,8 @@ def bmp_package_systems(ours: ImpactSearcher, doc_ids, block_sizes) -> dict[str,
     vocab = [None] * ix.n_terms
     for term, tid in ours._term_of.items():
         vocab[tid] = term
-    by_doc = sp.csc_matrix((ix.impacts, ix.docs, ix.offsets), shape=(ix.n_docs, ix.n_terms)).tocsr()
+    docs, impacts = ix.unpack()
+    by_doc = sp.csc_matrix((impacts, docs, ix.offsets), shape=(ix.n_docs, ix.n_terms)).tocsr()
     systems = {}
     for bs in block_sizes:
         path = CACHE / f"bmp-pkg-bs{bs}.bmp"
@@ -673,9 +674,7 @@ def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict
     """Exactness, recall and interleaved QPS of one synthetic index. ``first_results``
     holds the exhaustive top-k of the first order measured: every order must equal it."""
     s = ImpactSearcher(index, np.arange(index.n_docs), mode="bmp")
-    row = {"index_bytes": index.nbytes(),
-           "block_table_bytes": int(index.block_ids.nbytes + index.block_max.nbytes
-                                    + index.block_starts.nbytes + index.block_offsets.nbytes)}  # fmt: skip
+    row = {"index_bytes": index.nbytes(), "block_table_bytes": index.block_table_bytes()}
     for k in args.ks:
         s.mode, s.alpha = "exhaustive", 1.0
         ex = s.search_rows(batch, k)

@@ -9,13 +9,23 @@ empty queries, weights at the quantization limits).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specrag.indexing import reorder
-from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
+from specrag.indexing.impact_index import (
+    DOC_BITS,
+    IMPACT_DTYPES,
+    META_FILE,
+    ImpactIndex,
+    pack_postings,
+    quantize,
+    term_major,
+)
 from specrag.indexing.reorder import apply_order, bp_order
 from specrag.retrieval.bmp import MAX_STAMP
 from specrag.retrieval.sparse import ImpactSearcher, QueryBatch
@@ -79,10 +89,12 @@ def run(
     alpha=1.0,
     probe=16,
     fallback=0.4,
+    term_block_cost=50.0,
 ):
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
     searcher.probe_blocks = probe
     searcher.fallback_fraction = fallback
+    searcher.term_block_cost = term_block_cost
     searcher.bmp_min_blocks = 0  # the block-by-block kernel, however small the index
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
@@ -147,10 +159,12 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
     bmp = run(index, query, k, allowed, "bmp")
     assert bmp == exhaustive
     # Block by block only, and switching to term-at-a-time after 0 or 1 probed blocks,
-    # with the exhaustive fallback always (0), never (2) or at half the blocks.
+    # with the exhaustive fallback always (0), never (2 and no cost model), at 40% of the
+    # blocks, or whenever the cost model is asked (a huge term-block cost).
     for probe in (10**9, 0, 1, None):
-        for fallback in (0.0, 0.4, 2.0):
-            got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback)
+        for fallback, cost in ((0.0, 50.0), (0.4, 50.0), (2.0, 0.0), (2.0, 1e12)):
+            got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback,
+                      term_block_cost=cost)  # fmt: skip
             assert got == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
@@ -230,9 +244,8 @@ def test_a_bad_permutation_is_rejected():
     index = make_index({0: {0: 1, 1: 2}}, 2, 1, 4)
     with pytest.raises(ValueError, match="permutation"):
         ImpactIndex.from_postings(
-            2, index.offsets, index.docs, index.impacts, block_size=4, scale=1.0,
-            perm=np.array([0, 0]),
-        )  # fmt: skip
+            2, index.offsets, *index.unpack(), block_size=4, scale=1.0, perm=np.array([0, 0])
+        )
 
 
 def test_last_block_alone_is_scored():
@@ -305,7 +318,8 @@ def test_a_missing_block_does_not_borrow_the_next_terms_entry():
     # Term 0 occurs only in block 0; term 1 occurs in block 1. Scoring block 1 must not
     # read term 1's entry as term 0's (a binary search that runs past term 0's range).
     postings = {0: {0: 5}, 1: {70: 9}}
-    index = make_index(postings, 128, 2, 64)
+    index = make_index(postings, 640, 2, 64)  # 10 blocks: one each is sparse
+    assert (index.dense_slot < 0).all()
     for probe in (0, 10**9):
         assert run(index, {0: 1.0, 1: 1.0}, 5, None, "bmp", probe=probe) == [(70, 4.5), (0, 2.5)]
 
@@ -324,6 +338,7 @@ def test_a_searcher_reused_across_stamp_wraps_and_table_growth_stays_exact():
         for t in range(n_terms)
     }
     index = make_index(postings, n_docs, n_terms, 16)
+    assert 5 <= (index.dense_slot < 0).sum() <= n_terms - 5  # both layouts, table in use
     ids = np.arange(n_docs).astype(str)
     bmp = ImpactSearcher(index, ids, mode="bmp")
     bmp.probe_blocks = 10**9  # block by block throughout (no exhaustive fallback)
@@ -349,3 +364,54 @@ def test_a_block_below_the_first_band_still_enters_the_top_k():
     for probe in (0, 10**9):
         got = run(index, {0: 1.0}, 2, None, "bmp", probe=probe, fallback=2.0)
         assert got == [(0, 50.0), (4, 20.0)]
+
+
+def test_frequent_terms_get_dense_block_maxima_and_rare_terms_sparse_entries():
+    # The layout is chosen per term by size (impact_index.py): a term in >= ~38% of the
+    # blocks is stored dense. Queries mixing both layouts stay exact, and the packed
+    # postings unpack to what was stored.
+    rng = np.random.default_rng(3)
+    n_docs, block_size = 2000, 16  # 125 blocks
+    imp = lambda: int(rng.integers(1, 256))  # noqa: E731
+    postings = {
+        0: {d: imp() for d in range(0, n_docs, 3)},  # every block
+        1: {int(d): imp() for d in rng.choice(n_docs, 30, replace=False)},  # <= 30 blocks
+        2: {d: imp() for d in range(0, n_docs, 40)},  # 50 of 125 blocks
+        3: {5: 7, n_docs - 1: 200},  # two blocks, one of them the last
+    }
+    index = make_index(postings, n_docs, 4, block_size)
+    assert (index.dense_slot >= 0).tolist() == [True, False, True, False]
+    docs, impacts = index.unpack()
+    for t, row in postings.items():
+        span = slice(index.offsets[t], index.offsets[t + 1])
+        assert docs[span].tolist() == sorted(row)
+        assert impacts[span].tolist() == [row[d] for d in sorted(row)]
+    queries = [{0: 1.0, 1: 2.0, 2: 0.5, 3: 1.5}, {1: 1.0, 3: 1.0}, {0: 1.0}, {2: 0.25, 3: 3.0}]
+    for query in queries:
+        truth = dense_truth(postings, n_docs, query, None)[:10]
+        for probe in (0, 1, 10**9):
+            got = run(index, query, 10, None, "bmp", probe=probe)
+            assert [r for r, _ in got] == [r for r, _ in truth]
+            np.testing.assert_allclose([s for _, s in got], [s for _, s in truth], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bits, n_docs, dtype", [(8, 10, np.uint32), (16, 10, np.uint64),
+                                                 (8, (1 << 24) + 1, np.uint64)])  # fmt: skip
+def test_a_posting_packs_doc_and_impact_in_one_word_wide_enough(bits, n_docs, dtype):
+    top = (1 << bits) - 1
+    docs = np.array([3, n_docs - 1], dtype=np.int32)
+    impacts = np.array([1, top], dtype=IMPACT_DTYPES[bits])
+    packed = pack_postings(docs, impacts, n_docs)
+    shift = DOC_BITS[np.dtype(dtype)]
+    assert packed.dtype == dtype
+    assert (packed & ((1 << shift) - 1)).tolist() == docs.tolist()
+    assert (packed >> shift).tolist() == [1, top]
+
+
+def test_an_index_of_an_older_format_asks_for_a_rebuild(tmp_path):
+    make_index({0: {0: 1}}, 4, 1, 2).save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    meta["format"] = 1
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="rebuild the index"):
+        ImpactIndex.load(tmp_path)

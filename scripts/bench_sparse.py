@@ -683,6 +683,10 @@ def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict
         s.mode, s.alpha = "bmp", 1.0
         safe = s.search_rows(batch, k)
         safe_blocks = float(s.last_blocks_scored.mean())
+        # a query that fell back to the exhaustive pass counts as all blocks in the mean
+        fell_back = s.last_blocks_scored >= index.n_blocks
+        rest = s.last_blocks_scored[~fell_back]
+        safe_block_median = float(np.median(rest)) if len(rest) else 0.0
         s.alpha = 0.9
         approx = s.search_rows(batch, k)
         approx_blocks = float(s.last_blocks_scored.mean())
@@ -715,6 +719,8 @@ def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict
             "equals_first_order": same_order,
             "recall_a0.9_vs_safe": float(recall),
             "blocks_scored_safe": safe_blocks,
+            "fallback_share_safe": float(fell_back.mean()),
+            "blocks_scored_safe_median_without_fallbacks": safe_block_median,
             "blocks_scored_a0.9": approx_blocks,
             "n_blocks": index.n_blocks,
             "qps": qps,
@@ -726,7 +732,8 @@ def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict
             f"a=0.9 {qps['bmp_a0.9']['qps_best']:.0f} "
             f"({qps['bmp_a0.9']['qps_best'] / qps['exhaustive']['qps_best']:.1f}x); "
             f"recall@{k} a=0.9 vs safe {recall:.4f}; "
-            f"blocks scored {safe_blocks:.0f} (a=0.9 {approx_blocks:.0f})/{index.n_blocks}; "
+            f"blocks scored {safe_blocks:.0f} (a=0.9 {approx_blocks:.0f})/{index.n_blocks}, "
+            f"safe: {fell_back.mean():.0%} fell back, median of the rest {safe_block_median:.0f}; "
             f"safe==exhaustive {same}; same as first order {same_order}"
         )
     log(f"    index {index.nbytes() / 2**20:.0f} MiB "

@@ -285,7 +285,7 @@ def cmd_demo(args) -> int:
     corpus = args.corpus or _demo_corpus()
     service = _service()
     try:
-        if service.versions(DEMO_COLLECTION).current() is None:
+        if not _demo_version_opens(service):
             print(f"building the {DEMO_COLLECTION!r} collection from {corpus} "
                   f"({', '.join(DEMO_KINDS)}) ...")
             _n, docs = _documents(corpus, "fail")
@@ -295,6 +295,22 @@ def cmd_demo(args) -> int:
     print(f"serving on http://{args.host}:{args.port}  (try: specrag search --collection demo "
           f"--query 'stem cells')")
     return cmd_serve(args)
+
+
+def _demo_version_opens(service) -> bool:
+    """Whether the demo collection has a current version this code can read (one built
+    by an older specrag, in an older index format, is rebuilt rather than served broken)."""
+    from specrag.retrieval.version import open_version
+
+    store = service.versions(DEMO_COLLECTION)
+    if store.current() is None:
+        return False
+    try:
+        open_version(store)
+    except ValueError as exc:
+        print(f"the {DEMO_COLLECTION!r} collection cannot be read ({exc}): rebuilding it")
+        return False
+    return True
 
 
 def _demo_corpus() -> Path:

@@ -147,3 +147,22 @@ def _env(home):
     import os
 
     return {**os.environ, "SPECRAG_HOME": str(home)}
+
+
+def test_demo_rebuilds_a_collection_it_cannot_read(env, corpus, capsys):
+    # A demo built by an older specrag (an older impact index format) is rebuilt by
+    # `specrag demo` instead of being served with every search failing.
+    from specrag.api.cli import DEMO_COLLECTION, _demo_version_opens, _service
+
+    rc = main(["index", "--collection", DEMO_COLLECTION, "--corpus", str(corpus),
+               "--kinds", "bm25"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    service = _service()
+    try:
+        assert _demo_version_opens(service)
+        header = next(env.glob(f"collections/{DEMO_COLLECTION}/versions/*/bm25/impact_index.json"))
+        header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
+        assert not _demo_version_opens(service)
+    finally:
+        service.close()
+    assert "rebuild" in capsys.readouterr().out

@@ -415,3 +415,24 @@ def test_an_index_of_an_older_format_asks_for_a_rebuild(tmp_path):
     (tmp_path / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="rebuild the index"):
         ImpactIndex.load(tmp_path)
+
+
+def test_a_partly_scored_block_is_dropped_only_when_no_document_can_enter():
+    # Six query terms: with the heap full, a block is checked after two terms. Block 3
+    # (bound 91) fills k=1 with 61. Block 2 (bound 82) has a best partial score of 22 after
+    # two terms, but its remaining bound (60) lets document 8 reach 62: it must be scored
+    # to the end. Block 1 (bound 66, best partial 11, remaining 44) cannot reach 62.
+    ten = dict.fromkeys(range(1, 6), 10)
+    docs = {
+        0: dict.fromkeys(range(6), 10),  # block 0: 60, bound 60
+        4: {0: 11}, 5: {1: 11}, 6: {2: 11, 3: 11}, 7: {4: 11, 5: 11},  # block 1
+        8: {0: 1, 1: 1, 2: 15, 3: 15, 4: 15, 5: 15}, 9: {0: 11, 1: 11},  # block 2
+        12: {**ten, 0: 11}, 13: {1: 40},  # block 3
+    }  # fmt: skip
+    postings = {t: {d: row[t] for d, row in docs.items() if t in row} for t in range(6)}
+    index = make_index(postings, 16, 6, 4)
+    query = dict.fromkeys(range(6), 1.0)
+    assert dense_truth(postings, 16, query, None)[:1] == [(8, 31.0)]
+    for probe in (0, 10**9):
+        got = run(index, query, 1, None, "bmp", probe=probe, fallback=2.0, term_block_cost=0.0)
+        assert got == [(8, 31.0)]

@@ -19,6 +19,7 @@ from specrag import __version__
 from specrag.api.limits import BodySizeLimit
 from specrag.api.routes import builds, collections, documents, health, search
 from specrag.api.service import CollectionService, NotReady, RequestTooLarge
+from specrag.indexing.impact_index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
 from specrag.settings import Settings, get_settings
 from specrag.storage.filters import FilterError
@@ -31,6 +32,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
     AlreadyExists: status.HTTP_409_CONFLICT,
     NotReady: status.HTTP_409_CONFLICT,
+    IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -300,6 +300,7 @@ def cmd_demo(args) -> int:
 def _demo_version_opens(service) -> bool:
     """Whether the demo collection has a current version this code can read (one built
     by an older specrag, in an older index format, is rebuilt rather than served broken)."""
+    from specrag.indexing.impact_index import IndexFormatError
     from specrag.retrieval.version import open_version
 
     store = service.versions(DEMO_COLLECTION)
@@ -307,7 +308,7 @@ def _demo_version_opens(service) -> bool:
         return False
     try:
         open_version(store)
-    except ValueError as exc:
+    except IndexFormatError as exc:
         print(f"the {DEMO_COLLECTION!r} collection cannot be read ({exc}): rebuilding it")
         return False
     return True

@@ -3,6 +3,7 @@ every user error as a 4xx with a message."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -224,3 +225,18 @@ def test_delete_collection(client):
     assert client.post("/collections", json={"name": "gone", "kinds": ["bm25"]}).status_code == 201
     assert client.delete("/collections/gone").status_code == 204
     assert client.get("/collections/gone").status_code == 404
+
+
+def test_search_on_an_index_of_an_older_format_is_409_asking_for_a_rebuild(client):
+    assert client.post("/collections", json={"name": "stale", "kinds": ["bm25"]}).status_code == 201
+    docs = [doc_json(d) for d in demo_documents(20)]
+    assert client.post("/collections/stale/documents", json={"documents": docs}).status_code == 200
+    job = wait_for_job(client, client.post("/collections/stale/builds").json()["id"])
+    assert job["status"] == "succeeded", job
+    settings = client.app.state.service.settings
+    header = next(settings.collections_dir.glob("stale/versions/*/bm25/impact_index.json"))
+    header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
+    # A restarted service (the running one keeps the version it opened) finds the old format.
+    with TestClient(create_app(settings), raise_server_exceptions=False) as restarted:
+        r = restarted.post("/collections/stale/search", json={"query": "cells"})
+    assert r.status_code == 409 and "rebuild" in detail(r)

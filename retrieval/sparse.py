@@ -105,10 +105,13 @@ class ImpactSearcher:
         #: share of the blocks.
         self.probe_blocks: int | None = None
         #: The cost model of that check: scoring one query term in one block costs as
-        #: much as an exhaustive pass spends on ``term_block_cost`` postings (measured on
-        #: the 1M SPLADE-like index: ~35 ns against ~0.7 ns; docs/benchmarks.md); 0 turns
-        #: the model off. ``fallback_fraction`` of all blocks always falls back.
-        self.term_block_cost = 50.0
+        #: much as an exhaustive pass spends on ``term_block_cost`` postings; 0 turns the
+        #: model off. A (term, block) run costs 14-21 ns against ~0.6 ns a posting, but the
+        #: blocks counted at the probe overstate those visited in the end, so the best
+        #: setting is lower: 20 (1M docs, 300 queries, one process: 20 as fast as 0-15,
+        #: 50 10-15% slower; docs/benchmarks.md). ``fallback_fraction`` of all blocks
+        #: always falls back.
+        self.term_block_cost = 20.0
         self.fallback_fraction = 0.4
         #: Collections with fewer blocks are scored exhaustively in "bmp" mode: on SciFact
         #: (162 blocks of 32) the bounds admitted 40% of the blocks on 299 of 300 queries,

@@ -89,7 +89,7 @@ def run(
     alpha=1.0,
     probe=16,
     fallback=0.4,
-    term_block_cost=50.0,
+    term_block_cost=20.0,
 ):
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
     searcher.probe_blocks = probe
@@ -162,7 +162,7 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
     # with the exhaustive fallback always (0), never (2 and no cost model), at 40% of the
     # blocks, or whenever the cost model is asked (a huge term-block cost).
     for probe in (10**9, 0, 1, None):
-        for fallback, cost in ((0.0, 50.0), (0.4, 50.0), (2.0, 0.0), (2.0, 1e12)):
+        for fallback, cost in ((0.0, 20.0), (0.4, 20.0), (2.0, 0.0), (2.0, 1e12)):
             got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback,
                       term_block_cost=cost)  # fmt: skip
             assert got == exhaustive

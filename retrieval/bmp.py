@@ -280,6 +280,8 @@ def bmp_search(
     blocks_scored,
     probe_blocks,
     fallback_blocks,
+    early_blocks,
+    early_fallback_blocks,
     term_block_cost,
     scratch_acc,
     ranges,
@@ -301,8 +303,11 @@ def bmp_search(
     ``fallback_blocks`` or more, or cost more than an exhaustive pass by the model
     ``blocks * query terms * term_block_cost >= the query's postings`` (0: no model), the
     query is scored exhaustively instead (same scores, so the same top-k): bounds that
-    prune that little make block-by-block scoring dearer than one pass. ``scratch_acc``
-    (float64, zeros) has one slot per document.
+    prune that little make block-by-block scoring dearer than one pass. An earlier check
+    after ``early_blocks`` blocks falls back when the heaped band alone still holds
+    ``early_fallback_blocks`` admitted blocks: where bounds prune nothing, it saves
+    scoring the rest of the probe. ``scratch_acc`` (float64, zeros) has one slot
+    per document.
 
     With a document reordering (``use_key``), rows are internal and ``row_key[row]`` is the
     corpus row used for ties and returned; ``block_key[b]`` is the lowest corpus row of
@@ -430,7 +435,16 @@ def bmp_search(
                         if use_key:
                             continue
                         break
-            if n_scored == probe_blocks and n_scored + 1 + _would_visit(
+            # (The early check counts only the heaped band, all of it still admitted while
+            # its lower edge is above the k-th score: O(1), where counting every block
+            # cost ~35 us a query, more than the check ever saved on pruning corpora.)
+            early = (
+                n_scored == early_blocks
+                and size == k
+                and alpha * cut > hs[0]
+                and n_scored + 1 + n_cand >= early_fallback_blocks
+            )
+            if early or n_scored == probe_blocks and n_scored + 1 + _would_visit(
                 hu, hb, n_cand, ub, n_walk, dense, touched, alpha * cut <= hs[0], alpha, safe,
                 hs, hd, size, k, block_size, block_key, use_key,
             ) >= q_fallback:  # fmt: skip

@@ -90,11 +90,13 @@ def run(
     probe=16,
     fallback=0.4,
     term_block_cost=20.0,
+    early=(16, 0.6),
 ):
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
     searcher.probe_blocks = probe
     searcher.fallback_fraction = fallback
     searcher.term_block_cost = term_block_cost
+    searcher.early_probe_blocks, searcher.early_fallback_fraction = early
     searcher.bmp_min_blocks = 0  # the block-by-block kernel, however small the index
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
@@ -160,12 +162,17 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
     assert bmp == exhaustive
     # Block by block only, and switching to term-at-a-time after 0 or 1 probed blocks,
     # with the exhaustive fallback always (0), never (2 and no cost model), at 40% of the
-    # blocks, or whenever the cost model is asked (a huge term-block cost).
+    # blocks, or whenever the cost model is asked (a huge term-block cost); the early
+    # check off, or after 0, 1 or 2 blocks whenever the heaped band is still admitted.
     for probe in (10**9, 0, 1, None):
         for fallback, cost in ((0.0, 20.0), (0.4, 20.0), (2.0, 0.0), (2.0, 1e12)):
             got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback,
                       term_block_cost=cost)  # fmt: skip
             assert got == exhaustive
+    for early in (-1, 0, 1, 2):
+        got = run(index, query, k, allowed, "bmp", probe=10**9, fallback=2.0,
+                  term_block_cost=0.0, early=(early, 0.0))  # fmt: skip
+        assert got == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
 

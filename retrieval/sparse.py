@@ -113,10 +113,11 @@ class ImpactSearcher:
         #: always falls back.
         self.term_block_cost = 20.0
         self.fallback_fraction = 0.4
-        #: An earlier, cheaper check: after this many blocks, a query whose bounds still
-        #: admit ``early_fallback_fraction`` of all blocks falls back at once. On a corpus
-        #: whose bounds prune nothing (1M "mix" SPLADE-like) it saves 11%; on the others no
-        #: query triggers it (docs/benchmarks.md).
+        #: An earlier, O(1) check: after this many blocks, a query whose band of bounds
+        #: being visited is still wholly admitted and holds ``early_fallback_fraction`` of
+        #: all blocks falls back at once. Where bounds prune nothing (1M SPLADE-like
+        #: unordered or "mix") it saves 10-15% a query; on BP-ordered indexes timings are
+        #: unchanged (docs/benchmarks.md).
         self.early_probe_blocks = 16
         self.early_fallback_fraction = 0.6
         #: Collections with fewer blocks are scored exhaustively in "bmp" mode: on SciFact

@@ -483,7 +483,6 @@ def _fill_block_max(
                 block_max[e] = impacts[p]
                 block_postings[e] = p
                 last = b
-            else:
-                if impacts[p] > block_max[e]:
-                    block_max[e] = impacts[p]
+            elif impacts[p] > block_max[e]:
+                block_max[e] = impacts[p]
             block_postings[e] += np.int64(1) << POSTING_BITS  # one more posting in the block

@@ -88,6 +88,19 @@ def quote_example(
     return Example("quote", built.ids, answer, [d["_id"] for d in picked])
 
 
+def _memorized_span(
+    memorized: list[dict], rng: random.Random, answer_words: int, prefix_words: int
+) -> tuple[dict, str, str]:
+    """A memorized document, a ``prefix_words`` prefix drawn in it and the
+    ``answer_words`` that follow (with a leading space): a continue question's parts."""
+    doc = rng.choice(memorized)
+    words = doc["text"].split()
+    start = rng.randrange(0, max(1, len(words) - prefix_words - answer_words))
+    prefix = " ".join(words[start : start + prefix_words])
+    answer = " " + " ".join(words[start + prefix_words : start + prefix_words + answer_words])
+    return doc, prefix, answer
+
+
 def continue_example(
     tokenizer,
     docs: list[dict],
@@ -97,11 +110,7 @@ def continue_example(
     answer_words: int = 32,
     prefix_words: int = 8,
 ) -> Example:
-    doc = rng.choice(memorized)
-    words = doc["text"].split()
-    start = rng.randrange(0, max(1, len(words) - prefix_words - answer_words))
-    prefix = " ".join(words[start : start + prefix_words])
-    answer = " " + " ".join(words[start + prefix_words : start + prefix_words + answer_words])
+    doc, prefix, answer = _memorized_span(memorized, rng, answer_words, prefix_words)
     others = [
         d for d in rng.sample(docs, N_PASSAGES + 2) if d["_id"] not in {m["_id"] for m in memorized}
     ]
@@ -125,11 +134,7 @@ def recite_example(
     """A ``continue`` question with no passages: the same answer as continue-absent for a
     ~7x shorter sequence, so memorization training is cheaper per answer token. Training
     shifts its positions to where a full prompt's answer sits (position ids are absolute)."""
-    doc = rng.choice(memorized)
-    words = doc["text"].split()
-    start = rng.randrange(0, max(1, len(words) - prefix_words - answer_words))
-    prefix = " ".join(words[start : start + prefix_words])
-    answer = " " + " ".join(words[start + prefix_words : start + prefix_words + answer_words])
+    doc, prefix, answer = _memorized_span(memorized, rng, answer_words, prefix_words)
     built = build_prompt(
         tokenizer, f"Continue: {prefix}", [], MAX_PROMPT_TOKENS, MAX_PASSAGE_TOKENS
     )

@@ -200,8 +200,12 @@ def main() -> None:
     rng = random.Random(args.seed * 1000 + state["step"])
     budget = args.minutes * 60
     started, last_save = time.time(), time.time()
-    total_budget = state["seconds"] + budget
-    first_step = state["step"] if args.restart_schedule else 0
+    # A restarted schedule warms up and decays over this run alone.
+    restart = args.restart_schedule
+    first_step = state["step"] if restart else 0
+    seconds_before = 0.0 if restart else state["seconds"]
+    total_budget = seconds_before + budget
+    warmup_steps = 30 if restart else 100
     model.train()
     while time.time() - started < budget:
         if rng.random() < args.p_recite:
@@ -217,12 +221,8 @@ def main() -> None:
             ]
             offsets = None
         ids, labels, att, pos, n_tok = make_batch(batch, tokenizer, args.device, offsets)
-        if args.restart_schedule:
-            elapsed, total_budget = time.time() - started, budget
-            warm = min(1.0, (state["step"] - first_step + 1) / 30)
-        else:
-            elapsed = state["seconds"] + time.time() - started
-            warm = min(1.0, (state["step"] + 1) / 100)
+        elapsed = seconds_before + time.time() - started
+        warm = min(1.0, (state["step"] - first_step + 1) / warmup_steps)
         lr = args.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_budget)))
         for g in opt.param_groups:
             g["lr"] = max(lr, args.lr * 0.05)

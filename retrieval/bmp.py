@@ -16,10 +16,11 @@ equal to it while its first row is above the k-th row (then no later block can e
 term stored with dense block maxima (impact_index.py) adds ``weight * 0`` to the blocks it
 is absent from, which changes no bound.
 
-Where the time goes (1M SPLADE-like documents, ~23 query terms, docs/benchmarks.md): about
-a third in the bound pass (dense rows vectorized, sparse entries one by one plus the
-postings table), a tenth in heaping, the rest in scoring the few hundred admitted blocks,
-whose postings are prefetched one block ahead (retrieval/prefetch.py).
+Where the time goes (1M SPLADE-like documents, ~23 query terms, queries run in sequence,
+docs/benchmarks.md): 0.17 of 0.57 ms in the bound pass (dense rows vectorized, sparse
+entries one by one plus the postings table), 0.08 in banding and heaping, the rest in
+scoring the few hundred admitted blocks, whose postings are prefetched one block ahead
+(retrieval/prefetch.py).
 
 Unlike the authors' Rust ``bmp`` package, every candidate block can be scored (the last
 one too), accumulators are float64 (no wrap-around), term and doc ids are int32/int64,

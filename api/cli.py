@@ -62,7 +62,12 @@ def build_parser(with_ask: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="create/update a collection from a corpus file and build it")
     p.add_argument("--collection", required=True)
     p.add_argument("--corpus", required=True, type=Path, help="a corpus file or a BEIR directory")
-    p.add_argument("--kinds", default=None, help="comma-separated index kinds, e.g. bm25,dense")
+    p.add_argument(
+        "--kinds",
+        default=None,
+        help="comma-separated index kinds, e.g. bm25,dense; or a JSON object of kinds and "
+        'their configs, as in the REST API: \'{"splade": {"model": "naver/splade-v3"}}\'',
+    )
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail")
     p.set_defaults(handler=cmd_index)
 
@@ -116,9 +121,21 @@ def _service():
     return CollectionService(Settings())
 
 
-def _kinds(raw: str | None) -> list[str] | None:
+def _kinds(raw: str | None) -> list[str] | dict[str, dict | None] | None:
+    """``--kinds``: names (default configs) or, for kinds that need settings such as a
+    SPLADE model, a JSON object of kinds and configs (validated by the service)."""
     if raw is None:
         return None
+    if raw.lstrip().startswith("{"):
+        try:
+            kinds = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--kinds is not valid JSON: {exc}") from None
+        if not isinstance(kinds, dict) or not all(
+            v is None or isinstance(v, dict) for v in kinds.values()
+        ):
+            raise UserError('--kinds JSON must map kind names to config objects, e.g. {"bm25": {}}')
+        return kinds
     kinds = [k.strip() for k in raw.split(",") if k.strip()]
     if not kinds:
         raise UserError("--kinds names no index kind")

@@ -143,6 +143,39 @@ def test_skip_bad_lines(env, tmp_path, capsys):
     assert "indexed 3 documents" in out.out
 
 
+def test_kinds_as_json_configure_a_splade_index(env, corpus, tmp_path, capsys):
+    # SPLADE needs a model: --kinds takes the REST API's JSON object of kinds and configs.
+    import numpy as np
+
+    from specrag.indexing.versions import VersionStore
+    from specrag.retrieval.version import open_version
+    from tests.tiny_models import tiny_splade_dir
+
+    model = tiny_splade_dir(tmp_path / "tiny-splade")
+    kinds = json.dumps({"splade": {"model": str(model), "max_seq_length": 64}})
+    rc = main(["index", "--collection", "sparse", "--corpus", str(corpus), "--kinds", kinds])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "(splade)" in out.out
+    query = "glioblastoma stem cells"
+    rc = main(["search", "--collection", "sparse", "--query", query, "--k", "5",
+               "--retriever", "splade", "--json"])  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    got = [h["doc_id"] for h in json.loads(out.out)["hits"]]
+    # Against scipy over the stored impacts, by the searcher the index was built for.
+    version = open_version(VersionStore(env / "collections" / "sparse"))
+    searcher = version.searchers["splade"]
+    assert searcher._model_name == str(model)
+    scores = searcher.reference_scores([query])[0]
+    order = np.lexsort((np.arange(len(scores)), -scores))[:5]
+    assert got == [str(version.doc_ids[r]) for r in order if np.isfinite(scores[r])]
+    for bad, message in (('{"splade": ', "not valid JSON"), ('{"splade": 3}', "config objects"),
+                         ('{"splade": {}}', "model")):  # fmt: skip
+        assert main(["index", "--collection", "sparse2", "--corpus", str(corpus), "--kinds", bad]) == 2
+        assert message in capsys.readouterr().err
+
+
 def _env(home):
     import os
 

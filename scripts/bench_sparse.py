@@ -6,6 +6,11 @@ CPU by default), the same queries for every system, timings interleaved over rep
 
     nice .venv/bin/python scripts/bench_sparse.py --out .cache/sparse/results.json
 
+With ``--collection-dir DIR --queries FILE`` it measures instead a collection that
+``specrag index`` built (exhaustive vs BMP safe vs alpha, the same figures as for a synthetic
+corpus), its queries encoded by the index's own encoder: real SPLADE output in place of
+the SPLADE-like generator, wherever the model can be downloaded (docs/benchmarks.md).
+
 Synthetic generators (``synthetic_postings``; ``--generator``). Both draw from SciFact's
 analyzed documents (title + text, our analyzer); each synthetic document picks a random
 SciFact *seed* document (uniform over non-empty ones).
@@ -619,14 +624,7 @@ def synthetic(args, data) -> dict:
             f"Synthetic {kind}-like corpus, generator {args.generator}: {args.synthetic_docs:,} docs"
         )
         term_ids, doc_ids, impacts, scale, seeds, batch, gen_s = cached_synthetic(st, args, kind)
-        per_query = [
-            QueryBatch(
-                batch.offsets[i : i + 2] - batch.offsets[i],
-                batch.terms[batch.offsets[i] : batch.offsets[i + 1]],
-                batch.weights[batch.offsets[i] : batch.offsets[i + 1]],
-            )
-            for i in range(len(batch))
-        ]
+        per_query = split_queries(batch)
         log(
             f"  {len(term_ids):,} postings, {np.diff(batch.offsets).mean():.1f} terms/query, "
             f"generated in {gen_s:.0f}s (0: cached)"
@@ -654,7 +652,7 @@ def synthetic(args, data) -> dict:
                     perm=perm,
                 )
                 del offsets, docs, imps
-                res = run_synthetic(index, batch, per_query, nq_time, args, first_results)
+                res = measure_index(index, batch, per_query, nq_time, args, first_results)
                 res.update(
                     {
                         "n_docs": args.synthetic_docs,
@@ -670,9 +668,55 @@ def synthetic(args, data) -> dict:
     return out
 
 
-def run_synthetic(index, batch, per_query, nq_time, args, first_results) -> dict:
-    """Exactness, recall and interleaved QPS of one synthetic index. ``first_results``
-    holds the exhaustive top-k of the first order measured: every order must equal it."""
+def split_queries(batch: QueryBatch) -> list[QueryBatch]:
+    """One batch per query (the timed loops search one query at a time)."""
+    o = batch.offsets
+    return [
+        QueryBatch(o[i : i + 2] - o[i], batch.terms[o[i] : o[i + 1]], batch.weights[o[i] : o[i + 1]])
+        for i in range(len(batch))
+    ]
+
+
+def built_collection(args) -> dict:
+    """Exhaustive vs BMP on an impact index that ``specrag index`` built (``--collection-dir``),
+    with its own query encoder: the check the synthetic SPLADE-like corpus stands in for,
+    on real SPLADE output (e.g. naver/splade-v3 over >= 1M passages, where the model can be
+    downloaded)."""
+    from specrag.indexing.readers import read_queries
+    from specrag.indexing.versions import VersionStore
+    from specrag.retrieval.version import open_version
+
+    version = open_version(VersionStore(args.collection_dir))
+    searcher = version.searchers.get(args.kind)
+    if not isinstance(searcher, ImpactSearcher):
+        sys.exit(f"{args.collection_dir} has no {args.kind!r} impact index "
+                 f"(its kinds: {', '.join(version.searchers)})")  # fmt: skip
+    texts = list(read_queries(args.queries).values())
+    t = time.perf_counter()
+    batch = searcher.encode_queries(texts)
+    encode_s = time.perf_counter() - t
+    index = searcher.index
+    log(f"{args.kind} index of {args.collection_dir} (version {version.id}): {index.n_docs:,} "
+        f"docs, {len(index.postings):,} postings, block {index.block_size}, reordered "
+        f"{index.perm is not None}; {len(batch)} queries, {np.diff(batch.offsets).mean():.1f} "
+        f"terms/query, encoded in {encode_s:.1f}s")  # fmt: skip
+    nq_time = min(args.synthetic_queries, len(batch))
+    res = measure_index(index, batch, split_queries(batch), nq_time, args, {})
+    res.update(
+        {
+            "n_docs": index.n_docs,
+            "n_postings": int(len(index.postings)),
+            "mean_query_terms": float(np.diff(batch.offsets).mean()),
+            "version": version.id,
+            "encoder": index.meta,
+        }
+    )
+    return {f"{args.kind}-{Path(args.collection_dir).name}-bs{index.block_size}": res}
+
+
+def measure_index(index, batch, per_query, nq_time, args, first_results) -> dict:
+    """Exactness, recall and interleaved QPS of one index. ``first_results`` holds the
+    exhaustive top-k of the first order measured: every order must equal it."""
     s = ImpactSearcher(index, np.arange(index.n_docs), mode="bmp")
     row = {"index_bytes": index.nbytes(), "block_table_bytes": index.block_table_bytes()}
     for k in args.ks:
@@ -784,6 +828,15 @@ def main() -> None:
     )
     parser.add_argument("--bp-iterations", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--collection-dir",
+        type=Path,
+        default=None,
+        help="instead of SciFact and the synthetic corpora: a collection built by `specrag "
+        "index` (e.g. .specrag/collections/NAME) whose --kind index is measured on --queries",
+    )
+    parser.add_argument("--kind", default="splade", choices=["splade", "bm25"])
+    parser.add_argument("--queries", type=Path, help="with --collection-dir: BEIR queries.jsonl")
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--pin-cpu", type=int, default=0, help="CPU to pin to; -1: no pinning")
@@ -793,9 +846,13 @@ def main() -> None:
         os.sched_setaffinity(0, {args.pin_cpu})
     CACHE.mkdir(parents=True, exist_ok=True)
     results = {"args": {k: str(v) for k, v in vars(args).items()}}
-    if not args.skip_scifact:
+    if args.collection_dir is not None:
+        if args.queries is None:
+            parser.error("--collection-dir needs --queries")
+        results["collection"] = built_collection(args)
+    elif not args.skip_scifact:
         results["scifact"] = scifact(args)
-    if not args.skip_synthetic:
+    if args.collection_dir is None and not args.skip_synthetic:
         results["synthetic"] = synthetic(args, load_scifact(args.data))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")

@@ -708,7 +708,7 @@ def built_collection(args) -> dict:
             "n_postings": int(len(index.postings)),
             "mean_query_terms": float(np.diff(batch.offsets).mean()),
             "version": version.id,
-            "encoder": index.meta,
+            "meta": index.meta,
         }
     )
     return {f"{args.kind}-{Path(args.collection_dir).name}-bs{index.block_size}": res}
@@ -791,7 +791,12 @@ def main() -> None:
     parser.add_argument("--block-sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic-docs", type=int, default=1_000_000)
-    parser.add_argument("--synthetic-queries", type=int, default=300)
+    parser.add_argument(
+        "--synthetic-queries",
+        type=int,
+        default=300,
+        help="queries timed (synthetic corpora, and --collection-dir)",
+    )
     parser.add_argument("--synthetic-block-sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--synthetic-kinds", nargs="+", default=["bm25", "splade"])
     parser.add_argument(
@@ -850,10 +855,11 @@ def main() -> None:
         if args.queries is None:
             parser.error("--collection-dir needs --queries")
         results["collection"] = built_collection(args)
-    elif not args.skip_scifact:
-        results["scifact"] = scifact(args)
-    if args.collection_dir is None and not args.skip_synthetic:
-        results["synthetic"] = synthetic(args, load_scifact(args.data))
+    else:
+        if not args.skip_scifact:
+            results["scifact"] = scifact(args)
+        if not args.skip_synthetic:
+            results["synthetic"] = synthetic(args, load_scifact(args.data))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     log(f"results written to {args.out}")

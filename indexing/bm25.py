@@ -12,6 +12,7 @@ score is ``scale * sum_t qtf(t) * impact(t, d)``.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from specrag.atomic import write_json_atomic
 from specrag.indexing.analyzer import Analyzer
 from specrag.indexing.configs import BM25Config
-from specrag.indexing.impact_index import INT32_MAX, ImpactIndex, quantize, term_major
+from specrag.indexing.impact_index import ImpactIndex, quantize, term_major
 from specrag.indexing.reorder import reorder_triples
 from specrag.types import Corpus, Progress, no_progress
 
@@ -41,37 +42,57 @@ def bm25_weights(
 
 
 def analyze_corpus(corpus: Corpus, analyzer: Analyzer, progress: Progress = no_progress):
-    """Term frequencies of every document, doc-major: (vocab list, term_ids, doc_ids, tfs,
-    doc_lengths)."""
+    """Term frequencies of every document, doc-major: (vocab list, term_ids int32,
+    doc_ids int32, tfs int32, doc_lengths int64). The postings grow in flat int32 buffers,
+    not per-document arrays, whose final concatenation held every posting twice."""
     vocab: dict[str, int] = {}
-    term_ids: list[np.ndarray] = []
-    doc_ids: list[np.ndarray] = []
-    tfs: list[np.ndarray] = []
-    lengths: list[int] = []
+    term_ids = array("i")
+    tfs = array("i")
+    n_terms_of = array("i")
+    lengths = array("q")
     total = len(corpus)
     for row, doc in enumerate(corpus):
         terms = analyzer(doc.full_text())
         counts = Counter(terms)
-        ids = np.fromiter(
-            (vocab.setdefault(t, len(vocab)) for t in counts), dtype=np.int64, count=len(counts)
-        )
-        term_ids.append(ids)
-        doc_ids.append(np.full(len(ids), row, dtype=np.int32))
-        tfs.append(np.fromiter(counts.values(), dtype=np.int32, count=len(counts)))
+        term_ids.extend(vocab.setdefault(t, len(vocab)) for t in counts)
+        tfs.extend(counts.values())
+        n_terms_of.append(len(counts))
         lengths.append(len(terms))
         if row % 1000 == 0:
             progress(row, total, "bm25: analyze")
-    if len(vocab) > INT32_MAX:
-        raise ValueError(f"vocabulary of {len(vocab)} terms exceeds the int32 term id limit")
     progress(total, total, "bm25: analyze")
-    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    n_terms_of = np.frombuffer(n_terms_of, dtype=np.int32)
     return (
         list(vocab),
-        cat(term_ids, np.int64),
-        cat(doc_ids, np.int32),
-        cat(tfs, np.int32),
-        np.asarray(lengths, dtype=np.int64),
+        np.frombuffer(term_ids, dtype=np.int32),
+        np.repeat(np.arange(len(n_terms_of), dtype=np.int32), n_terms_of),
+        np.frombuffer(tfs, dtype=np.int32),
+        np.frombuffer(lengths, dtype=np.int64),
     )
+
+
+#: Postings whose BM25 weights are computed at a time (float64 temporaries stay ~100 MB).
+WEIGHT_CHUNK = 1 << 22
+
+
+def bm25_impacts(
+    term_ids: np.ndarray, doc_ids: np.ndarray, tfs: np.ndarray, lengths: np.ndarray,
+    n_terms: int, config: BM25Config,
+) -> tuple[np.ndarray, float, float]:  # fmt: skip
+    """Quantized BM25 impacts of the postings, their scale and avgdl. Weights are computed
+    ``WEIGHT_CHUNK`` postings at a time (the same values as all at once, without several
+    float64 temporaries per posting)."""
+    n_docs = len(lengths)
+    avgdl = max(float(lengths.mean()), 1e-9)
+    df = np.bincount(term_ids, minlength=n_terms)
+    weights = np.empty(len(tfs), dtype=np.float64)
+    for lo in range(0, len(tfs), WEIGHT_CHUNK):
+        part = slice(lo, lo + WEIGHT_CHUNK)
+        weights[part] = bm25_weights(
+            tfs[part], lengths[doc_ids[part]], df[term_ids[part]], n_docs, avgdl, config.k1, config.b
+        )
+    impacts, scale = quantize(weights, config.impact_bits)
+    return impacts, scale, avgdl
 
 
 def build_bm25(
@@ -82,15 +103,14 @@ def build_bm25(
     n_docs = len(lengths)
     if n_docs == 0:
         raise ValueError("cannot build a bm25 index over an empty corpus")
-    avgdl = max(float(lengths.mean()), 1e-9)
-    df = np.bincount(term_ids, minlength=len(vocab))
-    weights = bm25_weights(tfs, lengths[doc_ids], df[term_ids], n_docs, avgdl, config.k1, config.b)
-    impacts, scale = quantize(weights, config.impact_bits)
+    impacts, scale, avgdl = bm25_impacts(term_ids, doc_ids, tfs, lengths, len(vocab), config)
+    del tfs
     term_ids, doc_ids, impacts, perm = reorder_triples(
         config.reorder, term_ids, doc_ids, impacts, n_docs, len(vocab),
         leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, len(vocab))
+    del term_ids, doc_ids
     index = ImpactIndex.from_postings(
         n_docs,
         offsets,

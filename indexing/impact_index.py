@@ -289,7 +289,8 @@ def quantize(
         scale = vmax / top
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"quantization scale must be positive and finite, got {scale}")
-    q = np.rint(values / scale)
+    q = values / scale
+    np.rint(q, out=q)
     np.clip(q, 1, top, out=q)
     return q.astype(IMPACT_DTYPES[bits]), float(scale)
 
@@ -322,7 +323,7 @@ def term_major(
     out_docs = np.empty(len(doc_ids), dtype=np.int32)
     out_values = np.empty(len(values), dtype=values.dtype)
     _scatter_by_term(
-        term_ids.astype(np.int64, copy=False),
+        term_ids,  # any integer dtype: a cast would copy every posting
         doc_ids.astype(np.int32, copy=False),
         values,
         offsets,

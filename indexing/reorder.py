@@ -36,14 +36,13 @@ def bp_order(
         raise ValueError(f"n_docs must be >= 1, got {n_docs}")
     if leaf_size < 1 or iterations < 0:
         raise ValueError("leaf_size must be >= 1 and iterations >= 0")
-    term_ids = np.asarray(term_ids, dtype=np.int64)
-    doc_ids = np.asarray(doc_ids, dtype=np.int64)
+    term_ids = _as_ids(term_ids)
+    doc_ids = _as_ids(doc_ids)
     if len(term_ids) != len(doc_ids):
         raise ValueError("term_ids and doc_ids must have the same length")
     if len(doc_ids) and (doc_ids.min() < 0 or doc_ids.max() >= n_docs):
         raise ValueError(f"doc ids must lie in [0, {n_docs})")
-    df = np.bincount(term_ids, minlength=n_terms)
-    keep = df[term_ids] >= min_df
+    keep = (np.bincount(term_ids, minlength=n_terms) >= min_df)[term_ids]
     # Doc-major forward index (each doc's terms), by the same counting sort as the postings.
     fwd_offsets, fwd_terms, _ = term_major(
         doc_ids[keep], term_ids[keep].astype(np.int32), np.zeros(int(keep.sum()), np.uint8), n_docs
@@ -51,6 +50,13 @@ def bp_order(
     order = np.arange(n_docs, dtype=np.int32)
     _bisect_all(fwd_offsets, fwd_terms, n_terms, order, np.int64(leaf_size), np.int64(iterations))
     return order
+
+
+def _as_ids(ids) -> np.ndarray:
+    """Integer ids keep their dtype (an int64 copy costs 8 bytes a posting); others
+    become int64."""
+    ids = np.asarray(ids)
+    return ids if ids.dtype.kind in "iu" else ids.astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,9 +159,27 @@ def apply_order(
     perm = np.asarray(perm)
     inverse = np.empty(len(perm), dtype=np.int32)
     inverse[perm] = np.arange(len(perm), dtype=np.int32)
-    rows = inverse[doc_ids]
-    by_row = np.argsort(rows, kind="stable")
-    return term_ids[by_row], rows[by_row], values[by_row]
+    rows = inverse[np.asarray(doc_ids)]
+    starts = np.zeros(len(perm) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(perm)), out=starts[1:])
+    out_terms = np.empty_like(term_ids)
+    out_rows = np.empty_like(rows)
+    out_values = np.empty_like(values)
+    _scatter_by_row(term_ids, rows, values, starts, out_terms, out_rows, out_values)
+    return out_terms, out_rows, out_values
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_by_row(term_ids, rows, values, starts, out_terms, out_rows, out_values):
+    """Stable counting sort of the triples by internal row (O(n), no argsort index)."""
+    cursor = starts[:-1].copy()
+    for i in range(len(rows)):
+        r = rows[i]
+        p = cursor[r]
+        out_terms[p] = term_ids[i]
+        out_rows[p] = r
+        out_values[p] = values[i]
+        cursor[r] = p + 1
 
 
 #: "auto" reorders from this many documents on. Below it, block-max bounds prune little

@@ -84,11 +84,12 @@ def build_splade(
         terms, weights, dim = encode_sparse(
             config.model, batch, "document", config.batch_size, config.max_seq_length
         )
-        for t, w in zip(terms, weights, strict=True):
-            term_parts.append(t)
-            doc_parts.append(np.full(len(t), row, dtype=np.int32))
-            value_parts.append(w.astype(np.float32))
-            row += 1
+        # One array per batch, not per document: 1M documents were 3M small arrays.
+        counts = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
+        term_parts.append(np.concatenate(terms).astype(np.int32))
+        doc_parts.append(np.repeat(np.arange(row, row + len(terms), dtype=np.int32), counts))
+        value_parts.append(np.concatenate(weights).astype(np.float32))
+        row += len(terms)
         n_terms = max(n_terms, dim)
         batch.clear()
         progress(row, total, "splade: encode")
@@ -102,13 +103,17 @@ def build_splade(
     if row == 0:
         raise ValueError("cannot build a splade index over an empty corpus")
     term_ids = np.concatenate(term_parts)
+    term_parts.clear()
     doc_ids = np.concatenate(doc_parts)
+    doc_parts.clear()
     impacts, scale = quantize(np.concatenate(value_parts), config.impact_bits)
+    value_parts.clear()
     term_ids, doc_ids, impacts, perm = reorder_triples(
         config.reorder, term_ids, doc_ids, impacts, row, n_terms,
         leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
+    del term_ids, doc_ids
     index = ImpactIndex.from_postings(
         row,
         offsets,

@@ -45,7 +45,7 @@ def bp_order(
     keep = (np.bincount(term_ids, minlength=n_terms) >= min_df)[term_ids]
     # Doc-major forward index (each doc's terms), by the same counting sort as the postings.
     fwd_offsets, fwd_terms, _ = term_major(
-        doc_ids[keep], term_ids[keep].astype(np.int32), np.zeros(int(keep.sum()), np.uint8), n_docs
+        doc_ids[keep], term_ids[keep].astype(np.int32, copy=False), np.zeros(int(keep.sum()), np.uint8), n_docs
     )
     order = np.arange(n_docs, dtype=np.int32)
     _bisect_all(fwd_offsets, fwd_terms, n_terms, order, np.int64(leaf_size), np.int64(iterations))
@@ -159,6 +159,7 @@ def apply_order(
     perm = np.asarray(perm)
     inverse = np.empty(len(perm), dtype=np.int32)
     inverse[perm] = np.arange(len(perm), dtype=np.int32)
+    term_ids, values = np.asarray(term_ids), np.asarray(values)
     rows = inverse[np.asarray(doc_ids)]
     starts = np.zeros(len(perm) + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=len(perm)), out=starts[1:])

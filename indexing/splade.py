@@ -29,19 +29,30 @@ def sparse_model(name: str, max_seq_length: int | None = None):
     return model
 
 
-def _rows_of(tensor, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Split a (n, vocab) torch sparse COO tensor into per-row (term ids, weights)."""
-    tensor = tensor.coalesce()
-    idx = tensor.indices().cpu().numpy()
-    vals = tensor.values().float().cpu().numpy()
-    rows, cols = idx[0], idx[1]
-    order = np.lexsort((cols, rows))  # coalesce sorts already; keep the contract explicit
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    bounds = np.searchsorted(rows, np.arange(n + 1))
-    return (
-        [cols[bounds[i] : bounds[i + 1]].astype(np.int64) for i in range(n)],
-        [vals[bounds[i] : bounds[i + 1]].astype(np.float64) for i in range(n)],
-    )
+def encode_sparse_flat(
+    name: str,
+    texts: list[str],
+    side: str = "query",
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The texts' positive weights from the SparseEncoder ``name`` as flat (text row int64,
+    term id int64, weight float32) arrays, by row then term id, and the output dimension
+    (vocabulary size; SpladePooling only knows it after a forward pass)."""
+    if side not in ("query", "document"):
+        raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+    if not texts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), 0
+    model = sparse_model(name, max_seq_length)
+    encode = model.encode_query if side == "query" else model.encode_document
+    tensor = encode(
+        list(texts), batch_size=batch_size, convert_to_sparse_tensor=True, show_progress_bar=False
+    ).coalesce()
+    rows, terms = tensor.indices().cpu().numpy()
+    weights = tensor.values().float().cpu().numpy()
+    order = np.lexsort((terms, rows))  # coalesce sorts already; keep the contract explicit
+    keep = order[weights[order] > 0]
+    return rows[keep], terms[keep], weights[keep], int(tensor.shape[1])
 
 
 def encode_sparse(
@@ -51,23 +62,15 @@ def encode_sparse(
     batch_size: int = 32,
     max_seq_length: int | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """Per-text (term ids, positive float weights) from the SparseEncoder ``name``, and the
-    output dimension (vocabulary size; SpladePooling only knows it after a forward pass)."""
-    if side not in ("query", "document"):
-        raise ValueError(f"side must be 'query' or 'document', got {side!r}")
-    if not texts:
-        return [], [], 0
-    model = sparse_model(name, max_seq_length)
-    encode = model.encode_query if side == "query" else model.encode_document
-    tensor = encode(
-        list(texts), batch_size=batch_size, convert_to_sparse_tensor=True, show_progress_bar=False
+    """Per-text (term ids int64, positive float64 weights) from ``encode_sparse_flat``, and
+    the output dimension."""
+    rows, terms, weights, dim = encode_sparse_flat(name, texts, side, batch_size, max_seq_length)
+    bounds = np.searchsorted(rows, np.arange(len(texts) + 1))
+    return (
+        [terms[bounds[i] : bounds[i + 1]] for i in range(len(texts))],
+        [weights[bounds[i] : bounds[i + 1]].astype(np.float64) for i in range(len(texts))],
+        dim,
     )
-    terms, weights = _rows_of(tensor, len(texts))
-    for i, w in enumerate(weights):
-        keep = w > 0
-        if not keep.all():
-            terms[i], weights[i] = terms[i][keep], w[keep]
-    return terms, weights, int(tensor.shape[1])
 
 
 def build_splade(
@@ -81,15 +84,14 @@ def build_splade(
 
     def flush() -> None:
         nonlocal row, n_terms
-        terms, weights, dim = encode_sparse(
+        rows, terms, weights, dim = encode_sparse_flat(
             config.model, batch, "document", config.batch_size, config.max_seq_length
         )
-        # One array per batch, not per document: 1M documents were 3M small arrays.
-        counts = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
-        term_parts.append(np.concatenate(terms).astype(np.int32))
-        doc_parts.append(np.repeat(np.arange(row, row + len(terms), dtype=np.int32), counts))
-        value_parts.append(np.concatenate(weights).astype(np.float32))
-        row += len(terms)
+        # Flat arrays per batch, not per document (1M documents were 3M small arrays).
+        term_parts.append(terms.astype(np.int32))
+        doc_parts.append((rows + row).astype(np.int32))
+        value_parts.append(weights)
+        row += len(batch)
         n_terms = max(n_terms, dim)
         batch.clear()
         progress(row, total, "splade: encode")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,14 +24,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scifact_cache import add_data_argument, load_scifact  # noqa: E402
 
+from specrag.atomic import atomic_directory  # noqa: E402
+
 
 def write_jsonl(path: Path, records) -> None:
-    """Write next to ``path`` and rename, so an interrupted run leaves no partial file."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
+    with open(path, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -43,6 +41,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="the BEIR folder to write")
     args = parser.parse_args()
+    if args.out.exists():
+        parser.error(f"{args.out} exists; name a new folder")
     data = load_scifact(args.data)
     words = [d.full_text().split() for d in data.docs]
     rng = np.random.default_rng(args.seed)
@@ -54,12 +54,12 @@ def main() -> None:
             kept[0] = True  # never an empty passage
             yield {"_id": f"p{i}", "text": " ".join(x for x, k in zip(w, kept, strict=True) if k)}
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(args.out / "corpus.jsonl", passages())
-    write_jsonl(
-        args.out / "queries.jsonl",
-        ({"_id": q, "text": t} for q, t in zip(data.query_ids, data.query_texts, strict=True)),
-    )
+    with atomic_directory(args.out) as tmp:  # an interrupted run leaves no partial folder
+        write_jsonl(tmp / "corpus.jsonl", passages())
+        write_jsonl(
+            tmp / "queries.jsonl",
+            ({"_id": q, "text": t} for q, t in zip(data.query_ids, data.query_texts, strict=True)),
+        )
     print(f"wrote {args.docs:,} passages and {len(data.query_ids)} queries to {args.out}")
 
 

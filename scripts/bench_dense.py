@@ -55,12 +55,13 @@ from scifact_cache import (  # noqa: E402
     query_embeddings,
 )
 
-from specrag.indexing.binary import write_binary_index  # noqa: E402
-from specrag.indexing.configs import BinaryConfig, DenseConfig  # noqa: E402
-from specrag.indexing.dense import ivf_nlist, write_dense_index  # noqa: E402
-from specrag.retrieval import dense as dense_search  # noqa: E402
-from specrag.retrieval.binary import BinarySearcher  # noqa: E402
-from specrag.retrieval.dense import DenseSearcher  # noqa: E402
+from specrag.indexing.kinds.binary.build import write_binary_index  # noqa: E402
+from specrag.indexing.kinds.binary.config import BinaryConfig  # noqa: E402
+from specrag.indexing.kinds.binary.search import BinarySearcher  # noqa: E402
+from specrag.indexing.kinds.dense import search as dense_search  # noqa: E402
+from specrag.indexing.kinds.dense.build import ivf_nlist, write_dense_index  # noqa: E402
+from specrag.indexing.kinds.dense.config import DenseConfig  # noqa: E402
+from specrag.indexing.kinds.dense.search import DenseSearcher  # noqa: E402
 
 DEPTH = 100  # ranked list length: R@100 needs 100
 REPEATS = 5  # timing rounds; each searcher's best one is reported
@@ -180,7 +181,7 @@ class _HammingOnly:
         self.binary = binary
 
     def search_rows(self, q, k, allowed=None):
-        from specrag.indexing.binary import binarize
+        from specrag.indexing.kinds.binary.build import binarize
 
         dist, ids = self.binary.index.search(binarize(np.asarray(q, np.float32)), k)
         return [(i, -d.astype(np.float32)) for d, i in zip(dist, ids, strict=True)]

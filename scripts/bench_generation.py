@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from reader_tasks import continue_example, load_corpus, memorized_docs, quote_example
 
-from specrag.generation.datastore import DatastoreSearcher, build_datastore
 from specrag.generation.decode import DecodeConfig, generate
 from specrag.generation.drafters import ContextDrafter, DatastoreDrafter, DraftModelDrafter
-from specrag.indexing.configs import DatastoreConfig
+from specrag.indexing.kinds.datastore.build import build_datastore
+from specrag.indexing.kinds.datastore.config import DatastoreConfig
+from specrag.indexing.kinds.datastore.search import DatastoreSearcher
 from specrag.types import Document, no_progress
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache"

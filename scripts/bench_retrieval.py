@@ -44,7 +44,7 @@ from scifact_cache import (  # noqa: E402
 )
 
 from specrag.api.service import CollectionService  # noqa: E402
-from specrag.indexing import dense as dense_builder  # noqa: E402
+from specrag.indexing.kinds.dense import build as dense_builder  # noqa: E402
 from specrag.indexing.versions import VersionStore  # noqa: E402
 from specrag.retrieval import pipeline  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
@@ -60,9 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--home", type=Path, default=REPO / ".cache" / "bench_retrieval_home")
-    parser.add_argument("--rebuild", action="store_true", help="build a new version even if one exists")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="build a new version even if one exists"
+    )
     parser.add_argument("--no-embedding-cache", action="store_true", help="encode dense for real")
-    parser.add_argument("--dense-sample", type=int, default=300, help="docs for the dense speed build")
+    parser.add_argument(
+        "--dense-sample", type=int, default=300, help="docs for the dense speed build"
+    )
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--rest-queries", type=int, default=100)
     parser.add_argument("--skip-grid", action="store_true")
@@ -74,8 +78,11 @@ def main() -> None:
     torch.set_num_threads(1)
     test = load_scifact(args.data, "test")
     train = load_scifact(args.data, "train")
-    results: dict = {"n_docs": len(test.docs), "n_test_queries": len(test.query_ids),
-                     "n_train_queries": len(train.query_ids)}
+    results: dict = {
+        "n_docs": len(test.docs),
+        "n_test_queries": len(test.query_ids),
+        "n_train_queries": len(train.query_ids),
+    }
 
     service = CollectionService(Settings(home=args.home))
     service.start()
@@ -105,9 +112,12 @@ def build(service: CollectionService, data, args) -> dict:
     stats: dict = {}
     if versions.current() is None or args.rebuild:
         cached = None
-        if not args.no_embedding_cache and cache_path(
-            [d.full_text() for d in data.docs], "all-MiniLM-L6-v2", "document", True
-        ).exists():
+        if (
+            not args.no_embedding_cache
+            and cache_path(
+                [d.full_text() for d in data.docs], "all-MiniLM-L6-v2", "document", True
+            ).exists()
+        ):
             cached = document_embeddings(data)
         with _cached_dense(data, cached):
             started = time.perf_counter()
@@ -120,7 +130,10 @@ def build(service: CollectionService, data, args) -> dict:
     manifest = versions.manifest(versions.current())
     for kind, entry in manifest["kinds"].items():
         seconds = entry["build_seconds"]
-        stats[kind] = {"build_seconds": seconds, "docs_per_s": round(manifest["n_docs"] / seconds, 1)}
+        stats[kind] = {
+            "build_seconds": seconds,
+            "docs_per_s": round(manifest["n_docs"] / seconds, 1),
+        }
     if stats.get("dense_from_cache"):
         stats["dense"]["note"] = "index written from cached embeddings"
     if args.dense_sample:
@@ -129,8 +142,11 @@ def build(service: CollectionService, data, args) -> dict:
             started = time.perf_counter()
             VersionStore(Path(tmp)).build(sample, {"dense": {}})
             seconds = time.perf_counter() - started
-        stats["dense_sample"] = {"docs": len(sample), "seconds": round(seconds, 2),
-                                 "docs_per_s": round(len(sample) / seconds, 1)}
+        stats["dense_sample"] = {
+            "docs": len(sample),
+            "seconds": round(seconds, 2),
+            "docs_per_s": round(len(sample) / seconds, 1),
+        }
     return stats
 
 
@@ -154,7 +170,10 @@ class _cached_dense:
             for doc in corpus:
                 hit = rows.get(doc.id)
                 same_encoding = (config.model, config.normalize, config.max_seq_length) == (
-                    "all-MiniLM-L6-v2", True, None)
+                    "all-MiniLM-L6-v2",
+                    True,
+                    None,
+                )
                 if hit is None or hit[1] != doc.full_text() or not same_encoding:
                     return original(corpus, out_dir, config, progress)
                 order.append(hit[0])
@@ -180,7 +199,10 @@ class _Memo:
         key = (tuple(queries), k, None if allowed is None else allowed.tobytes())
         if key not in self.cache:
             self.cache[key] = self.searcher.search(queries, k, allowed)
-        return [[h.__class__(h.doc_id, h.score, dict(h.scores)) for h in hits] for hits in self.cache[key]]
+        return [
+            [h.__class__(h.doc_id, h.score, dict(h.scores)) for h in hits]
+            for hits in self.cache[key]
+        ]
 
 
 # -- quality ---------------------------------------------------------------------------
@@ -191,8 +213,10 @@ def run_request(version, data, allowed, request: SearchRequest) -> dict[str, flo
 
 def retriever_configs() -> dict[str, SearchRequest]:
     def fused(fusion: str, **kw) -> SearchRequest:
-        specs = [RetrieverSpec(kind="bm25", weight=kw.pop("w_bm25", 1.0)),
-                 RetrieverSpec(kind="dense", weight=kw.pop("w_dense", 1.0))]
+        specs = [
+            RetrieverSpec(kind="bm25", weight=kw.pop("w_bm25", 1.0)),
+            RetrieverSpec(kind="dense", weight=kw.pop("w_dense", 1.0)),
+        ]
         return SearchRequest(query="x", k=100, retrievers=specs, fusion=fusion, **kw)
 
     return {
@@ -208,7 +232,9 @@ def retriever_configs() -> dict[str, SearchRequest]:
 def quality(version, data, allowed) -> dict:
     out = {}
     for name, request in retriever_configs().items():
-        out[name] = {m: round(v, 4) for m, v in run_request(version, data, allowed, request).items()}
+        out[name] = {
+            m: round(v, 4) for m, v in run_request(version, data, allowed, request).items()
+        }
         print(f"test {name:<22} {out[name]}", file=sys.stderr)
     return out
 
@@ -224,8 +250,10 @@ def hybrid_grid(version, data, allowed) -> list[dict]:
         for norm in ("minmax", "zscore"):
             grid.append(("convex", {"normalization": norm, "w_bm25": w}))
     for method, params in grid:
-        specs = [RetrieverSpec(kind="bm25", weight=params["w_bm25"], k=100),
-                 RetrieverSpec(kind="dense", weight=1 - params["w_bm25"], k=100)]
+        specs = [
+            RetrieverSpec(kind="bm25", weight=params["w_bm25"], k=100),
+            RetrieverSpec(kind="dense", weight=1 - params["w_bm25"], k=100),
+        ]
         extra = {k: v for k, v in params.items() if k != "w_bm25"}
         request = SearchRequest(query="x", k=100, retrievers=specs, fusion=method, **extra)
         scores = run_request(version, data, allowed, request)
@@ -260,8 +288,20 @@ def rest_latency(home: Path, data, n_queries: int) -> dict:
     port = _free_port()
     env = {**os.environ, "SPECRAG_HOME": str(home)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "specrag.api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "specrag.api.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     out = {}
     try:
@@ -271,7 +311,9 @@ def rest_latency(home: Path, data, n_queries: int) -> dict:
             for retriever in LATENCY_RETRIEVERS:
                 body = {"query": "x", "k": 10, "retriever": retriever}
                 for q in data.query_texts[:5]:  # warm-up (loads the version, the model)
-                    client.post(f"/collections/{COLLECTION}/search", json={**body, "query": q}).raise_for_status()
+                    client.post(
+                        f"/collections/{COLLECTION}/search", json={**body, "query": q}
+                    ).raise_for_status()
                 times = []
                 for q in data.query_texts[:n_queries]:
                     t0 = time.perf_counter()
@@ -308,32 +350,59 @@ def _free_port() -> int:
 
 def _summary(times: list[float]) -> dict:
     ms = np.array(times) * 1000
-    return {"n": len(times), "qps": round(len(times) / ms.sum() * 1000, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+    return {
+        "n": len(times),
+        "qps": round(len(times) / ms.sum() * 1000, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
 
 
 # -- report ----------------------------------------------------------------------------
 def report(r: dict) -> str:
-    lines = [f"SciFact: {r['n_docs']} docs, {r['n_test_queries']} test queries, "
-             f"{r['n_train_queries']} train queries", "",
-             "| retriever | nDCG@10 | R@100 | MRR@10 |", "|---|---|---|---|"]
+    lines = [
+        f"SciFact: {r['n_docs']} docs, {r['n_test_queries']} test queries, "
+        f"{r['n_train_queries']} train queries",
+        "",
+        "| retriever | nDCG@10 | R@100 | MRR@10 |",
+        "|---|---|---|---|",
+    ]
     for name, m in r["quality_test"].items():
         lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} |")
     if "grid_train" in r:
-        lines += ["", "Hybrid grid on train (top 8 by nDCG@10):", "",
-                  "| fusion | params | nDCG@10 | R@100 |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Hybrid grid on train (top 8 by nDCG@10):",
+            "",
+            "| fusion | params | nDCG@10 | R@100 |",
+            "|---|---|---|---|",
+        ]
         for row in r["grid_train"][:8]:
-            params = ", ".join(f"{k}={v}" for k, v in row.items()
-                               if k not in ("fusion", "nDCG@10", "R@100", "MRR@10"))
-            lines.append(f"| {row['fusion']} | {params} | {row['nDCG@10']:.4f} | {row['R@100']:.4f} |")
-    lines += ["", "Build:", "", "```", json.dumps(r["build"], indent=2), "```", "",
-              "| retriever | in-process QPS | p50 ms | p99 ms | REST QPS | REST p50 ms | REST p99 ms |",
-              "|---|---|---|---|---|---|---|"]
+            params = ", ".join(
+                f"{k}={v}"
+                for k, v in row.items()
+                if k not in ("fusion", "nDCG@10", "R@100", "MRR@10")
+            )
+            lines.append(
+                f"| {row['fusion']} | {params} | {row['nDCG@10']:.4f} | {row['R@100']:.4f} |"
+            )
+    lines += [
+        "",
+        "Build:",
+        "",
+        "```",
+        json.dumps(r["build"], indent=2),
+        "```",
+        "",
+        "| retriever | in-process QPS | p50 ms | p99 ms | REST QPS | REST p50 ms | REST p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, m in r["latency"].items():
         rest = r["rest"].get(name, {})
-        lines.append(f"| {name} | {m['qps']} | {m['p50_ms']} | {m['p99_ms']} | "
-                     f"{rest.get('qps', '-')} | {rest.get('p50_ms', '-')} | {rest.get('p99_ms', '-')} |")
+        lines.append(
+            f"| {name} | {m['qps']} | {m['p50_ms']} | {m['p99_ms']} | "
+            f"{rest.get('qps', '-')} | {rest.get('p50_ms', '-')} | {rest.get('p99_ms', '-')} |"
+        )
     return "\n".join(lines)
 
 

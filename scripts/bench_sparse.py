@@ -66,13 +66,14 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scifact_cache import add_data_argument, load_scifact  # noqa: E402
 
-from specrag.indexing.analyzer import Analyzer  # noqa: E402
-from specrag.indexing.bm25 import analyze_corpus, bm25_weights, build_bm25  # noqa: E402
-from specrag.indexing.configs import BM25Config, LuceneConfig  # noqa: E402
-from specrag.indexing.impact_index import ImpactIndex, quantize, term_major  # noqa: E402
-from specrag.indexing.reorder import apply_order, bp_order  # noqa: E402
+from specrag.indexing.kinds.bm25.analyzer import Analyzer  # noqa: E402
+from specrag.indexing.kinds.bm25.build import analyze_corpus, bm25_weights, build_bm25  # noqa: E402
+from specrag.indexing.kinds.bm25.config import BM25Config  # noqa: E402
+from specrag.indexing.kinds.impact.index import ImpactIndex, quantize, term_major  # noqa: E402
+from specrag.indexing.kinds.impact.reorder import apply_order, bp_order  # noqa: E402
+from specrag.indexing.kinds.impact.search import ImpactSearcher, QueryBatch  # noqa: E402
+from specrag.indexing.kinds.lucene.config import LuceneConfig  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
-from specrag.retrieval.sparse import ImpactSearcher, QueryBatch  # noqa: E402
 from specrag.types import Hit  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -207,7 +208,9 @@ def scifact(args) -> dict:
         fns = {name: (lambda i, fn=fn, k=k: fn([queries[i]], k)) for name, fn in systems.items()}
         qps[f"k{k}"] = interleaved_qps(fns, nq, args.repeats)
     # Batch mode (all 300 queries in one call) for the systems that have one.
-    batch = {"ours BMP safe (batch)": lambda i: systems_batch(default, queries, 10, default_min_blocks)}
+    batch = {
+        "ours BMP safe (batch)": lambda i: systems_batch(default, queries, 10, default_min_blocks)
+    }
     if lucene and "lucene batch" in LUCENE_BATCH:
         batch["lucene (batch_search, 1 thread)"] = lambda i: LUCENE_BATCH["lucene batch"](
             queries, 10
@@ -308,8 +311,8 @@ LUCENE_BATCH: dict[str, System] = {}
 
 def lucene_system(data) -> dict[str, System]:
     try:
-        from specrag.indexing.lucene import build_lucene
-        from specrag.retrieval.lucene import LuceneSearcher
+        from specrag.indexing.kinds.lucene.build import build_lucene
+        from specrag.indexing.kinds.lucene.search import LuceneSearcher
     except ImportError:
         return {}
     out = CACHE / "scifact-lucene"
@@ -672,7 +675,9 @@ def split_queries(batch: QueryBatch) -> list[QueryBatch]:
     """One batch per query (the timed loops search one query at a time)."""
     o = batch.offsets
     return [
-        QueryBatch(o[i : i + 2] - o[i], batch.terms[o[i] : o[i + 1]], batch.weights[o[i] : o[i + 1]])
+        QueryBatch(
+            o[i : i + 2] - o[i], batch.terms[o[i] : o[i + 1]], batch.weights[o[i] : o[i + 1]]
+        )
         for i in range(len(batch))
     ]
 

@@ -77,7 +77,7 @@ def _text_key(model: str, texts: list[str]) -> str:
 
 def token_cache(texts: list[str], name: str, model: str = MODEL, batch: int = 256) -> TokenCache:
     """Token + pooled embeddings of ``texts``, encoded once and cached on disk."""
-    from specrag.indexing.token_encoder import TokenEncoder
+    from specrag.indexing.encoders.tokens import TokenEncoder
 
     folder = CACHE / f"{name}-{_text_key(model, texts)}"
     if (folder / "offsets.npy").exists():
@@ -94,8 +94,11 @@ def token_cache(texts: list[str], name: str, model: str = MODEL, batch: int = 25
         chunks.extend(t.astype(np.float16) for t in toks)
         lengths.extend(len(t) for t in toks)
         pooled.append(pool)
-        print(f"  {name}: {start + len(toks)}/{len(texts)} encoded, {time.time() - started:.0f}s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {name}: {start + len(toks)}/{len(texts)} encoded, {time.time() - started:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
     folder.mkdir(parents=True, exist_ok=True)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     np.save(folder / "tokens.npy", np.concatenate(chunks))
@@ -140,8 +143,9 @@ def bm25_run(data: SciFact, qids, texts, depth=100) -> tuple[Ranked, str]:
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize(data.doc_texts, stopwords="en"))
         res, sc = retriever.retrieve(bm25s.tokenize(list(texts), stopwords="en"), k=depth)
-        return {q: list(zip(res[i].tolist(), sc[i].tolist(), strict=True))
-                for i, q in enumerate(qids)}, "bm25s"
+        return {
+            q: list(zip(res[i].tolist(), sc[i].tolist(), strict=True)) for i, q in enumerate(qids)
+        }, "bm25s"
 
 
 def rrf_run(a: Ranked, b: Ranked, depth=100, k=60.0) -> Ranked:
@@ -170,7 +174,7 @@ def evaluate_run(run: Ranked, data: SciFact, split: str) -> dict[str, float]:
 
 def codec_store(docs: TokenCache, codec_name: str, sample: int = 131072):
     """A token store of the cached tokens under ``codec_name`` (built once under .cache)."""
-    from specrag.indexing.token_store import TokenStore, TokenStoreWriter, make_codec
+    from specrag.indexing.kinds.colbert.token_store import TokenStore, TokenStoreWriter, make_codec
 
     folder = CACHE / "stores" / f"{codec_name}-{len(docs.tokens)}"
     if (folder / "store.json").exists():
@@ -187,7 +191,7 @@ def codec_store(docs: TokenCache, codec_name: str, sample: int = 131072):
 def maxsim_run(first: Ranked, queries: TokenCache, q_index, docs: TokenCache, store=None):
     """MaxSim of every first-stage candidate: fp32 over the cache, or over a codec store.
     Returns (qid -> maxsim scores aligned with first[qid], seconds per query)."""
-    from specrag.indexing.maxsim import maxsim_dense, maxsim_store
+    from specrag.indexing.kinds.colbert.maxsim import maxsim_dense, maxsim_store
 
     out, started = {}, time.perf_counter()
     for qid, lst in first.items():
@@ -239,7 +243,9 @@ def tune(first_train, maxsim_train, data, grid, extra=None) -> tuple[dict, float
     """The weights with the best TRAIN nDCG@10 (never looks at test)."""
     best, best_ndcg = None, -1.0
     for weights in grid:
-        ndcg = evaluate_run(fuse(first_train, maxsim_train, weights, extra), data, "train")["nDCG@10"]
+        ndcg = evaluate_run(fuse(first_train, maxsim_train, weights, extra), data, "train")[
+            "nDCG@10"
+        ]
         if ndcg > best_ndcg + 1e-9:
             best, best_ndcg = weights, ndcg
     return best, best_ndcg
@@ -276,10 +282,17 @@ def threshold_table(run_test: Ranked, calibrator, data, recalls=(0.3, 0.5, 0.6, 
         j = int(np.searchsorted(r_cal, target))
         if i >= len(r_raw) or j >= len(r_cal):
             continue
-        rows.append({"recall": target, "raw_threshold": float(t_raw[i]),
-                     "raw_precision": float(p_raw[i]), "min_relevance": float(t_cal[j]),
-                     "calibrated_precision": float(p_cal[j]), "calibrated_recall": float(r_cal[j]),
-                     "best_raw_f1": i == best})
+        rows.append(
+            {
+                "recall": target,
+                "raw_threshold": float(t_raw[i]),
+                "raw_precision": float(p_raw[i]),
+                "min_relevance": float(t_cal[j]),
+                "calibrated_precision": float(p_cal[j]),
+                "calibrated_recall": float(r_cal[j]),
+                "best_raw_f1": i == best,
+            }
+        )
     return rows
 
 
@@ -289,9 +302,9 @@ def threshold_table(run_test: Ranked, calibrator, data, recalls=(0.3, 0.5, 0.6, 
 def colbert_first_stage(docs: TokenCache, queries: TokenCache, q_index, qids, data, **cfg):
     """Build the colbert kind from the cached tokens (once) and search the test queries
     with cached query tokens (QPS excludes query encoding)."""
-    from specrag.indexing.colbert import build_token_index
-    from specrag.indexing.configs import ColbertConfig
-    from specrag.retrieval.colbert import ColbertSearcher
+    from specrag.indexing.kinds.colbert.build import build_token_index
+    from specrag.indexing.kinds.colbert.config import ColbertConfig
+    from specrag.indexing.kinds.colbert.search import ColbertSearcher
 
     build_cfg = {k: v for k, v in cfg.items() if k in ("compression", "n_centroids")}
     name = "-".join(f"{k}={v}" for k, v in sorted(build_cfg.items()))
@@ -301,8 +314,10 @@ def colbert_first_stage(docs: TokenCache, queries: TokenCache, q_index, qids, da
     if not stats_file.exists():
         folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        batches = ([docs.item(i) for i in range(s, min(s + 512, len(docs)))]
-                   for s in range(0, len(docs), 512))
+        batches = (
+            [docs.item(i) for i in range(s, min(s + 512, len(docs)))]
+            for s in range(0, len(docs), 512)
+        )
         stats = build_token_index(batches, folder, config)
         stats["build_seconds"] = round(time.time() - started, 1)
         stats_file.write_text(json.dumps(stats))
@@ -313,7 +328,9 @@ def colbert_first_stage(docs: TokenCache, queries: TokenCache, q_index, qids, da
     results = searcher.search_encoded(qtoks, 100)
     seconds = time.perf_counter() - started
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
-    run = {q: [(row_of[h.doc_id], h.score) for h in hs] for q, hs in zip(qids, results, strict=True)}
+    run = {
+        q: [(row_of[h.doc_id], h.score) for h in hs] for q, hs in zip(qids, results, strict=True)
+    }
     return run, len(qids) / seconds, stats
 
 
@@ -350,7 +367,8 @@ def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=F
                 )
             test_run = fuse(first["test"][fs], maxsim[codec, fs, "test"], {})
             rerank[f"{fs}>maxsim[{codec}]"] = {
-                **evaluate_run(test_run, data, "test"), "ms_per_query": 1000 * secs
+                **evaluate_run(test_run, data, "test"),
+                "ms_per_query": 1000 * secs,
             }
             log(f"{fs}>maxsim[{codec}] {rerank[f'{fs}>maxsim[{codec}]']}")
     # agreement of compressed MaxSim with fp32 MaxSim on the same candidates
@@ -361,28 +379,40 @@ def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=F
             a, b = maxsim["fp32", "dense", "test"][qid], maxsim[codec, "dense", "test"][qid]
             diffs.append(np.abs(a - b).mean() / np.abs(a).mean())
             top10.append(len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10)
-        agreement[codec] = {"mean_rel_score_error": float(np.mean(diffs)),
-                            "top10_overlap_with_fp32": float(np.mean(top10))}
+        agreement[codec] = {
+            "mean_rel_score_error": float(np.mean(diffs)),
+            "top10_overlap_with_fp32": float(np.mean(top10)),
+        }
     results["codec_agreement"] = agreement
     log(json.dumps(agreement))
 
     # fusion with the first stage, tuned on TRAIN only, for the default codec
     codec = "int8"
     grid_first = [{"first": w} for w in np.round(np.arange(0, 2.01, 0.1), 2).tolist()]
-    extra = {s: component_scores(first[s]["hybrid"], {"dense": first[s]["dense"], "bm25": bm25[s]})
-             for s in splits}
-    grid_comp = [{"dense": a, "bm25": b} for a in np.arange(0, 1.01, 0.1).round(2).tolist()
-                 for b in np.arange(0, 1.01, 0.1).round(2).tolist()]
+    extra = {
+        s: component_scores(first[s]["hybrid"], {"dense": first[s]["dense"], "bm25": bm25[s]})
+        for s in splits
+    }
+    grid_comp = [
+        {"dense": a, "bm25": b}
+        for a in np.arange(0, 1.01, 0.1).round(2).tolist()
+        for b in np.arange(0, 1.01, 0.1).round(2).tolist()
+    ]
     for fs in ("dense", "hybrid"):
         w, train_ndcg = tune(first["train"][fs], maxsim[codec, fs, "train"], data, grid_first)
         test_run = fuse(first["test"][fs], maxsim[codec, fs, "test"], w)
         rerank[f"{fs}>maxsim[{codec}]+first(w={w['first']})"] = {
-            **evaluate_run(test_run, data, "test"), "train_nDCG@10": train_ndcg}
-    w, train_ndcg = tune(first["train"]["hybrid"], maxsim[codec, "hybrid", "train"], data,
-                         grid_comp, extra["train"])
+            **evaluate_run(test_run, data, "test"),
+            "train_nDCG@10": train_ndcg,
+        }
+    w, train_ndcg = tune(
+        first["train"]["hybrid"], maxsim[codec, "hybrid", "train"], data, grid_comp, extra["train"]
+    )
     test_run = fuse(first["test"]["hybrid"], maxsim[codec, "hybrid", "test"], w, extra["test"])
     rerank[f"hybrid>maxsim[{codec}]+dense({w['dense']})+bm25({w['bm25']})"] = {
-        **evaluate_run(test_run, data, "test"), "train_nDCG@10": train_ndcg}
+        **evaluate_run(test_run, data, "test"),
+        "train_nDCG@10": train_ndcg,
+    }
     results["rerank"] = rerank
     results["pipeline_weights"] = w
     log(json.dumps(rerank, indent=1))
@@ -398,8 +428,10 @@ def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=F
     for name, runs in (("dense", {s: first[s]["dense"] for s in splits}), ("pipeline", final)):
         started = time.perf_counter()
         calibrator = fit_calibration(run_for_fit(runs["train"]), data.qrels["train"], top_n=100)
-        calib[name] = {"fit_seconds": time.perf_counter() - started,
-                       "table": threshold_table(runs["test"], calibrator, data)}
+        calib[name] = {
+            "fit_seconds": time.perf_counter() - started,
+            "table": threshold_table(runs["test"], calibrator, data),
+        }
     results["calibration"] = calib
     log(json.dumps(calib, indent=1))
 
@@ -413,10 +445,13 @@ def run_all(data: SciFact, queries: TokenCache, docs: TokenCache, skip_colbert=F
         ):
             run, qps, stats = colbert_first_stage(docs, queries, q_index, qids, data, **cfg)
             name = ",".join(f"{k}={v}" for k, v in cfg.items())
-            colbert[name] = {**evaluate_run(run, data, "test"), "QPS": qps,
-                             "bytes_per_doc": stats["bytes_per_doc"],
-                             "n_centroids": stats["n_centroids"],
-                             "build_seconds": stats["build_seconds"]}
+            colbert[name] = {
+                **evaluate_run(run, data, "test"),
+                "QPS": qps,
+                "bytes_per_doc": stats["bytes_per_doc"],
+                "n_centroids": stats["n_centroids"],
+                "build_seconds": stats["build_seconds"],
+            }
             log(f"colbert {name}: {colbert[name]}")
         results["colbert"] = colbert
         results["query_encode_ms"] = query_encode_ms(splits["test"][1][:100])
@@ -446,8 +481,10 @@ def scifact_version(data: SciFact):
     from specrag.retrieval.version import open_version
 
     # scripts/bench_retrieval.py builds the same collection; reuse it when it is there.
-    for folder in (REPO / ".cache" / "bench_retrieval_home" / "collections" / "scifact",
-                   CACHE / f"bm25-dense-{_text_key('bm25+dense', data.doc_texts)}"):
+    for folder in (
+        REPO / ".cache" / "bench_retrieval_home" / "collections" / "scifact",
+        CACHE / f"bm25-dense-{_text_key('bm25+dense', data.doc_texts)}",
+    ):
         store = VersionStore(folder)
         if store.current() is not None:
             version = open_version(store)
@@ -463,7 +500,7 @@ def served_pipeline(data: SciFact, docs: TokenCache) -> dict:
     the HYBRID recipe (live query encoding), then ``MaxSimReranker`` over the int8 token
     store with the shipped ``DEFAULT_FUSION_WEIGHTS``; plus the weights a train grid picks
     for this first stage (shown, not silently adopted)."""
-    from specrag.indexing.token_encoder import TokenEncoder
+    from specrag.indexing.encoders.tokens import TokenEncoder
     from specrag.rerank.maxsim import DEFAULT_FUSION_WEIGHTS, MaxSimReranker
     from specrag.retrieval.pipeline import HYBRID, Hooks, search_batch
     from specrag.retrieval.request import SearchRequest
@@ -485,7 +522,9 @@ def served_pipeline(data: SciFact, docs: TokenCache) -> dict:
         started = time.perf_counter()
         hits = search_batch(version, list(texts), first, hooks=hooks).hits
         runs["first", split] = {q: h for q, h in zip(qids, hits, strict=True)}
-        out[f"first_stage_ms_per_query_{split}"] = 1000 * (time.perf_counter() - started) / len(qids)
+        out[f"first_stage_ms_per_query_{split}"] = (
+            1000 * (time.perf_counter() - started) / len(qids)
+        )
 
     def evaluate_hits(run: dict, split: str) -> dict[str, float]:
         from specrag.retrieval.evaluation import evaluate
@@ -497,7 +536,10 @@ def served_pipeline(data: SciFact, docs: TokenCache) -> dict:
         reranker.fusion_weights = {n: w for n, w in weights.items() if w > 0}
         qids, texts = data.queries_of(split)
         first_hits = runs["first", split]
-        return {q: rerank(version, t, first_hits[q], full.rerank) for q, t in zip(qids, texts, strict=True)}
+        return {
+            q: rerank(version, t, first_hits[q], full.rerank)
+            for q, t in zip(qids, texts, strict=True)
+        }
 
     out["hybrid (served HYBRID recipe)"] = evaluate_hits(runs["first", "test"], "test")
     reranker.fusion_weights = dict(DEFAULT_FUSION_WEIGHTS)
@@ -525,7 +567,9 @@ def served_pipeline(data: SciFact, docs: TokenCache) -> dict:
     out.update(cross_encoder_rows(data, runs["first", "test"], evaluate_hits))
     out["train_best_weights"] = best
     out["train_best_nDCG@10"] = best_train
-    out["train_default_nDCG@10"] = evaluate_hits(reranked("train", DEFAULT_FUSION_WEIGHTS), "train")["nDCG@10"]
+    out["train_default_nDCG@10"] = evaluate_hits(
+        reranked("train", DEFAULT_FUSION_WEIGHTS), "train"
+    )["nDCG@10"]
     out["hybrid>maxsim[int8] train-best weights"] = evaluate_hits(reranked("test", best), "test")
     reranker.fusion_weights = dict(DEFAULT_FUSION_WEIGHTS)
     return out
@@ -568,13 +612,17 @@ def cross_encoder_rows(data: SciFact, first_test: dict, evaluate_hits) -> dict:
         ms = 1000 * (time.perf_counter() - started) / len(qids)
     finally:
         torch.set_num_threads(threads)
-    return {f"hybrid>cross-encoder top-{n} (MiniLM trained on SciFact train)": {
-        **evaluate_hits(run, "test"), "ms_per_query": ms}}
+    return {
+        f"hybrid>cross-encoder top-{n} (MiniLM trained on SciFact train)": {
+            **evaluate_hits(run, "test"),
+            "ms_per_query": ms,
+        }
+    }
 
 
 def query_encode_ms(texts: list[str]) -> float:
     """Per-query time of encoding query tokens (not cached: what a live search pays)."""
-    from specrag.indexing.token_encoder import TokenEncoder
+    from specrag.indexing.encoders.tokens import TokenEncoder
 
     encoder = TokenEncoder(MODEL)
     encoder.encode_queries(texts[:4])  # warm-up
@@ -586,69 +634,109 @@ def query_encode_ms(texts: list[str]) -> float:
 
 def report(r: dict) -> str:
     """The results as markdown tables (docs/benchmarks.md)."""
-    lines = [f"SciFact: {r['n_docs']} docs, {r['n_tokens']} MiniLM tokens (special tokens "
-             f"dropped); bm25 from: {r['bm25_source']}.", "",
-             "### First stages (test, 300 queries)", "",
-             "| first stage | nDCG@10 | R@100 | MRR@10 |", "|---|---|---|---|"]
+    lines = [
+        f"SciFact: {r['n_docs']} docs, {r['n_tokens']} MiniLM tokens (special tokens "
+        f"dropped); bm25 from: {r['bm25_source']}.",
+        "",
+        "### First stages (test, 300 queries)",
+        "",
+        "| first stage | nDCG@10 | R@100 | MRR@10 |",
+        "|---|---|---|---|",
+    ]
     for name, m in r["first_stage"]["test"].items():
         lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} |")
-    lines += ["", "### MaxSim rerank of the top-100 (test)", "",
-              "| pipeline | nDCG@10 | R@100 | MRR@10 | rerank ms/query | train nDCG@10 |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "### MaxSim rerank of the top-100 (test)",
+        "",
+        "| pipeline | nDCG@10 | R@100 | MRR@10 | rerank ms/query | train nDCG@10 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in r["rerank"].items():
         ms = f"{m['ms_per_query']:.1f}" if "ms_per_query" in m else ""
         tr = f"{m['train_nDCG@10']:.4f}" if "train_nDCG@10" in m else ""
-        lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} "
-                     f"| {ms} | {tr} |")
-    lines += ["", "### Token codecs vs fp32 MaxSim (dense top-100 candidates, test)", "",
-              "| codec | bytes/doc | mean relative score error | top-10 overlap with fp32 |",
-              "|---|---|---|---|", f"| fp32 | {r['bytes_per_doc']['fp32']:.0f} | 0 | 1 |"]
+        lines.append(
+            f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} | {ms} | {tr} |"
+        )
+    lines += [
+        "",
+        "### Token codecs vs fp32 MaxSim (dense top-100 candidates, test)",
+        "",
+        "| codec | bytes/doc | mean relative score error | top-10 overlap with fp32 |",
+        "|---|---|---|---|",
+        f"| fp32 | {r['bytes_per_doc']['fp32']:.0f} | 0 | 1 |",
+    ]
     for codec, a in r["codec_agreement"].items():
-        lines.append(f"| {codec} | {r['bytes_per_doc'][codec]:.0f} | "
-                     f"{a['mean_rel_score_error']:.5f} | {a['top10_overlap_with_fp32']:.3f} |")
+        lines.append(
+            f"| {codec} | {r['bytes_per_doc'][codec]:.0f} | "
+            f"{a['mean_rel_score_error']:.5f} | {a['top10_overlap_with_fp32']:.3f} |"
+        )
     for name, c in r["calibration"].items():
-        lines += ["", f"### Thresholds at matched recall: {name} scores (fit on train, test)", "",
-                  "| recall | raw threshold | raw precision | min_relevance | calibrated "
-                  "precision | calibrated recall |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### Thresholds at matched recall: {name} scores (fit on train, test)",
+            "",
+            "| recall | raw threshold | raw precision | min_relevance | calibrated "
+            "precision | calibrated recall |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in c["table"]:
             star = " (best raw F1)" if row["best_raw_f1"] else ""
             lines.append(
                 f"| {row['recall']:.3f}{star} | {row['raw_threshold']:.4f} | "
                 f"{row['raw_precision']:.4f} | {row['min_relevance']:.4f} | "
-                f"{row['calibrated_precision']:.4f} | {row['calibrated_recall']:.3f} |")
+                f"{row['calibrated_precision']:.4f} | {row['calibrated_recall']:.3f} |"
+            )
     if "served" in r:
         sv = r["served"]
-        lines += ["", "### The offline default pipeline through the service code (test)", "",
-                  f"MaxSim fusion weights shipped: {sv['default_weights']} (train nDCG@10 "
-                  f"{sv['train_default_nDCG@10']:.4f}); train grid best: "
-                  f"{sv['train_best_weights']} (train {sv['train_best_nDCG@10']:.4f}).", "",
-                  "| pipeline | nDCG@10 | R@100 | MRR@10 |", "|---|---|---|---|"]
-        names = ["hybrid (served HYBRID recipe)", "hybrid>maxsim[int8] default weights",
-                 "hybrid>maxsim[int8] train-best weights",
-                 *[n for n in sv if n.startswith("hybrid>cross-encoder")]]
+        lines += [
+            "",
+            "### The offline default pipeline through the service code (test)",
+            "",
+            f"MaxSim fusion weights shipped: {sv['default_weights']} (train nDCG@10 "
+            f"{sv['train_default_nDCG@10']:.4f}); train grid best: "
+            f"{sv['train_best_weights']} (train {sv['train_best_nDCG@10']:.4f}).",
+            "",
+            "| pipeline | nDCG@10 | R@100 | MRR@10 |",
+            "|---|---|---|---|",
+        ]
+        names = [
+            "hybrid (served HYBRID recipe)",
+            "hybrid>maxsim[int8] default weights",
+            "hybrid>maxsim[int8] train-best weights",
+            *[n for n in sv if n.startswith("hybrid>cross-encoder")],
+        ]
         for name in names:
             m = sv[name]
             lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['MRR@10']:.4f} |")
         lines.append("")
         for name in names:
             if "ms_per_query" in sv[name]:
-                lines.append(f"{name}: {sv[name]['ms_per_query']:.1f} ms/query for the rerank "
-                             "(2 threads).")
-        lines.append(f"End to end (live query encoding for dense and MaxSim, hybrid + rerank): "
-                     f"{sv['hybrid>maxsim[int8] default weights']['ms_per_query_end_to_end']:.1f} "
-                     "ms/query.")
+                lines.append(
+                    f"{name}: {sv[name]['ms_per_query']:.1f} ms/query for the rerank (2 threads)."
+                )
+        lines.append(
+            f"End to end (live query encoding for dense and MaxSim, hybrid + rerank): "
+            f"{sv['hybrid>maxsim[int8] default weights']['ms_per_query_end_to_end']:.1f} "
+            "ms/query."
+        )
     if "colbert" in r:
-        lines += ["", "### colbert kind as the first stage (test; QPS excludes query encoding, "
-                  f"{r['query_encode_ms']:.1f} ms/query)", "",
-                  "| config | nDCG@10 | R@100 | QPS | bytes/doc | centroids | build s |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "### colbert kind as the first stage (test; QPS excludes query encoding, "
+            f"{r['query_encode_ms']:.1f} ms/query)",
+            "",
+            "| config | nDCG@10 | R@100 | QPS | bytes/doc | centroids | build s |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, m in r["colbert"].items():
-            lines.append(f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['QPS']:.1f} "
-                         f"| {m['bytes_per_doc']:.0f} | {m['n_centroids']} | "
-                         f"{m['build_seconds']} |")
+            lines.append(
+                f"| {name} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {m['QPS']:.1f} "
+                f"| {m['bytes_per_doc']:.0f} | {m['n_centroids']} | "
+                f"{m['build_seconds']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-

@@ -30,6 +30,7 @@ def timed(name: str, fn):
             return fn(*args, **kwargs)
         finally:
             TIMES[name] += time.perf_counter() - t
+
     return wrapper
 
 
@@ -92,9 +93,11 @@ def main() -> None:
             loop = total - times.get("_prefill", 0.0)
             accounted = sum(v for k, v in times.items() if k != "_prefill")
             times["rest of loop"] = loop - accounted
-            print(f"\n{scen} {label}: {tokens} tokens, {steps} steps, {nodes / steps:.1f} nodes/step, "
-                  f"total {total * 1000:.1f} ms, prefill {times.get('_prefill', 0) * 1000:.1f} ms, "
-                  f"per step {loop / steps * 1000:.2f} ms")
+            print(
+                f"\n{scen} {label}: {tokens} tokens, {steps} steps, {nodes / steps:.1f} nodes/step, "
+                f"total {total * 1000:.1f} ms, prefill {times.get('_prefill', 0) * 1000:.1f} ms, "
+                f"per step {loop / steps * 1000:.2f} ms"
+            )
             for k, v in sorted(times.items(), key=lambda kv: -kv[1]):
                 if k != "_prefill":
                     print(f"  {k:20s} {v / steps * 1000:6.3f} ms/step  ({v / loop * 100:4.1f}%)")
@@ -114,8 +117,10 @@ def main() -> None:
             model(input_ids=torch.tensor([[5]]), cache=cache, use_cache=True)
             ts.append(time.perf_counter() - t)
             cache.crop(-1)
-    print(f"\nplain one-token forward on a {len(prompt)}-token cache: min {min(ts) * 1000:.2f} ms, "
-          f"median {sorted(ts)[len(ts) // 2] * 1000:.2f} ms")
+    print(
+        f"\nplain one-token forward on a {len(prompt)}-token cache: min {min(ts) * 1000:.2f} ms, "
+        f"median {sorted(ts)[len(ts) // 2] * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

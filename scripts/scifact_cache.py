@@ -126,8 +126,8 @@ def cached_embeddings(
     path = cache_path(texts, model, side, normalize)
     if path.exists():
         return np.load(path)
-    from specrag.indexing.embedding import encode_corpus, encode_queries
-    from specrag.indexing.encoders import load_model
+    from specrag.indexing.encoders.embedding import encode_corpus, encode_queries
+    from specrag.indexing.encoders.models import load_model
 
     encoder = load_model(model)
     print(f"encoding {len(texts)} {side}s with {model} -> {path}", file=sys.stderr)

@@ -56,11 +56,15 @@ def training_pairs(data, negatives: int, seed: int) -> list[tuple[str, str, floa
 def train(pairs, epochs: int, batch_size: int, lr: float, max_length: int, seed: int):
     from sentence_transformers import CrossEncoder
 
-    from specrag.indexing.encoders import resolve_model_path
+    from specrag.indexing.encoders.models import resolve_model_path
 
     torch.manual_seed(seed)
-    model = CrossEncoder(str(resolve_model_path("all-MiniLM-L6-v2")), num_labels=1,
-                         max_length=max_length, device="cpu")
+    model = CrossEncoder(
+        str(resolve_model_path("all-MiniLM-L6-v2")),
+        num_labels=1,
+        max_length=max_length,
+        device="cpu",
+    )
     net, tokenizer = model.model, model.tokenizer
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
@@ -73,8 +77,14 @@ def train(pairs, epochs: int, batch_size: int, lr: float, max_length: int, seed:
     for _epoch in range(epochs):
         for start in range(0, len(pairs), batch_size):
             batch = pairs[start : start + batch_size]
-            enc = tokenizer([q for q, _, _ in batch], [d for _, d, _ in batch], padding=True,
-                            truncation="only_second", max_length=max_length, return_tensors="pt")
+            enc = tokenizer(
+                [q for q, _, _ in batch],
+                [d for _, d, _ in batch],
+                padding=True,
+                truncation="only_second",
+                max_length=max_length,
+                return_tensors="pt",
+            )
             labels = torch.tensor([y for _, _, y in batch])
             loss = loss_fn(net(**enc).logits.view(-1), labels)
             loss.backward()
@@ -84,8 +94,10 @@ def train(pairs, epochs: int, batch_size: int, lr: float, max_length: int, seed:
             opt.zero_grad()
             step += 1
             if step % 20 == 0 or step == steps:
-                print(f"step {step}/{steps} loss {loss.item():.4f} {time.time() - started:.0f}s",
-                      flush=True)
+                print(
+                    f"step {step}/{steps} loss {loss.item():.4f} {time.time() - started:.0f}s",
+                    flush=True,
+                )
     net.eval()
     return model
 

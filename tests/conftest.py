@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ import pytest
 from specrag.types import Document
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never write into the user's real specrag home.
+os.environ.setdefault("SPECRAG_HOME", tempfile.mkdtemp(prefix="specrag-tests-"))
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_CORPUS = REPO / "demo" / "scifact-1k.jsonl"
-DEMO_QUERIES = REPO / "demo" / "queries.jsonl"
-DEMO_QRELS = REPO / "demo" / "qrels.tsv"
+DEMO_CORPUS = REPO / "src" / "specrag" / "demo" / "scifact-1k.jsonl"
+DEMO_QUERIES = REPO / "src" / "specrag" / "demo" / "queries.jsonl"
+DEMO_QRELS = REPO / "src" / "specrag" / "demo" / "qrels.tsv"
 
 
 def demo_documents(n: int | None = None) -> list[Document]:
@@ -29,8 +32,14 @@ def demo_documents(n: int | None = None) -> list[Document]:
             if n is not None and i >= n:
                 break
             row = json.loads(line)
-            meta = {"year": 2000 + i % 20, "topic": ["bio", "med", "chem"][i % 3], "even": i % 2 == 0}
-            docs.append(Document(id=row["_id"], text=row["text"], title=row.get("title"), metadata=meta))
+            meta = {
+                "year": 2000 + i % 20,
+                "topic": ["bio", "med", "chem"][i % 3],
+                "even": i % 2 == 0,
+            }
+            docs.append(
+                Document(id=row["_id"], text=row["text"], title=row.get("title"), metadata=meta)
+            )
     return docs
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specrag.indexing.ance import is_pyserini_ance, load_pyserini_ance
-from specrag.indexing.encoders import load_model
+from specrag.indexing.encoders.ance import is_pyserini_ance, load_pyserini_ance
+from specrag.indexing.encoders.models import load_model
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval.version import open_version
 from tests.conftest import demo_documents, demo_queries

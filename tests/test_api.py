@@ -25,8 +25,13 @@ def doc_json(doc) -> dict:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     home = tmp_path_factory.mktemp("api-home")
-    settings = Settings(home=home, max_k=50, max_query_chars=200, max_body_bytes=256 * 1024,
-                        max_batch_documents=MAX_BATCH)
+    settings = Settings(
+        home=home,
+        max_k=50,
+        max_query_chars=200,
+        max_body_bytes=256 * 1024,
+        max_batch_documents=MAX_BATCH,
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c
 
@@ -90,8 +95,10 @@ def test_search_after_build_matches_reference(client, built):
 
     docs, job = built
     query = demo_queries(3)[2]
-    r = client.post("/collections/docs/search",
-                    json={"query": query, "k": 5, "retriever": "bm25", "include": ["text", "scores"]})
+    r = client.post(
+        "/collections/docs/search",
+        json={"query": query, "k": 5, "retriever": "bm25", "include": ["text", "scores"]},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["version"] == job["version_id"]
@@ -110,10 +117,16 @@ def test_search_after_build_matches_reference(client, built):
 
 
 def test_filtered_search(client, built):
-    r = client.post("/collections/docs/search", json={
-        "query": "cancer cells", "k": 10, "retriever": "bm25",
-        "filter": {"topic": "bio", "year": {"$gte": 2005}}, "include": ["metadata"],
-    })
+    r = client.post(
+        "/collections/docs/search",
+        json={
+            "query": "cancer cells",
+            "k": 10,
+            "retriever": "bm25",
+            "filter": {"topic": "bio", "year": {"$gte": 2005}},
+            "include": ["metadata"],
+        },
+    )
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     assert hits
@@ -158,14 +171,24 @@ def test_create_collection_errors(client, built, body, code, fragment):
         ("/collections/docs/search", {"query": "x", "filter": {"year": {"$foo": 1}}}, 400, "$foo"),
         ("/collections/docs/search", {"query": "x", "filter": {"$and": 3}}, 400, "$and"),
         ("/collections/docs/search", {"query": "x", "retriever": "dense"}, 400, "dense"),
-        ("/collections/docs/search", {"query": "x", "rerank": {"method": "cross-encoder"}}, 400, "needs `model`"),
+        (
+            "/collections/docs/search",
+            {"query": "x", "rerank": {"method": "cross-encoder"}},
+            400,
+            "needs `model`",
+        ),
         ("/collections/docs/search", {"query": "x", "min_relevance": 0.5}, 400, "min_relevance"),
         ("/collections/docs/search", {"query": "x", "bogus": 1}, 422, "bogus"),
         ("/collections/nope/documents", {"documents": [{"id": "a", "text": "t"}]}, 404, "nope"),
         ("/collections/docs/documents", {"documents": [{"id": "a"}]}, 422, "text"),
         ("/collections/docs/documents", {"documents": [{"id": "", "text": "t"}]}, 422, "id"),
         ("/collections/docs/documents", {"documents": []}, 422, "documents"),
-        ("/collections/docs/documents", {"documents": [{"id": "a", "text": "t", "x": 1}]}, 422, "x"),
+        (
+            "/collections/docs/documents",
+            {"documents": [{"id": "a", "text": "t", "x": 1}]},
+            422,
+            "x",
+        ),
         ("/collections/docs/builds", {"kinds": ["nosuchkind"]}, 400, "unknown index kind"),
         ("/collections/nope/builds", None, 404, "nope"),
     ],
@@ -197,8 +220,9 @@ def test_oversize_body_is_413(client):
         for _ in range(300):
             yield b"x" * 1024
 
-    r = client.post("/collections/docs/search", content=chunks(),
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/collections/docs/search", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and "limit" in detail(r)
 
 
@@ -211,7 +235,9 @@ def test_search_before_build_is_409(client):
 def test_delete_document_leaves_search_at_once(client, built):
     query = demo_queries(5)[4]
     body = {"query": query, "k": 5, "retriever": "bm25"}
-    before = [h["doc_id"] for h in client.post("/collections/docs/search", json=body).json()["hits"]]
+    before = [
+        h["doc_id"] for h in client.post("/collections/docs/search", json=body).json()["hits"]
+    ]
     victim = before[0]
     r = client.delete(f"/collections/docs/documents/{victim}")
     assert r.status_code == 200 and r.json() == {"deleted": 1}

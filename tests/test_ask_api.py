@@ -9,29 +9,51 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from specrag.api import ask as ask_module
-from specrag.api.deps import get_service, get_settings
+from specrag.api import cli
+from specrag.api.app import ERROR_STATUS, _handler
+from specrag.api.deps import get_service
+from specrag.api.routes import ask as ask_route
 from specrag.api.schemas import SearchHit, SearchResponse
+from specrag.api.service import CollectionService
 from specrag.generation import service as gen_service
 from specrag.generation.decode import DecodeConfig, generate
 from specrag.generation.prompt import Passage, build_prompt
-from specrag.indexing.encoders import resolve_model_path
+from specrag.indexing.encoders.models import resolve_model_path
 from specrag.settings import Settings
 
 PASSAGES = [
-    ("d1", "Vitamin D", "Vitamin D deficiency is common in winter. Sunlight exposure raises vitamin D levels in the skin."),
-    ("d2", "Sleep", "Adults need seven hours of sleep. Short sleep is linked to obesity and diabetes."),
+    (
+        "d1",
+        "Vitamin D",
+        "Vitamin D deficiency is common in winter. Sunlight exposure raises vitamin D levels in the skin.",
+    ),
+    (
+        "d2",
+        "Sleep",
+        "Adults need seven hours of sleep. Short sleep is linked to obesity and diabetes.",
+    ),
 ]
 
 
-class FakeService:
-    def __init__(self):
+class FakeService(CollectionService):
+    """The real ``ask`` over a fixed search result (no database, no index)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
         self.requests = []
 
     def search(self, name, request):
         self.requests.append(request)
-        hits = [SearchHit(doc_id=i, score=1.0, title=t, text=x) for i, t, x in PASSAGES][: request.k]
+        hits = [SearchHit(doc_id=i, score=1.0, title=t, text=x) for i, t, x in PASSAGES][
+            : request.k
+        ]
         return SearchResponse(collection=name, version="v1", hits=hits, timings_ms={})
+
+    def version_for(self, name):
+        return type("NoDatastore", (), {"searchers": {}})()
+
+    def close(self):
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +64,15 @@ def tiny_lm(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-lm")
     tok = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, initializer_range=0.2,
-                     eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        initializer_range=0.2,
+        eos_token_id=tok.sep_token_id,
+        bos_token_id=tok.cls_token_id,
+    )
     GPT2LMHeadModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
@@ -51,16 +80,19 @@ def tiny_lm(tmp_path_factory):
 
 def make_client(generator: str) -> tuple[TestClient, FakeService]:
     app = FastAPI()
-    app.include_router(ask_module.router)
-    svc = FakeService()
+    for exc_class, code in ERROR_STATUS.items():
+        app.add_exception_handler(exc_class, _handler(code))
+    app.include_router(ask_route.router)
+    svc = FakeService(Settings(generator=generator, device="cpu"))
     app.dependency_overrides[get_service] = lambda: svc
-    app.dependency_overrides[get_settings] = lambda: Settings(generator=generator, device="cpu")
     return TestClient(app), svc
 
 
 def test_extractive_mode_quotes_sentences_with_citations():
     client, svc = make_client("extractive")
-    r = client.post("/collections/c/ask", json={"question": "How does sunlight change vitamin D?", "k": 2})
+    r = client.post(
+        "/collections/c/ask", json={"question": "How does sunlight change vitamin D?", "k": 2}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answer"].startswith("Sunlight exposure raises vitamin D levels in the skin. [1]")
@@ -83,7 +115,10 @@ def test_503_names_the_setting(generator):
 def test_bad_request_is_422():
     client, _ = make_client("extractive")
     assert client.post("/collections/c/ask", json={"question": ""}).status_code == 422
-    assert client.post("/collections/c/ask", json={"question": "q", "drafters": ["x"]}).status_code == 422
+    assert (
+        client.post("/collections/c/ask", json={"question": "q", "drafters": ["x"]}).status_code
+        == 422
+    )
 
 
 def test_lm_answer_equals_plain_greedy(tiny_lm):
@@ -93,8 +128,14 @@ def test_lm_answer_equals_plain_greedy(tiny_lm):
     plain = client.post("/collections/c/ask", json={**req, "speculative": False}).json()
     assert spec["answer"] == plain["answer"]
     stats = spec["stats"]
-    for key in ("generated_tokens", "target_forwards", "mean_accepted_tokens_per_forward",
-                "tokens_per_second", "retrieval_ms", "generation_ms"):
+    for key in (
+        "generated_tokens",
+        "target_forwards",
+        "mean_accepted_tokens_per_forward",
+        "tokens_per_second",
+        "retrieval_ms",
+        "generation_ms",
+    ):
         assert key in stats
     assert plain["stats"]["target_forwards"] == plain["stats"]["generated_tokens"]
     # the same tokens as decoding the prompt directly
@@ -102,9 +143,16 @@ def test_lm_answer_equals_plain_greedy(tiny_lm):
     tok = gen.loaded.tokenizer
     passages = [Passage(i, x, t) for i, t, x in PASSAGES]
     prompt = build_prompt(tok, req["question"], passages, 2048, 384)
-    ids, _ = generate(gen.loaded.model, prompt.ids, DecodeConfig(max_new_tokens=24, eos_token_ids=gen.loaded.eos_token_ids))
+    ids, _ = generate(
+        gen.loaded.model,
+        prompt.ids,
+        DecodeConfig(max_new_tokens=24, eos_token_ids=gen.loaded.eos_token_ids),
+    )
     eos = set(gen.loaded.eos_token_ids)
-    assert spec["answer"] == tok.decode([t for t in ids if t not in eos], skip_special_tokens=True).strip()
+    assert (
+        spec["answer"]
+        == tok.decode([t for t in ids if t not in eos], skip_special_tokens=True).strip()
+    )
 
 
 def test_sse_streams_deltas_then_final_event(tiny_lm, monkeypatch):
@@ -132,7 +180,9 @@ def test_sse_streams_deltas_then_final_event(tiny_lm, monkeypatch):
                 if name == "delta" and done_when_first_delta_arrived is None:
                     done_when_first_delta_arrived = "done" in produced
                 events.append((name, json.loads(line[6:])))
-    assert done_when_first_delta_arrived is False  # the first event came before the answer was complete
+    assert (
+        done_when_first_delta_arrived is False
+    )  # the first event came before the answer was complete
     kinds = [k for k, _ in events]
     assert kinds[-1] == "done" and kinds.count("done") == 1 and kinds.count("delta") >= 2
     final = events[-1][1]
@@ -140,13 +190,18 @@ def test_sse_streams_deltas_then_final_event(tiny_lm, monkeypatch):
     assert final["citations"] and final["stats"]["generated_tokens"] > 0
 
 
-def test_cli_entry(capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    ask_module.add_ask_arguments(parser)
-    args = parser.parse_args(["--collection", "c", "--question", "How does sunlight change vitamin D?", "--k", "2"])
-    assert ask_module.ask_cli(args, service=FakeService()) == 0
+def test_cli_entry(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_service", lambda: FakeService(Settings(generator="extractive")))
+    argv = [
+        "ask",
+        "--collection",
+        "c",
+        "--question",
+        "How does sunlight change vitamin D?",
+        "--k",
+        "2",
+    ]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "Sunlight exposure raises vitamin D" in out and "*[1] d1" in out
 
@@ -176,7 +231,9 @@ def test_stop_strings_identical_and_no_overshoot(tiny_lm):
 
     gen = gen_service.get_generator(tiny_lm, "cpu")
     model, tok = gen.loaded.model, gen.loaded.tokenizer
-    prompt = tok("the cell the cell the cell divides and the cell grows", add_special_tokens=False)["input_ids"]
+    prompt = tok("the cell the cell the cell divides and the cell grows", add_special_tokens=False)[
+        "input_ids"
+    ]
     full, _ = generate(model, prompt, DecodeConfig(max_new_tokens=30))
     words = tok.decode(full).split()
     stop = words[len(words) // 2]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specrag.indexing.binary import calibrate, dequantize, quantize, write_binary_index
-from specrag.indexing.configs import BinaryConfig
-from specrag.retrieval.binary import BinarySearcher
+from specrag.indexing.kinds.binary.build import calibrate, dequantize, quantize, write_binary_index
+from specrag.indexing.kinds.binary.config import BinaryConfig
+from specrag.indexing.kinds.binary.search import BinarySearcher
 from specrag.retrieval.version import open_version
 from tests.conftest import demo_queries
 from tests.dense_fixtures import N_DOCS, dense_and_binary_store

@@ -9,11 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from specrag.indexing.analyzer import analyze
-from specrag.indexing.bm25 import analyze_corpus, bm25_weights, build_bm25
-from specrag.indexing.configs import BM25Config
-from specrag.indexing.impact_index import ImpactIndex
-from specrag.retrieval.sparse import ImpactSearcher
+from specrag.indexing.kinds.bm25.analyzer import analyze
+from specrag.indexing.kinds.bm25.build import analyze_corpus, bm25_weights, build_bm25
+from specrag.indexing.kinds.bm25.config import BM25Config
+from specrag.indexing.kinds.bm25.search import BM25Searcher
+from specrag.indexing.kinds.impact.index import ImpactIndex
 from tests.conftest import demo_documents, demo_queries
 
 
@@ -36,8 +36,10 @@ def index_dir(request, docs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searcher(docs, index_dir):
-    s = ImpactSearcher.load(index_dir, BM25Config(), np.array([d.id for d in docs]))
-    s.bmp_min_blocks = 0  # "bmp" runs the block kernel even on this small index
+    s = BM25Searcher.load(index_dir, BM25Config(), np.array([d.id for d in docs]))
+    s.config = s.config.with_changes(
+        bmp_min_blocks=0
+    )  # "bmp" runs the block kernel even on this small index
     return s
 
 
@@ -49,8 +51,8 @@ def test_bp_reordering_changes_storage_not_results(docs, tmp_path):
         build_bm25(
             docs, tmp_path / name, config.model_copy(update={"block_size": 16}), lambda *a: None
         )
-        searchers[name] = ImpactSearcher.load(tmp_path / name, config, ids)
-        searchers[name].bmp_min_blocks = 0
+        searchers[name] = BM25Searcher.load(tmp_path / name, config, ids)
+        searchers[name].config = searchers[name].config.with_changes(bmp_min_blocks=0)
     perm = searchers["bp"].index.perm
     assert perm is not None and not np.array_equal(perm, np.arange(len(docs)))
     assert searchers["plain"].index.perm is None
@@ -60,7 +62,7 @@ def test_bp_reordering_changes_storage_not_results(docs, tmp_path):
         for mask in (None, allowed):
             got = {}
             for name, s in searchers.items():
-                s.mode = mode
+                s.config = s.config.with_changes(mode=mode)
                 got[name] = s.search_rows(batch, 10, mask)
             for a, b in zip(got["plain"], got["bp"], strict=True):
                 np.testing.assert_array_equal(a, b)  # rows and scores, bitwise
@@ -90,7 +92,7 @@ def hand_bm25(term: str, doc_terms: list[list[str]], row: int, k1=0.9, b=0.4) ->
 
 
 def test_weights_equal_a_hand_computation(docs):
-    from specrag.indexing.analyzer import Analyzer
+    from specrag.indexing.kinds.bm25.analyzer import Analyzer
 
     vocab, term_ids, doc_ids, tfs, lengths = analyze_corpus(docs, Analyzer())
     doc_terms = [analyze(d.full_text()) for d in docs]
@@ -121,7 +123,7 @@ def test_quantized_scores_stay_within_half_a_step_per_term(docs, index_dir, sear
 @pytest.mark.parametrize("k", [1, 10, 100])
 def test_search_equals_reference_topk(searcher, mode, k):
     queries = demo_queries(40)
-    searcher.mode = mode
+    searcher.config = searcher.config.with_changes(mode=mode)
     ref = searcher.reference_scores(queries)
     results = searcher.search(queries, k)
     for qi, hits in enumerate(results):
@@ -130,7 +132,7 @@ def test_search_equals_reference_topk(searcher, mode, k):
         want = [int(r) for r in order[:k] if np.isfinite(scores[r])]
         assert [h.doc_id for h in hits] == [searcher.doc_ids[r] for r in want]
         np.testing.assert_allclose([h.score for h in hits], scores[want], rtol=1e-9)
-    searcher.mode = "bmp"
+    searcher.config = searcher.config.with_changes(mode="bmp")
 
 
 def test_masked_search_returns_k_allowed_hits(searcher):

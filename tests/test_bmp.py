@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from specrag.indexing import reorder
-from specrag.indexing.impact_index import (
+from specrag.indexing.kinds.impact import reorder
+from specrag.indexing.kinds.impact.bmp import MAX_STAMP
+from specrag.indexing.kinds.impact.config import ImpactConfig
+from specrag.indexing.kinds.impact.index import (
     DOC_BITS,
     IMPACT_DTYPES,
     META_FILE,
@@ -26,9 +28,8 @@ from specrag.indexing.impact_index import (
     quantize,
     term_major,
 )
-from specrag.indexing.reorder import apply_order, bp_order
-from specrag.retrieval.bmp import MAX_STAMP
-from specrag.retrieval.sparse import ImpactSearcher, QueryBatch
+from specrag.indexing.kinds.impact.reorder import apply_order, bp_order
+from specrag.indexing.kinds.impact.search import ImpactSearcher, QueryBatch
 
 BLOCK_SIZES = [1, 2, 3, 7, 32, 64, 255, 256, 257, 300, 1024]
 
@@ -92,12 +93,17 @@ def run(
     term_block_cost=20.0,
     early=(16, 0.6),
 ):
-    searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), mode=mode, alpha=alpha)
-    searcher.probe_blocks = probe
-    searcher.fallback_fraction = fallback
-    searcher.term_block_cost = term_block_cost
-    searcher.early_probe_blocks, searcher.early_fallback_fraction = early
-    searcher.bmp_min_blocks = 0  # the block-by-block kernel, however small the index
+    config = ImpactConfig(
+        mode=mode,
+        alpha=alpha,
+        probe_blocks=probe,
+        fallback_fraction=fallback,
+        term_block_cost=term_block_cost,
+        early_probe_blocks=early[0],
+        early_fallback_fraction=early[1],
+        bmp_min_blocks=0,  # the block-by-block kernel, however small the index
+    )
+    searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), config)
     terms = np.array(sorted(query), dtype=np.int64)
     batch = QueryBatch.from_lists([terms], [np.array([query[t] for t in terms])], index.n_terms)
     rows, scores, counts = searcher.search_rows(batch, k, allowed)
@@ -169,7 +175,7 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
             got = run(index, query, k, allowed, "bmp", probe=probe, fallback=fallback,
                       term_block_cost=cost)  # fmt: skip
             assert got == exhaustive
-    for early in (-1, 0, 1, 2):
+    for early in (None, 0, 1, 2):
         got = run(index, query, k, allowed, "bmp", probe=10**9, fallback=2.0,
                   term_block_cost=0.0, early=(early, 0.0))  # fmt: skip
         assert got == exhaustive
@@ -347,10 +353,9 @@ def test_a_searcher_reused_across_stamp_wraps_and_table_growth_stays_exact():
     index = make_index(postings, n_docs, n_terms, 16)
     assert 5 <= (index.dense_slot < 0).sum() <= n_terms - 5  # both layouts, table in use
     ids = np.arange(n_docs).astype(str)
-    bmp = ImpactSearcher(index, ids, mode="bmp")
-    bmp.probe_blocks = 10**9  # block by block throughout (no exhaustive fallback)
-    bmp.bmp_min_blocks = 0
-    exhaustive = ImpactSearcher(index, ids, mode="exhaustive")
+    # Block by block throughout (no exhaustive fallback), however small the index.
+    bmp = ImpactSearcher(index, ids, ImpactConfig(probe_blocks=10**9, bmp_min_blocks=0))
+    exhaustive = ImpactSearcher(index, ids, ImpactConfig(mode="exhaustive"))
     n_queries = MAX_STAMP + 300
     lengths = [int(rng.integers(1, 9)) for _ in range(n_queries)]
     lengths[MAX_STAMP + 50] = 60  # longer than the table's first 32 rows

@@ -48,8 +48,20 @@ def indexed(env, corpus, capsys):
 
 
 def test_index_then_search_json(indexed, capsys):
-    rc = main(["search", "--collection", "slice", "--query", "glioblastoma stem cells",
-               "--k", "5", "--retriever", "bm25", "--json"])
+    rc = main(
+        [
+            "search",
+            "--collection",
+            "slice",
+            "--query",
+            "glioblastoma stem cells",
+            "--k",
+            "5",
+            "--retriever",
+            "bm25",
+            "--json",
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     body = json.loads(out.out)
@@ -80,13 +92,29 @@ def test_eval_prints_measures_and_writes_run(indexed, tmp_path, capsys):
     extra = json.dumps({"_id": "no-judgment", "text": "a query without qrels"})
     queries.write_text(DEMO_QUERIES.read_text() + extra + "\n")
     run_out = tmp_path / "run.trec"
-    rc = main(["eval", "--collection", "slice", "--queries", str(queries), "--qrels",
-               str(DEMO_QRELS), "--retriever", "bm25", "--run-out", str(run_out)])
+    rc = main(
+        [
+            "eval",
+            "--collection",
+            "slice",
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(DEMO_QRELS),
+            "--retriever",
+            "bm25",
+            "--run-out",
+            str(run_out),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "(1 without judgments skipped)" in out.out
-    printed = {line.split()[0]: float(line.split()[1]) for line in out.out.splitlines()
-               if line.split() and line.split()[0] in ("nDCG@10", "R@100", "MRR@10")}
+    printed = {
+        line.split()[0]: float(line.split()[1])
+        for line in out.out.splitlines()
+        if line.split() and line.split()[0] in ("nDCG@10", "R@100", "MRR@10")
+    }
     assert set(printed) == {"nDCG@10", "R@100", "MRR@10"}
     # The run file is a TREC run (bm25 returns the docs sharing a term with the query, at
     # most the N_DOCS of this slice), and ir-measures over it gives the printed figures.
@@ -98,14 +126,18 @@ def test_eval_prints_measures_and_writes_run(indexed, tmp_path, capsys):
     assert max(len(v) for v in per_query.values()) > 100
     qrels = list(ir_measures.read_trec_qrels(str(_trec_qrels(tmp_path))))
     # bm25's quantized scores tie often; the file's rank column is our order, so score by rank.
-    ranked = {q: {row.doc_id: -float(i) for i, row in enumerate(rows)} for q, rows in per_query.items()}
+    ranked = {
+        q: {row.doc_id: -float(i) for i, row in enumerate(rows)} for q, rows in per_query.items()
+    }
     ranks = [line.split()[3] for line in run_out.read_text().splitlines()[:3]]
     assert ranks == ["1", "2", "3"]
     measures = ir_measures.calc_aggregate(
         [ir_measures.parse_measure(m.replace("MRR", "RR")) for m in printed], qrels, ranked
     )
     for name, value in printed.items():
-        assert measures[ir_measures.parse_measure(name.replace("MRR", "RR"))] == pytest.approx(value, abs=1e-4)
+        assert measures[ir_measures.parse_measure(name.replace("MRR", "RR"))] == pytest.approx(
+            value, abs=1e-4
+        )
     assert printed["nDCG@10"] > 0.1  # the slice holds the relevant docs of some queries
 
 
@@ -121,9 +153,23 @@ def test_bad_corpus_line_names_file_and_line(env, tmp_path):
     good = DEMO_CORPUS.read_text().splitlines()[:2]
     bad.write_text("\n".join([*good, "{this is not json", good[0]]) + "\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "specrag.api.cli", "index", "--collection", "bad", "--corpus",
-         str(bad), "--kinds", "bm25"],
-        capture_output=True, text=True, cwd=REPO, env=_env(env), timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "specrag.api.cli",
+            "index",
+            "--collection",
+            "bad",
+            "--corpus",
+            str(bad),
+            "--kinds",
+            "bm25",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(env),
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -136,8 +182,19 @@ def test_skip_bad_lines(env, tmp_path, capsys):
     bad = tmp_path / "skip.jsonl"
     good = DEMO_CORPUS.read_text().splitlines()[:3]
     bad.write_text("\n".join([good[0], "{broken", good[1], good[2]]) + "\n")
-    rc = main(["index", "--collection", "skip", "--corpus", str(bad), "--kinds", "bm25",
-               "--on-error", "skip"])
+    rc = main(
+        [
+            "index",
+            "--collection",
+            "skip",
+            "--corpus",
+            str(bad),
+            "--kinds",
+            "bm25",
+            "--on-error",
+            "skip",
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "indexed 3 documents" in out.out
@@ -166,13 +223,15 @@ def test_kinds_as_json_configure_a_splade_index(env, corpus, tmp_path, capsys):
     # Against scipy over the stored impacts, by the searcher the index was built for.
     version = open_version(VersionStore(env / "collections" / "sparse"))
     searcher = version.searchers["splade"]
-    assert searcher._model_name == str(model)
+    assert searcher.config.model == str(model)
     scores = searcher.reference_scores([query])[0]
     order = np.lexsort((np.arange(len(scores)), -scores))[:5]
     assert got == [str(version.doc_ids[r]) for r in order if np.isfinite(scores[r])]
     for bad, message in (('{"splade": ', "not valid JSON"), ('{"splade": 3}', "config objects"),
                          ('{"splade": {}}', "model")):  # fmt: skip
-        assert main(["index", "--collection", "sparse2", "--corpus", str(corpus), "--kinds", bad]) == 2
+        assert (
+            main(["index", "--collection", "sparse2", "--corpus", str(corpus), "--kinds", bad]) == 2
+        )
         assert message in capsys.readouterr().err
 
 

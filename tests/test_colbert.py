@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specrag.indexing.colbert import build_token_index
-from specrag.indexing.configs import ColbertConfig
-from specrag.indexing.maxsim import maxsim_codes, maxsim_dense
-from specrag.indexing.token_encoder import TokenEncoder
-from specrag.indexing.token_store import TokenStoreWriter, make_codec
+from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.kinds.colbert.build import build_token_index
+from specrag.indexing.kinds.colbert.config import ColbertConfig
+from specrag.indexing.kinds.colbert.maxsim import maxsim_codes, maxsim_dense
+from specrag.indexing.kinds.colbert.search import ColbertSearcher
+from specrag.indexing.kinds.colbert.token_store import TokenStoreWriter, make_codec
 from specrag.indexing.versions import VersionStore
-from specrag.retrieval.colbert import ColbertSearcher
 from specrag.retrieval.version import open_version
 from tests.conftest import demo_documents, demo_queries
 
@@ -158,8 +158,14 @@ def assert_topk_of_reference(searcher, queries, k, allowed=None):
 def test_centroid_path_with_full_probe_equals_reference(tmp_path, encoded, encoder, compression):
     _, _, queries = encoded
     searcher = searcher_for(
-        tmp_path, encoded, encoder, compression=compression, exhaustive_max_docs=0,
-        n_centroids=32, nprobe=32, candidates=N_DOCS,
+        tmp_path,
+        encoded,
+        encoder,
+        compression=compression,
+        exhaustive_max_docs=0,
+        n_centroids=32,
+        nprobe=32,
+        candidates=N_DOCS,
     )
     assert_topk_of_reference(searcher, queries, 10)
 
@@ -167,7 +173,12 @@ def test_centroid_path_with_full_probe_equals_reference(tmp_path, encoded, encod
 def test_pruned_search_scores_survivors_exactly_and_honours_masks(tmp_path, encoded, encoder):
     _, _, queries = encoded
     searcher = searcher_for(
-        tmp_path, encoded, encoder, exhaustive_max_docs=0, n_centroids=512, nprobe=2,
+        tmp_path,
+        encoded,
+        encoder,
+        exhaustive_max_docs=0,
+        n_centroids=512,
+        nprobe=2,
         candidates=20,
     )
     ref = searcher.reference_scores_encoded(queries)
@@ -205,7 +216,9 @@ def test_masks_fall_back_to_every_allowed_doc(tmp_path, encoded, encoder):
 def test_build_and_reload_through_a_version(tmp_path):
     docs = demo_documents(40)
     store = VersionStore(tmp_path)
-    vid = store.build(docs, {"colbert": {"exhaustive_max_docs": 0, "n_centroids": 16, "nprobe": 16}})
+    vid = store.build(
+        docs, {"colbert": {"exhaustive_max_docs": 0, "n_centroids": 16, "nprobe": 16}}
+    )
     stats = store.manifest(vid)["kinds"]["colbert"]["stats"]
     assert stats["n_docs"] == 40 and stats["compression"] == "int8"
     assert stats["encoder"] == "token_embeddings"
@@ -239,13 +252,22 @@ def tiny_multi_vector_encoder_dir(out) -> str:
     torch.manual_seed(0)
     tok = minilm_tokenizer()
     config = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
     )
     BertModel(config).save_pretrained(out / "bert")
     tok.save_pretrained(out / "bert")
-    projection = Dense(32, 16, bias=False, activation_function=torch.nn.Identity(),
-                       module_input_name="token_embeddings")
+    projection = Dense(
+        32,
+        16,
+        bias=False,
+        activation_function=torch.nn.Identity(),
+        module_input_name="token_embeddings",
+    )
     model = MultiVectorEncoder(
         modules=[Transformer(str(out / "bert")), projection, MultiVectorMask()],
         prompts={"query": "[Q] ", "document": "[D] "},

@@ -41,7 +41,11 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
     small.write_text("".join(DEMO_CORPUS.read_text().splitlines(keepends=True)[:50]))
     first = subprocess.run(
         specrag("index", "--collection", COLLECTION, "--corpus", str(small), "--kinds", "bm25"),
-        cwd=REPO, env=run_env(home), capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        env=run_env(home),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert first.returncode == 0, first.stderr
     versions = VersionStore(home / "collections" / COLLECTION)
@@ -49,9 +53,13 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
     assert v1 is not None and versions.list() == [v1]
 
     proc = subprocess.Popen(
-        specrag("index", "--collection", COLLECTION, "--corpus", str(DEMO_CORPUS), "--kinds",
-                "dense"),
-        cwd=REPO, env=run_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        specrag(
+            "index", "--collection", COLLECTION, "--corpus", str(DEMO_CORPUS), "--kinds", "dense"
+        ),
+        cwd=REPO,
+        env=run_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         tmp_dir = None
@@ -85,7 +93,9 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
     service = CollectionService(Settings(home=home))
     try:
         service.start()  # marks the dead process's job failed
-        response = service.search(COLLECTION, SearchRequest(query="stem cells", k=3, retriever="bm25"))
+        response = service.search(
+            COLLECTION, SearchRequest(query="stem cells", k=3, retriever="bm25")
+        )
         assert response.version == v1 and len(response.hits) == 3
         jobs = service.list_jobs(COLLECTION)
         assert jobs and all(j.status != "running" for j in jobs)

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from specrag.generation.datastore import DatastoreSearcher, build_datastore, load_tokenizer
 from specrag.generation.decode import DecodeConfig, generate
 from specrag.generation.drafters import DatastoreDrafter
-from specrag.indexing.configs import DatastoreConfig
-from specrag.indexing.encoders import resolve_model_path
+from specrag.indexing.encoders.models import resolve_model_path
+from specrag.indexing.kinds.datastore.build import build_datastore, load_tokenizer
+from specrag.indexing.kinds.datastore.config import DatastoreConfig
+from specrag.indexing.kinds.datastore.search import DatastoreSearcher
 from specrag.types import Document, no_progress
 
-DEMO = Path(__file__).resolve().parents[1] / "demo" / "scifact-1k.jsonl"
+DEMO = Path(__file__).resolve().parents[1] / "src" / "specrag" / "demo" / "scifact-1k.jsonl"
 
 
 def demo_docs(n: int) -> list[Document]:
@@ -80,7 +81,10 @@ def test_search_is_top_k_of_reference_scores(store):
             scores = ref[qi].copy()
             if mask is not None:
                 scores[~mask] = -np.inf
-            order = sorted((r for r in range(len(docs)) if np.isfinite(scores[r])), key=lambda r: (-scores[r], r))
+            order = sorted(
+                (r for r in range(len(docs)) if np.isfinite(scores[r])),
+                key=lambda r: (-scores[r], r),
+            )
             want = [(docs[r].id, scores[r]) for r in order[:5]]
             assert [(h.doc_id, h.score) for h in row_hits] == want
     assert s.search([probe], k=1)[0][0].doc_id == docs[3].id
@@ -104,7 +108,9 @@ def test_speculative_with_datastore_is_greedy_identical(store):
     _, s, cfg = store
     torch.manual_seed(0)
     tok = load_tokenizer(cfg.tokenizer)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, initializer_range=0.2)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, initializer_range=0.2)
+    ).eval()
     tokens = np.asarray(s.tokens)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -138,7 +144,7 @@ def reference_prefix_leaves(conts, separator, max_paths, max_nodes):
 
 
 def test_vectorized_draft_trie_against_counter_reference():
-    from specrag.generation.datastore import _frequent_prefix_leaves
+    from specrag.indexing.kinds.datastore.search import _frequent_prefix_leaves
 
     rng = np.random.default_rng(7)
     for _ in range(400):
@@ -159,8 +165,11 @@ def test_local_document_drafts_after_a_deviation(store):
     present = set(np.asarray(s.tokens).tolist())
     unseen = next(t for t in range(1000, 30000) if t not in present)
     counts = {t: int((doc == t).sum()) for t in doc.tolist()}
-    pos = next(i for i in range(25, len(doc) - 8) if counts[int(doc[i])] == 1
-               and occurrences(np.asarray(s.tokens), [int(doc[i])]) < 50)
+    pos = next(
+        i
+        for i in range(25, len(doc) - 8)
+        if counts[int(doc[i])] == 1 and occurrences(np.asarray(s.tokens), [int(doc[i])]) < 50
+    )
     prompt = doc[:24]
     context = np.concatenate([prompt, [unseen], doc[pos : pos + 1]]).astype(np.int64)
     local = DatastoreDrafter(s, max_paths=2, min_match=2, anchor_len=8, anchor_stride=4)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specrag.indexing.configs import DenseConfig
-from specrag.indexing.dense import write_dense_index
-from specrag.indexing.encoders import load_model
-from specrag.retrieval import dense as dense_module
-from specrag.retrieval.dense import DenseSearcher
+from specrag.indexing.encoders.models import load_model
+from specrag.indexing.kinds.dense.build import write_dense_index
+from specrag.indexing.kinds.dense.config import DenseConfig
+from specrag.indexing.kinds.dense.search import DenseSearcher
 from specrag.retrieval.version import open_version
 from tests.conftest import demo_documents, demo_queries
 from tests.dense_fixtures import N_DOCS, dense_and_binary_store
@@ -82,10 +81,10 @@ def test_search_equals_reference_under_masks(
     searcher, queries, reference, monkeypatch, path, mask_name
 ):
     if path == "faiss-selector":  # force faiss + IDSelectorBitmap even for tiny masks
-        monkeypatch.setattr(dense_module, "EXACT_FILTER_MIN_ROWS", 0)
-        monkeypatch.setattr(dense_module, "EXACT_FILTER_FRACTION", 0.0)
+        changes = {"exact_filter_min_rows": 0, "exact_filter_fraction": 0.0}
     else:
-        monkeypatch.setattr(dense_module, "EXACT_FILTER_MIN_ROWS", N_DOCS)
+        changes = {"exact_filter_min_rows": N_DOCS}
+    monkeypatch.setattr(searcher, "config", searcher.config.with_changes(**changes))
     allowed = masks(N_DOCS)[mask_name]
     assert reference.shape == (len(queries), N_DOCS)
     hits = searcher.search(queries, K, allowed)
@@ -114,8 +113,7 @@ def test_approximate_indexes_recall_flat(searcher, queries, tmp_path, monkeypatc
     assert np.mean(overlap) >= 0.9, overlap
     # Masks yield min(k, allowed) allowed hits, also through faiss + IDSelector (forced
     # here: on a tiny corpus every mask would otherwise take the exact scan).
-    monkeypatch.setattr(dense_module, "EXACT_FILTER_MIN_ROWS", 0)
-    monkeypatch.setattr(dense_module, "EXACT_FILTER_FRACTION", 0.0)
+    approx.config = approx.config.with_changes(exact_filter_min_rows=0, exact_filter_fraction=0.0)
     row_of = {d: i for i, d in enumerate(searcher.doc_ids.tolist())}
     for name in ("one", "few", "some"):
         allowed = masks(N_DOCS)[name]

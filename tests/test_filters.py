@@ -20,8 +20,13 @@ from specrag.storage.store import DocumentStore
 from specrag.types import Document
 
 POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"))]
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"),
+    ),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -38,8 +43,30 @@ def store(request, tmp_path):
 
 
 # -- random metadata and filters ------------------------------------------------------
-SCALARS = [None, True, False, 0, 1, 2, -3, 1.0, 1.5, -0.5, 2.25, 10, "", "a", "b", "ab", "B",
-           "é", "10", "2", "a b", "Z"]
+SCALARS = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    -3,
+    1.0,
+    1.5,
+    -0.5,
+    2.25,
+    10,
+    "",
+    "a",
+    "b",
+    "ab",
+    "B",
+    "é",
+    "10",
+    "2",
+    "a b",
+    "Z",
+]
 FIELDS = ["a", "b", "c", "n.x", "n.y", "n", "missing", "n.x.z", "l.0", "d.e.f"]
 
 
@@ -111,30 +138,61 @@ def test_sql_selects_exactly_what_the_reference_selects(store):
 
 # -- the semantics, rule by rule ------------------------------------------------------
 META = {
-    "int": 1, "float": 1.0, "half": 1.5, "str": "b", "num_str": "10", "yes": True, "no": False,
-    "null": None, "arr": [1, 2], "obj": {"k": "v", "n": {"deep": 3}}, "uni": "é",
+    "int": 1,
+    "float": 1.0,
+    "half": 1.5,
+    "str": "b",
+    "num_str": "10",
+    "yes": True,
+    "no": False,
+    "null": None,
+    "arr": [1, 2],
+    "obj": {"k": "v", "n": {"deep": 3}},
+    "uni": "é",
 }
 CASES = [
-    ({"int": 1}, True), ({"int": 1.0}, True), ({"float": 1}, True),  # numbers numerically
-    ({"yes": True}, True), ({"yes": 1}, False), ({"int": True}, False),  # booleans apart
-    ({"no": False}, True), ({"no": 0}, False),
-    ({"num_str": 10}, False), ({"num_str": "10"}, True),  # strings are not numbers
-    ({"str": {"$gt": "a"}}, True), ({"str": {"$gt": 0}}, False),  # cross-class: false
-    ({"half": {"$gt": "a"}}, False), ({"num_str": {"$lt": 2}}, False),
+    ({"int": 1}, True),
+    ({"int": 1.0}, True),
+    ({"float": 1}, True),  # numbers numerically
+    ({"yes": True}, True),
+    ({"yes": 1}, False),
+    ({"int": True}, False),  # booleans apart
+    ({"no": False}, True),
+    ({"no": 0}, False),
+    ({"num_str": 10}, False),
+    ({"num_str": "10"}, True),  # strings are not numbers
+    ({"str": {"$gt": "a"}}, True),
+    ({"str": {"$gt": 0}}, False),  # cross-class: false
+    ({"half": {"$gt": "a"}}, False),
+    ({"num_str": {"$lt": 2}}, False),
     ({"num_str": {"$lt": "2"}}, True),  # lexicographic
-    ({"uni": {"$gt": "z"}}, True), ({"str": {"$lt": "B"}}, False),  # code point order
-    ({"half": {"$gte": 1.5, "$lt": 2}}, True), ({"half": {"$gt": 1.5}}, False),
-    ({"null": None}, True), ({"missing": None}, False), ({"null": {"$exists": True}}, True),
-    ({"missing": {"$exists": False}}, True), ({"obj.k": {"$exists": True}}, True),
-    ({"missing": {"$ne": 1}}, True), ({"missing": {"$nin": [1]}}, True),
-    ({"missing": {"$gt": 1}}, False), ({"missing": {"$in": [1, None]}}, False),
+    ({"uni": {"$gt": "z"}}, True),
+    ({"str": {"$lt": "B"}}, False),  # code point order
+    ({"half": {"$gte": 1.5, "$lt": 2}}, True),
+    ({"half": {"$gt": 1.5}}, False),
+    ({"null": None}, True),
+    ({"missing": None}, False),
+    ({"null": {"$exists": True}}, True),
+    ({"missing": {"$exists": False}}, True),
+    ({"obj.k": {"$exists": True}}, True),
+    ({"missing": {"$ne": 1}}, True),
+    ({"missing": {"$nin": [1]}}, True),
+    ({"missing": {"$gt": 1}}, False),
+    ({"missing": {"$in": [1, None]}}, False),
     ({"$not": {"missing": {"$gt": 1}}}, True),
-    ({"arr": 1}, False), ({"arr": {"$ne": 1}}, True), ({"obj": {"$exists": True}}, True),
-    ({"arr.0": 1}, False), ({"arr.0": {"$exists": True}}, False),  # no array indexing
-    ({"obj.n.deep": {"$in": [3, "x"]}}, True), ({"obj.k": {"$in": []}}, False),
-    ({"obj.k": {"$nin": []}}, True), ({"int": {"$in": [True, "1"]}}, False),
-    ({"$and": [{"int": 1}, {"str": "b"}]}, True), ({"$or": [{"int": 2}, {"str": "c"}]}, False),
-    ({"int": 1, "str": "c"}, False), ({}, True),
+    ({"arr": 1}, False),
+    ({"arr": {"$ne": 1}}, True),
+    ({"obj": {"$exists": True}}, True),
+    ({"arr.0": 1}, False),
+    ({"arr.0": {"$exists": True}}, False),  # no array indexing
+    ({"obj.n.deep": {"$in": [3, "x"]}}, True),
+    ({"obj.k": {"$in": []}}, False),
+    ({"obj.k": {"$nin": []}}, True),
+    ({"int": {"$in": [True, "1"]}}, False),
+    ({"$and": [{"int": 1}, {"str": "b"}]}, True),
+    ({"$or": [{"int": 2}, {"str": "c"}]}, False),
+    ({"int": 1, "str": "c"}, False),
+    ({}, True),
 ]
 
 
@@ -186,8 +244,18 @@ def test_deep_nesting_is_refused():
 
 
 def test_postgresql_compilation_uses_jsonb_and_binary_collation():
-    filt = {"$or": [{"a.b": {"$gt": "x"}}, {"c": {"$in": [1, 2.5, True, None]}}, {"d.0": {"$exists": True}}]}
-    sql = str(select(DocumentRow.id).where(compile_filter(filt)).compile(dialect=postgresql.dialect()))
+    filt = {
+        "$or": [
+            {"a.b": {"$gt": "x"}},
+            {"c": {"$in": [1, 2.5, True, None]}},
+            {"d.0": {"$exists": True}},
+        ]
+    }
+    sql = str(
+        select(DocumentRow.id).where(compile_filter(filt)).compile(dialect=postgresql.dialect())
+    )
     assert "jsonb_typeof" in sql and 'COLLATE "C"' in sql and "#>>" in sql
-    sqlite_sql = str(select(DocumentRow.id).where(compile_filter(filt)).compile(dialect=sqlite.dialect()))
+    sqlite_sql = str(
+        select(DocumentRow.id).where(compile_filter(filt)).compile(dialect=sqlite.dialect())
+    )
     assert "json_type" in sqlite_sql and "json_extract" in sqlite_sql

@@ -60,11 +60,15 @@ def check_against_reference(version, kind: str, queries: list[str], allowed=None
     for qi, hits in enumerate(results):
         want = expected_topk(ref[qi], K, allowed)
         got_rows = [version.row_of(h.doc_id) for h in hits]
-        assert len(hits) == len(want), f"{kind}: query {qi} returned {len(hits)} hits, want {len(want)}"
+        assert len(hits) == len(want), (
+            f"{kind}: query {qi} returned {len(hits)} hits, want {len(want)}"
+        )
         if allowed is not None:
             assert all(allowed[r] for r in got_rows), f"{kind}: a disallowed doc came back"
         # Scores equal the reference's sorted top-k; each hit's score is its own reference score.
-        np.testing.assert_allclose([h.score for h in hits], [s for _, s in want], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            [h.score for h in hits], [s for _, s in want], rtol=1e-4, atol=1e-4
+        )
         np.testing.assert_allclose([h.score for h in hits], ref[qi, got_rows], rtol=1e-4, atol=1e-4)
         assert all(kind in h.scores for h in hits)
         # Where the reference has no near-tie, the ids are the same too.

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import BaseModel
 
 from specrag.indexing import jobs
 from specrag.indexing.jobs import run_build
-from specrag.indexing.registry import KINDS, IndexKind, register
+from specrag.indexing.kinds.base import IndexKind, KindConfig
+from specrag.indexing.registry import KINDS, register
 from specrag.indexing.versions import VersionStore
 from specrag.storage.db import create_engine_for, init_db
 from specrag.storage.store import DocumentStore
@@ -20,12 +20,35 @@ from specrag.types import Document
 from tests.conftest import demo_documents
 
 
-class EmptyConfig(BaseModel):
+class EmptyConfig(KindConfig):
     mode: str = "plain"
+
+
+class NoSearcher:
+    """The recording kind is never searched; the protocol still asks for a searcher."""
+
+    kind = "test_record"
+    config = None
+
+    @classmethod
+    def load(cls, index_dir, config, doc_ids):
+        return cls()
+
+    def search(self, queries, k, allowed=None):
+        return [[] for _ in queries]
+
+    def reference_scores(self, queries):
+        return np.zeros((len(queries), 0))
 
 
 #: What the test builders saw and should do, set by each test.
 STATE: dict = {}
+
+
+def build(store, versions, kinds, **options) -> str:
+    """A build of the collection "c" configured with ``kinds``."""
+    store.set_kinds("c", {name: dict(cfg or {}) for name, cfg in kinds.items()})
+    return run_build(store, versions, "c", **options)
 
 
 def recording_builder(corpus, out_dir: Path, config: EmptyConfig, progress) -> dict:
@@ -50,8 +73,7 @@ def recording_builder(corpus, out_dir: Path, config: EmptyConfig, progress) -> d
 
 @pytest.fixture
 def test_kind():
-    register(IndexKind("test_record", EmptyConfig, "tests.test_jobs:recording_builder",
-                       "tests.test_jobs:EmptyConfig", searchable=False))
+    register(IndexKind("test_record", EmptyConfig, recording_builder, NoSearcher, searchable=False))
     STATE.clear()
     yield "test_record"
     KINDS.pop("test_record", None)
@@ -73,7 +95,7 @@ def test_bm25_build_through_run_build(env):
     docs = demo_documents(40)
     store.upsert("c", docs)
     job = store.create_job("c", ["bm25"])
-    version = run_build(store, versions, "c", ["bm25"], job_id=job.id)
+    version = run_build(store, versions, "c", job_id=job.id)
     finished = store.get_job(job.id)
     assert (finished.status, finished.version_id, finished.progress) == ("succeeded", version, 1.0)
     assert finished.started_at <= finished.finished_at and "built 40 documents" in finished.message
@@ -86,7 +108,9 @@ def test_bm25_build_through_run_build(env):
     assert ids.tolist() == [d.id for d in docs]  # internal row i = i-th document by row id
 
 
-def test_snapshot_holds_while_documents_change_and_progress_is_throttled(env, test_kind, monkeypatch):
+def test_snapshot_holds_while_documents_change_and_progress_is_throttled(
+    env, test_kind, monkeypatch
+):
     store, versions = env
     store.upsert("c", [Document(f"d{i}", f"text {i}") for i in range(300)])
     before = [store.get_document("c", f"d{i}") for i in range(300)]
@@ -103,12 +127,14 @@ def test_snapshot_holds_while_documents_change_and_progress_is_throttled(env, te
 
     monkeypatch.setattr(store, "update_job", counting_update)
     monkeypatch.setattr(jobs, "PROGRESS_INTERVAL_S", 3600.0)
-    version = run_build(store, versions, "c", {test_kind: {}})
+    version = build(store, versions, {test_kind: {}})
     first, second, n = STATE["passes"]
     assert first == before and second == before and n == 300
     assert (versions.path(version) / test_kind / "ids.txt").read_text().split("\n")[0] == "d0"
     # 300 progress calls: one write on the stage change, one at the stage's end.
-    progress_writes = [w for w in writes if "done" in w and w.get("stage", "").startswith("test_record")]
+    progress_writes = [
+        w for w in writes if "done" in w and w.get("stage", "").startswith("test_record")
+    ]
     assert len(progress_writes) == 2 and progress_writes[-1]["done"] == 300
     assert store.list_jobs("c")[0].status == "succeeded"  # job_id None: a job was created
 
@@ -116,24 +142,24 @@ def test_snapshot_holds_while_documents_change_and_progress_is_throttled(env, te
 def test_failure_marks_the_job_and_keeps_the_old_version(env, test_kind):
     store, versions = env
     store.upsert("c", demo_documents(10))
-    good = run_build(store, versions, "c", {test_kind: {}})
+    good = build(store, versions, {test_kind: {}})
     job = store.create_job("c", [test_kind])
     with pytest.raises(RuntimeError, match="boom"):
-        run_build(store, versions, "c", {test_kind: {"mode": "fail"}}, job_id=job.id)
+        build(store, versions, {test_kind: {"mode": "fail"}}, job_id=job.id)
     failed = store.get_job(job.id)
     assert failed.status == "failed" and failed.finished_at is not None
     assert failed.error == "RuntimeError: boom in the builder"
     assert "test_record: pass 1" in failed.message
     assert versions.current() == good and versions.list() == [good]
     with pytest.raises(ValueError, match="unknown index kind 'nope'"):
-        run_build(store, versions, "c", ["nope"])
+        build(store, versions, {"nope": {}})
 
 
 def test_empty_collection_fails_clearly(env):
     store, versions = env
     job = store.create_job("c", ["bm25"])
     with pytest.raises(ValueError, match="no documents"):
-        run_build(store, versions, "c", None, job_id=job.id)
+        run_build(store, versions, "c", job_id=job.id)
     assert store.get_job(job.id).status == "failed"
     assert "no documents" in store.get_job(job.id).message
 
@@ -144,12 +170,12 @@ def test_a_slow_build_of_older_documents_does_not_roll_back(env, test_kind):
     STATE["started"], STATE["release"] = threading.Event(), threading.Event()
     result: dict = {}
     slow = threading.Thread(
-        target=lambda: result.setdefault("v", run_build(store, versions, "c", {test_kind: {"mode": "wait"}}))
+        target=lambda: result.setdefault("v", build(store, versions, {test_kind: {"mode": "wait"}}))
     )
     slow.start()
     assert STATE["started"].wait(30)
     store.upsert("c", [Document("late", "a later document")])
-    fast = run_build(store, versions, "c", ["bm25"])
+    fast = build(store, versions, {"bm25": {}})
     STATE["release"].set()
     slow.join(30)
     assert versions.current() == fast

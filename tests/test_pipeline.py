@@ -5,13 +5,12 @@ the brute-force lists."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import fusion, pipeline
+from specrag.retrieval.recipe import HYBRID
 from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
 from specrag.retrieval.version import open_version
 from specrag.types import Hit
@@ -28,14 +27,7 @@ FILTERS = [
 QUERIES = demo_queries(6)
 
 
-def _available(kind: str) -> bool:
-    from specrag.indexing.registry import get_kind
-
-    module = get_kind(kind).searcher.partition(":")[0]
-    return importlib.util.find_spec(module) is not None
-
-
-KINDS = [k for k in ("bm25", "dense") if _available(k)]
+KINDS = ["bm25", "dense"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +88,9 @@ def test_filtered_single_kind_equals_brute_force(version, reference, docs, kind,
         assert all(allowed[version.row_of(h.doc_id)] for h in got)
         assert_same_ranking(version, got, want, reference[kind][qi])
         for h in got:  # the raw score is kept under the kind's name
-            assert h.scores[kind] == pytest.approx(reference[kind][qi][version.row_of(h.doc_id)], abs=1e-4)
+            assert h.scores[kind] == pytest.approx(
+                reference[kind][qi][version.row_of(h.doc_id)], abs=1e-4
+            )
 
 
 def _fused_truth(reference, allowed, qi, specs, method, rrf_k=60.0, normalization="minmax"):
@@ -115,7 +109,10 @@ def test_fusion_equals_fusion_of_brute_force_lists(version, reference, docs, met
     if filter_ is not None:
         pytest.importorskip("specrag.storage.filters")
     allowed = filter_mask(docs, filter_)
-    specs = [RetrieverSpec(kind="bm25", weight=0.7, k=20), RetrieverSpec(kind="dense", weight=0.3, k=15)]
+    specs = [
+        RetrieverSpec(kind="bm25", weight=0.7, k=20),
+        RetrieverSpec(kind="dense", weight=0.3, k=15),
+    ]
     request = SearchRequest(query="x", k=8, retrievers=specs, fusion=method)
     hits = pipeline.search_batch(version, QUERIES, request, allowed).hits
     for qi, got in enumerate(hits):
@@ -131,14 +128,11 @@ def test_fusion_equals_fusion_of_brute_force_lists(version, reference, docs, met
 def test_hybrid_uses_recipe_over_all_kinds(version, reference):
     if len(KINDS) < 2:
         pytest.skip("needs two kinds")
-    recipe = pipeline.HYBRID
+    recipe = HYBRID
     request = SearchRequest(query=QUERIES[0], k=10)
     got = pipeline.search(version, request).hits[0]
     allowed = np.ones(version.n_docs, dtype=bool)
-    specs = [
-        RetrieverSpec(kind=k, weight=recipe.weights.get(k, recipe.default_weight), k=recipe.depth)
-        for k in sorted(KINDS)
-    ]
+    specs = [RetrieverSpec(kind=k, weight=recipe.weight(k), k=recipe.depth) for k in sorted(KINDS)]
     want = _fused_truth(
         reference, allowed, 0, specs, recipe.fusion, recipe.rrf_k, recipe.normalization
     )[:10]
@@ -154,7 +148,10 @@ def test_min_score_and_k_cut(version, reference):
     ).hits[0]
     assert [h.doc_id for h in cut] == [h.doc_id for h in full if h.score >= threshold]
     assert all(h.score >= threshold for h in cut)
-    assert len(pipeline.search(version, SearchRequest(query=QUERIES[1], k=3, retriever=kind)).hits[0]) == 3
+    assert (
+        len(pipeline.search(version, SearchRequest(query=QUERIES[1], k=3, retriever=kind)).hits[0])
+        == 3
+    )
 
 
 def test_empty_mask_gives_no_hits(version):
@@ -174,26 +171,53 @@ def test_bad_requests_name_the_problem(version):
         pipeline.search(version, SearchRequest(query="q", retrievers=specs))
 
 
-def test_hooks_run_when_wired(version):
-    """The rerank and relevance hooks are called with the fused hits and their output used."""
+class Reverse:
+    """A rerank-like stage: reverses each list, new scores descending."""
 
-    def reverse(version_, query, hits, spec):
-        assert spec.top_n == 5 and len(hits) == 5
-        flipped = list(reversed(hits))
-        return [Hit(h.doc_id, float(len(hits) - i), dict(h.scores)) for i, h in enumerate(flipped)]
+    name = "rerank"
 
-    def relevance(version_, query, hits):
-        return [1.0 if i % 2 == 0 else 0.0 for i in range(len(hits))]
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.seen: list[int] = []
 
-    hooks = pipeline.Hooks(rerank=reverse, relevance=relevance)
-    base = pipeline.search(version, SearchRequest(query=QUERIES[2], k=5, retriever=KINDS[0])).hits[0]
+    def __call__(self, version_, queries, hits):
+        self.seen.extend(len(h) for h in hits)
+        return [
+            [Hit(h.doc_id, float(len(hs) - i), dict(h.scores)) for i, h in enumerate(reversed(hs))]
+            for hs in hits
+        ]
+
+
+class EveryOther:
+    """A relevance-like stage: keeps every other hit."""
+
+    name = "relevance"
+    depth = 1
+
+    def __call__(self, version_, queries, hits):
+        return [
+            [Hit(h.doc_id, h.score, {**h.scores, "relevance": 1.0}) for h in hs[::2]] for hs in hits
+        ]
+
+
+def test_stages_run_in_order_on_their_depth(version):
+    """Each stage sees at least its depth of fused hits; its output is what comes back."""
+    base = pipeline.search(version, SearchRequest(query=QUERIES[2], k=5, retriever=KINDS[0])).hits[
+        0
+    ]
     request = SearchRequest(
         query=QUERIES[2], k=5, retriever=KINDS[0], rerank=RerankSpec(top_n=5), min_relevance=0.5
     )
-    got = pipeline.search(version, request, hooks=hooks).hits[0]
-    reranked = list(reversed(base))
-    assert [h.doc_id for h in got] == [h.doc_id for h in reranked[::2]]
+    reverse = Reverse(depth=5)
+    got = pipeline.search(version, request, stages=[reverse, EveryOther()]).hits[0]
+    assert reverse.seen == [5]
+    assert [h.doc_id for h in got] == [h.doc_id for h in list(reversed(base))[::2]]
     assert all(h.scores["relevance"] == 1.0 for h in got)
+    deep = Reverse(depth=20)
+    out = pipeline.search(
+        version, SearchRequest(query=QUERIES[2], k=3, retriever=KINDS[0]), stages=[deep]
+    )
+    assert deep.seen == [20] and len(out.hits[0]) == 3 and "rerank" in out.timings_ms
 
 
 @pytest.fixture(scope="module")
@@ -211,33 +235,13 @@ def test_hybrid_keeps_late_kinds_out_of_the_first_stage(late_version):
     assert [s.kind for s in explicit.specs] == ["colbert"]
 
 
-def test_default_rerank_stage_only_for_unsaid_hybrid_requests(late_version, version):
-    default = pipeline.HYBRID.rerank
+def test_default_rerank_only_for_unsaid_hybrid_requests(late_version, version):
+    default = HYBRID.rerank
     assert default is not None and default.method == "maxsim"
-    assert pipeline.rerank_stage(late_version, SearchRequest(query="q")) == default
-    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", rerank=None)) is None
-    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", retriever="bm25")) is None
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q")) == default
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=None)) is None
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", retriever="bm25")) is None
     mine = RerankSpec(method="maxsim", top_n=7)
-    assert pipeline.rerank_stage(late_version, SearchRequest(query="q", rerank=mine)) == mine
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=mine)) == mine
     # No late-interaction kind in the version: no default stage.
-    assert pipeline.rerank_stage(version, SearchRequest(query="q")) is None
-
-
-def test_default_rerank_runs_through_the_hook(late_version):
-    seen = []
-
-    def record(version_, query, hits, spec):
-        seen.append((spec, len(hits)))
-        return hits
-
-    hooks = pipeline.Hooks(rerank=record)
-    first_stage = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=100)).hits[0]
-    out = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3), hooks=hooks)
-    assert seen == [(pipeline.HYBRID.rerank, len(first_stage))]
-    assert "rerank" in out.timings_ms and len(out.hits[0]) == 3
-    seen.clear()
-    pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3, rerank=None), hooks=hooks)
-    assert seen == []
-    # Library use without a rerank hook: the default stage is simply not there.
-    plain = pipeline.search(late_version, SearchRequest(query=QUERIES[0], k=3))
-    assert "rerank" not in plain.timings_ms
+    assert pipeline.rerank_spec(version, SearchRequest(query="q")) is None

@@ -49,9 +49,12 @@ def test_jsonl_plain_and_gzipped(tmp_path):
 
 
 def test_nested_metadata_wins_and_underscore_id_wins(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"_id": "x", "id": "other", "text": "t", "k": 1, "metadata": {"k": 2, "m": 3}},
-    ])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"_id": "x", "id": "other", "text": "t", "k": 1, "metadata": {"k": 2, "m": 3}},
+        ],
+    )
     assert list(read_documents(path)) == [Document("x", "t", None, {"id": "other", "k": 2, "m": 3})]
 
 
@@ -70,7 +73,7 @@ def test_csv_and_tsv(tmp_path):
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, delimiter=delimiter)
             writer.writerow(["_id", "title", "text", "year", "metadata"])
-            writer.writerow(["a", "Alpha", "first, \"quoted\"\nmultiline", "2001", '{"src": "x"}'])
+            writer.writerow(["a", "Alpha", 'first, "quoted"\nmultiline', "2001", '{"src": "x"}'])
             writer.writerow(["b", "", "second", "", ""])
         assert list(read_documents(path)) == [
             Document("a", 'first, "quoted"\nmultiline', "Alpha", {"year": "2001", "src": "x"}),
@@ -86,13 +89,15 @@ def test_parquet_streams_record_batches(tmp_path, monkeypatch):
     import specrag.indexing.readers as readers
 
     monkeypatch.setattr(readers, "PARQUET_BATCH", 2)
-    table = pa.table({
-        "_id": ["a", "b", "7"],
-        "title": ["Alpha", None, ""],
-        "text": ["first text", "second text", "third text"],
-        "year": [2001, None, None],
-        "src": ["x", None, None],
-    })
+    table = pa.table(
+        {
+            "_id": ["a", "b", "7"],
+            "title": ["Alpha", None, ""],
+            "text": ["first text", "second text", "third text"],
+            "year": [2001, None, None],
+            "src": ["x", None, None],
+        }
+    )
     path = tmp_path / "c.parquet"
     pq.write_table(table, path)
     assert list(read_documents(path)) == [
@@ -114,7 +119,10 @@ BAD_LINES = [
     ('["an", "array"]', "line 6: expected an object, got an array"),
     ('{"_id": "ok1", "text": "again"}', "line 7: duplicate id 'ok1'"),
     ('{"_id": "nan", "text": "t", "x": NaN}', "line 8: invalid JSON: NaN is not valid JSON"),
-    ('{"_id": "md", "text": "t", "metadata": [1]}', "line 9: document 'md': metadata must be an object"),
+    (
+        '{"_id": "md", "text": "t", "metadata": [1]}',
+        "line 9: document 'md': metadata must be an object",
+    ),
     ('{"_id": true, "text": "t"}', "line 10: id must be a string or an integer"),
     ('{"_id": "ok2", "text": "fine too"}', None),
 ]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specrag.indexing.colbert import build_token_index
-from specrag.indexing.configs import ColbertConfig
-from specrag.indexing.token_encoder import TokenEncoder
-from specrag.indexing.token_store import TokenStore
+from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.kinds.colbert.build import build_token_index
+from specrag.indexing.kinds.colbert.config import ColbertConfig
+from specrag.indexing.kinds.colbert.token_store import TokenStore
 from specrag.rerank import make_reranker
 from specrag.rerank.maxsim import MaxSimReranker
 from specrag.types import Hit
@@ -115,8 +115,13 @@ def tiny_cross_encoder(tmp_path_factory):
     torch.manual_seed(0)
     tok = minilm_tokenizer()
     config = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
     )
     BertForSequenceClassification(config).save_pretrained(out)
     tok.save_pretrained(out)
@@ -164,6 +169,8 @@ def test_make_reranker_reuses_the_versions_token_store(tmp_path, encoder):
     rows = np.array([version.row_of(d.id) for d in docs])
     out = reranker.rerank(query, hits, rows=rows, k=5)
     want = np.array([hand_maxsim(q, reranker.store.doc_tokens(r)) for r in rows])
-    np.testing.assert_allclose([h.scores["maxsim"] for h in out], np.sort(want)[::-1][:5], rtol=1e-5)
+    np.testing.assert_allclose(
+        [h.scores["maxsim"] for h in out], np.sort(want)[::-1][:5], rtol=1e-5
+    )
     # another model than the version's: no store, texts are encoded on the fly
     assert make_reranker("maxsim", model="minilm", version=version).needs_texts

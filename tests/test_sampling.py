@@ -68,7 +68,9 @@ def test_speculative_sampling_end_to_end_follows_target():
         prompt = [1, 2, 3, 4, 5, 6, 7, 0]
         temperature = 1.0
         with torch.inference_mode():
-            p1 = torch.softmax(model(torch.tensor([prompt])).logits[0, -1].double() / temperature, -1)
+            p1 = torch.softmax(
+                model(torch.tensor([prompt])).logits[0, -1].double() / temperature, -1
+            )
             ctx = torch.tensor([[*prompt, a] for a in range(VOCAB)])
             p2 = torch.softmax(model(ctx).logits[:, -1].double() / temperature, -1)
         joint = (p1[:, None] * p2).numpy().ravel()

@@ -60,7 +60,9 @@ class RandomDrafter:
         self.vocab, self.n_paths = vocab, n_paths
 
     def propose(self, context, n_prompt, max_depth):
-        return [self.rng.integers(0, self.vocab, size=max_depth).tolist() for _ in range(self.n_paths)]
+        return [
+            self.rng.integers(0, self.vocab, size=max_depth).tolist() for _ in range(self.n_paths)
+        ]
 
 
 class NoDrafter:
@@ -167,11 +169,12 @@ def test_plain_matches_transformers_generate(model):
     ref, _ = generate(model, prompt, DecodeConfig(max_new_tokens=15))
     ids = torch.tensor([prompt])
     with torch.inference_mode():
-        hf = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=15, do_sample=False)
+        hf = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=15, do_sample=False
+        )
     hf = hf[0, len(prompt) :].tolist()
     assert ref[: len(hf)] == hf
     assert len(hf) == 15 or hf[-1] == model.generation_config.eos_token_id
-
 
 
 def test_cache_compaction_when_the_path_leaves_the_first_branch_midway(model):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specrag.indexing.configs import SpladeConfig
-from specrag.indexing.encoders import load_model
-from specrag.indexing.impact_index import ImpactIndex
-from specrag.indexing.splade import build_splade
-from specrag.retrieval.sparse import ImpactSearcher
+from specrag.indexing.encoders.models import load_model
+from specrag.indexing.kinds.impact.index import ImpactIndex
+from specrag.indexing.kinds.splade.build import build_splade
+from specrag.indexing.kinds.splade.config import SpladeConfig
+from specrag.indexing.kinds.splade.search import SpladeSearcher
 from tests.conftest import demo_documents, demo_queries
 from tests.tiny_models import tiny_splade_dir
 
@@ -26,8 +26,10 @@ def setup(tmp_path_factory):
     config = SpladeConfig(model=str(model_dir), block_size=8, max_seq_length=64)
     out = tmp_path_factory.mktemp("splade-index")
     stats = build_splade(docs, out, config, lambda *a: None)
-    searcher = ImpactSearcher.load(out, config, np.array([d.id for d in docs]))
-    searcher.bmp_min_blocks = 0  # "bmp" runs the block kernel even on this small index
+    searcher = SpladeSearcher.load(out, config, np.array([d.id for d in docs]))
+    searcher.config = searcher.config.with_changes(
+        bmp_min_blocks=0
+    )  # "bmp" runs the block kernel even on this small index
     return docs, config, out, stats, searcher
 
 
@@ -51,7 +53,7 @@ def test_impacts_reproduce_the_encoders_dot_products(setup):
 def test_search_equals_reference_topk(setup, mode):
     docs, config, out, stats, searcher = setup
     queries = demo_queries(6)
-    searcher.mode = mode
+    searcher.config = searcher.config.with_changes(mode=mode)
     ref = searcher.reference_scores(queries)
     rng = np.random.default_rng(1)
     for allowed in (None, rng.random(N_DOCS) < 0.3):
@@ -61,15 +63,15 @@ def test_search_equals_reference_topk(setup, mode):
             want = [int(r) for r in order if np.isfinite(scores[r])]
             np.testing.assert_allclose([h.score for h in hits], scores[want], rtol=1e-9)
             assert [h.doc_id for h in hits] == [docs[r].id for r in want]
-    searcher.mode = "bmp"
+    searcher.config = searcher.config.with_changes(mode="bmp")
 
 
 def test_safe_bmp_equals_exhaustive_exactly(setup):
     *_, searcher = setup
     batch = searcher.encode_queries(demo_queries(10))
-    searcher.mode = "exhaustive"
+    searcher.config = searcher.config.with_changes(mode="exhaustive")
     exhaustive = searcher.search_rows(batch, 5)
-    searcher.mode = "bmp"
+    searcher.config = searcher.config.with_changes(mode="bmp")
     bmp = searcher.search_rows(batch, 5)
     for a, b in zip(exhaustive, bmp, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -80,17 +82,18 @@ def test_bp_reordered_index_answers_bitwise_the_same(setup, tmp_path):
     docs, config, out, stats, searcher = setup
     bp_config = config.model_copy(update={"reorder": "bp"})
     build_splade(docs, tmp_path, bp_config, lambda *a: None)
-    reordered = ImpactSearcher.load(tmp_path, bp_config, np.array([d.id for d in docs]))
-    reordered.bmp_min_blocks = 0
+    reordered = SpladeSearcher.load(tmp_path, bp_config, np.array([d.id for d in docs]))
+    reordered.config = reordered.config.with_changes(bmp_min_blocks=0)
     assert reordered.index.perm is not None
     batch = searcher.encode_queries(demo_queries(10))
     allowed = np.random.default_rng(2).random(N_DOCS) < 0.5
     for mode in ("bmp", "exhaustive"):
         for mask in (None, allowed):
-            searcher.mode = reordered.mode = mode
+            searcher.config = searcher.config.with_changes(mode=mode)
+            reordered.config = reordered.config.with_changes(mode=mode)
             for a, b in zip(
                 searcher.search_rows(batch, 5, mask), reordered.search_rows(batch, 5, mask),
                 strict=True,
             ):  # fmt: skip
                 np.testing.assert_array_equal(a, b)
-    searcher.mode = "bmp"
+    searcher.config = searcher.config.with_changes(mode="bmp")

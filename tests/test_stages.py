@@ -18,7 +18,10 @@ def service(tmp_path_factory):
     home = tmp_path_factory.mktemp("stages-home")
     mp = pytest.MonkeyPatch()
     mp.setenv("SPECRAG_HOME", str(home))
-    assert main(["index", "--collection", "demo", "--corpus", str(DEMO_CORPUS), "--kinds", "bm25"]) == 0
+    assert (
+        main(["index", "--collection", "demo", "--corpus", str(DEMO_CORPUS), "--kinds", "bm25"])
+        == 0
+    )
     svc = CollectionService(Settings())
     yield svc
     svc.close()
@@ -26,11 +29,24 @@ def service(tmp_path_factory):
 
 
 def test_min_relevance_needs_a_calibration_then_filters(service, capsys):
-    request = SearchRequest(query="vitamin D and bone density", k=20, retriever="bm25", min_relevance=0.2)
+    request = SearchRequest(
+        query="vitamin D and bone density", k=20, retriever="bm25", min_relevance=0.2
+    )
     with pytest.raises(Exception, match="specrag calibrate"):
         service.search("demo", request)
-    rc = main(["calibrate", "--collection", "demo", "--queries", str(DEMO_QUERIES),
-               "--qrels", str(DEMO_QRELS), "--retriever", "bm25"])
+    rc = main(
+        [
+            "calibrate",
+            "--collection",
+            "demo",
+            "--queries",
+            str(DEMO_QUERIES),
+            "--qrels",
+            str(DEMO_QRELS),
+            "--retriever",
+            "bm25",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     unfiltered = service.search("demo", request.model_copy(update={"min_relevance": 0.0}))
     probs = [h.scores["relevance"] for h in unfiltered.hits]
@@ -45,7 +61,9 @@ def test_min_relevance_needs_a_calibration_then_filters(service, capsys):
 def test_rerank_stage_reorders_the_first_stage_top_n(service):
     base = SearchRequest(query="statins and cancer risk", k=10, retriever="bm25")
     first = service.search("demo", base)
-    reranked = service.search("demo", base.model_copy(update={"rerank": RerankSpec(method="maxsim", top_n=10)}))
+    reranked = service.search(
+        "demo", base.model_copy(update={"rerank": RerankSpec(method="maxsim", top_n=10)})
+    )
     assert sorted(h.doc_id for h in reranked.hits) == sorted(h.doc_id for h in first.hits)
     assert all("maxsim" in h.scores for h in reranked.hits)
     assert np.all(np.diff([h.score for h in reranked.hits]) <= 1e-9)
@@ -60,8 +78,12 @@ def test_default_pipeline_reranks_hybrid_with_the_colbert_token_store(service):
     service.index("late", demo_documents(60), ["bm25", "colbert"])
     base = SearchRequest(query="statins and cancer risk", k=5)
     default = service.search("late", base)
-    explicit = service.search("late", base.model_copy(update={"rerank": RerankSpec(method="maxsim")}))
+    explicit = service.search(
+        "late", base.model_copy(update={"rerank": RerankSpec(method="maxsim")})
+    )
     off = service.search("late", base.model_copy(update={"rerank": None}))
-    assert [(h.doc_id, h.score) for h in default.hits] == [(h.doc_id, h.score) for h in explicit.hits]
+    assert [(h.doc_id, h.score) for h in default.hits] == [
+        (h.doc_id, h.score) for h in explicit.hits
+    ]
     assert all("maxsim" in h.scores for h in default.hits) and "rerank" in default.timings_ms
     assert all("maxsim" not in h.scores for h in off.hits) and "rerank" not in off.timings_ms

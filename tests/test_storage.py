@@ -21,8 +21,13 @@ from specrag.storage.store import AlreadyExists, DocumentStore, NotFound
 from specrag.types import Document
 
 POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"))]
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"),
+    ),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -64,7 +69,10 @@ def test_migrations_create_the_models_schema_and_rerun_as_no_op(engine):
 def test_collection_lifecycle(store):
     info = store.create_collection("sci_fact-1", {"bm25": {"k1": 1.2}})
     assert (info.name, info.kinds, info.n_documents, info.generation) == (
-        "sci_fact-1", {"bm25": {"k1": 1.2}}, 0, 0
+        "sci_fact-1",
+        {"bm25": {"k1": 1.2}},
+        0,
+        0,
     )
     assert info.created_at.tzinfo is not None and info.current_version is None
     with pytest.raises(AlreadyExists, match="sci_fact-1"):
@@ -132,10 +140,15 @@ def test_document_count_stays_exact_and_empty_writes_change_nothing(store, engin
     rng = random.Random(7)
     for _ in range(30):
         if rng.random() < 0.6:
-            store.upsert("c", [doc(rng.randrange(200)) for _ in range(rng.randrange(1, 40))],
-                         batch_size=rng.choice([1, 7, 1000]))
+            store.upsert(
+                "c",
+                [doc(rng.randrange(200)) for _ in range(rng.randrange(1, 40))],
+                batch_size=rng.choice([1, 7, 1000]),
+            )
         else:
-            store.delete_documents("c", [f"d{rng.randrange(200)}" for _ in range(rng.randrange(1, 30))])
+            store.delete_documents(
+                "c", [f"d{rng.randrange(200)}" for _ in range(rng.randrange(1, 30))]
+            )
         with engine.connect() as conn:
             real = conn.scalar(select(func.count()).select_from(DocumentRow))
         assert store.count("c") == store.get_collection("c").n_documents == real
@@ -204,7 +217,8 @@ def test_versions_are_recorded_and_one_is_current(store):
     store.set_current_version("c", "v2")
     assert store.get_collection("c").current_version == "v2"
     assert [(v.id, v.status, v.n_docs) for v in store.list_versions("c")] == [
-        ("v2", "current", 12), ("v1", "ready", 10)
+        ("v2", "current", 12),
+        ("v1", "ready", 10),
     ]
     with pytest.raises(NotFound, match="v9"):
         store.set_current_version("c", "v9")
@@ -213,7 +227,12 @@ def test_versions_are_recorded_and_one_is_current(store):
 def test_jobs_lifecycle(store):
     store.create_collection("c")
     job = store.create_job("c", ["bm25", "dense"])
-    assert (job.status, job.collection, job.kinds, job.progress) == ("queued", "c", ["bm25", "dense"], 0.0)
+    assert (job.status, job.collection, job.kinds, job.progress) == (
+        "queued",
+        "c",
+        ["bm25", "dense"],
+        0.0,
+    )
     store.update_job(job.id, status="running", stage="bm25", done=3, total=10, progress=0.3)
     running = store.get_job(job.id)
     assert running.status == "running" and running.started_at is not None and running.done == 3
@@ -236,8 +255,12 @@ def test_jobs_lifecycle(store):
 
 def test_fail_stale_jobs_fails_only_jobs_of_dead_processes(store, engine):
     store.create_collection("c")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_worker = f"{socket.gethostname()}:{int(dead.stdout)}:token"
     owners = {
         "dead": dead_worker,
@@ -250,13 +273,18 @@ def test_fail_stale_jobs_fails_only_jobs_of_dead_processes(store, engine):
         jobs[label] = store.create_job("c", ["bm25"])
         if label != "mine":
             with engine.begin() as conn:
-                conn.execute(update(BuildJobRow).where(BuildJobRow.id == jobs[label].id)
-                             .values(worker=worker, status="running"))
+                conn.execute(
+                    update(BuildJobRow)
+                    .where(BuildJobRow.id == jobs[label].id)
+                    .values(worker=worker, status="running")
+                )
     finished = store.create_job("c", ["bm25"])
     store.update_job(finished.id, status="succeeded")
     assert store.fail_stale_jobs() == 2
     status = {label: store.get_job(j.id) for label, j in jobs.items()}
-    assert status["dead"].status == "failed" and "stopped before it finished" in status["dead"].message
+    assert (
+        status["dead"].status == "failed" and "stopped before it finished" in status["dead"].message
+    )
     assert status["unowned"].status == "failed" and status["unowned"].finished_at is not None
     assert status["other_host"].status == "running"
     assert status["mine"].status == "queued"

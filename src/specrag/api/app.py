@@ -1,0 +1,78 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Heavy objects (the CollectionService with its engine, opened versions and build worker)
+are created once in the lifespan and injected through ``api/deps.py``. User errors map to
+4xx responses with a message (``{"detail": ...}``); nothing a client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from specrag import __version__
+from specrag.api.limits import BodySizeLimit
+from specrag.api.routes import ask, builds, collections, documents, health, search
+from specrag.api.service import CollectionService, NotReady, RequestTooLarge
+from specrag.generation.service import GeneratorUnavailable
+from specrag.indexing.kinds.impact.index import IndexFormatError
+from specrag.retrieval.pipeline import SearchError
+from specrag.settings import Settings, get_settings
+from specrag.storage.filters import FilterError
+from specrag.storage.store import AlreadyExists, NotFound
+
+log = logging.getLogger(__name__)
+
+#: Exception class -> HTTP status; the most specific class wins (MRO lookup).
+ERROR_STATUS: dict[type[Exception], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    AlreadyExists: status.HTTP_409_CONFLICT,
+    NotReady: status.HTTP_409_CONFLICT,
+    IndexFormatError: status.HTTP_409_CONFLICT,
+    FilterError: status.HTTP_400_BAD_REQUEST,
+    SearchError: status.HTTP_400_BAD_REQUEST,
+    RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ValueError: status.HTTP_400_BAD_REQUEST,
+}
+
+
+def create_app(
+    settings: Settings | None = None, service: CollectionService | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.service = service or CollectionService(settings)
+        app.state.service.start()
+        try:
+            yield
+        finally:
+            app.state.service.close()
+
+    app = FastAPI(
+        title="specrag",
+        version=__version__,
+        description="Retrieval and RAG search service.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for exc_class, code in ERROR_STATUS.items():
+        app.add_exception_handler(exc_class, _handler(code))
+    for module in (health, collections, documents, builds, search, ask):
+        app.include_router(module.router)
+    return app
+
+
+def _handler(code: int):
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+        return JSONResponse(status_code=code, content={"detail": message})
+
+    return handle

@@ -1,0 +1,40 @@
+"""POST /collections/{name}/ask: retrieve with the /search options, then answer from the
+hits (``CollectionService.ask``). ``"stream": true`` answers with Server-Sent Events."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from specrag.api.deps import ServiceDep
+from specrag.api.schemas import AskRequest, AskResponse
+
+router = APIRouter(tags=["ask"])
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@router.post("/collections/{name}/ask", response_model=AskResponse)
+def ask(name: str, body: AskRequest, service: ServiceDep):
+    events = service.ask(name, body)
+    if body.stream:
+        first = next(events)  # errors before the first event become HTTP errors, not SSE
+
+        def sse():
+            for event, value in itertools.chain([first], events):
+                if event == "delta":
+                    yield _sse("delta", {"text": value})
+                else:
+                    yield _sse("done", value.model_dump(mode="json"))
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+    answer = None
+    for event, value in events:
+        if event == "done":
+            answer = value
+    return answer

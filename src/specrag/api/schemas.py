@@ -1,0 +1,199 @@
+"""Pydantic v2 models of the REST API, shared with the CLI (its --json output).
+
+The search request itself is :class:`specrag.retrieval.request.SearchRequest`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from specrag.generation.service import AskOptions
+from specrag.indexing.registry import parse_kinds
+from specrag.retrieval.request import SearchRequest
+from specrag.storage.store import COLLECTION_NAME_PATTERN
+from specrag.types import Document
+
+__all__ = [
+    "AskRequest",
+    "AskResponse",
+    "BuildRequest",
+    "CitationOut",
+    "CollectionCreate",
+    "CollectionOut",
+    "DeleteDocuments",
+    "DocumentIn",
+    "DocumentOut",
+    "Health",
+    "JobOut",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResponse",
+    "UpsertDocuments",
+]
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=COLLECTION_NAME_PATTERN, description="1 to 64 letters, digits, _ or -."
+    )
+    kinds: dict[str, dict[str, Any] | None] | list[str] = Field(
+        default_factory=lambda: ["bm25"],
+        description='Index kinds and their configs, e.g. {"bm25": {}, "dense": {"index": "hnsw"}}, '
+        "or a list of kind names with default configs.",
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value):
+        return {name: config.model_dump() for name, config in parse_kinds(value).items()}
+
+
+class CollectionOut(BaseModel):
+    name: str
+    kinds: dict[str, Any]
+    n_documents: int
+    created_at: datetime | None = None
+    current_version: str | None = None
+    generation: int = 0
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=512)
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def to_document(self) -> Document:
+        return Document(id=self.id, text=self.text, title=self.title, metadata=self.metadata)
+
+
+class DocumentOut(DocumentIn):
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def of(cls, doc: Document) -> DocumentOut:
+        return cls(id=doc.id, text=doc.text, title=doc.title, metadata=dict(doc.metadata))
+
+
+class UpsertDocuments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(min_length=1)
+
+
+class DeleteDocuments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1)
+
+
+class BuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: dict[str, dict[str, Any] | None] | list[str] | None = Field(
+        None,
+        description="Kinds to add to the collection, or whose config to change, before the "
+        "build. A build always writes every kind of the collection.",
+    )
+
+
+class JobOut(BaseModel):
+    id: str
+    collection: str
+    kinds: Any = None
+    status: str
+    stage: str | None = None
+    progress: float | None = None
+    done: int | None = None
+    total: int | None = None
+    message: str | None = None
+    error: str | None = None
+    version_id: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class SearchHit(BaseModel):
+    doc_id: str
+    score: float
+    scores: dict[str, float] | None = None
+    title: str | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    collection: str
+    version: str
+    hits: list[SearchHit]
+    timings_ms: dict[str, float]
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    version: str
+    collections: int
+
+
+#: SearchRequest fields an /ask request passes through to retrieval (query = question).
+SEARCH_FIELDS = set(SearchRequest.model_fields) - {"query", "include"}
+
+
+class AskRequest(SearchRequest):
+    """The /search options (``k`` = passages put into the prompt) plus generation options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1)
+    query: str | None = Field(None, description="Ignored: the question is the query.")
+    k: int = Field(5, ge=1, le=50, description="Passages retrieved and put into the prompt.")
+    model: str | None = Field(None, description="Generator name/path; default Settings.generator.")
+    max_new_tokens: int = Field(256, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=5)
+    seed: int | None = None
+    speculative: bool = True
+    drafters: list[Literal["context", "datastore", "draft-model"]] = ["context", "datastore"]
+    draft_model: str | None = Field(None, description="Default Settings.draft_model.")
+    max_prompt_tokens: int = Field(2048, ge=64)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    stream: bool = False
+
+    def search_request(self) -> SearchRequest:
+        data = self.model_dump(include=SEARCH_FIELDS)
+        return SearchRequest(**data, query=self.question, include=["title", "text"])
+
+    def options(self, default_draft: str | None) -> AskOptions:
+        return AskOptions(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            speculative=self.speculative,
+            drafters=tuple(self.drafters),
+            draft_model=self.draft_model or default_draft,
+            max_prompt_tokens=self.max_prompt_tokens,
+            stop_strings=tuple(self.stop),
+        )
+
+
+class CitationOut(BaseModel):
+    number: int
+    doc_id: str
+    title: str | None
+    text: str
+    cited: bool
+
+
+class AskResponse(BaseModel):
+    collection: str
+    version: str
+    answer: str
+    citations: list[CitationOut]
+    stats: dict[str, Any]

@@ -1,0 +1,406 @@
+"""CollectionService: the one object behind the REST routes and the CLI.
+
+It owns the database engine and the DocumentStore, opens index versions lazily and caches
+one per collection (reloaded when ``CURRENT`` changes; the old one keeps serving while the
+new one loads), caches tombstone masks per (version, collection generation), and runs
+builds in one background worker thread so that no request waits for a build.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+
+from specrag import __version__ as specrag_version
+from specrag.api.schemas import (
+    AskRequest,
+    AskResponse,
+    CitationOut,
+    CollectionOut,
+    DocumentOut,
+    Health,
+    JobOut,
+    SearchHit,
+    SearchResponse,
+)
+from specrag.api.stages import CALIBRATION_NAME, StageBuilder
+from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
+from specrag.indexing.versions import VersionStore
+from specrag.retrieval import pipeline
+from specrag.retrieval.calibration import calibration_path, fit_calibration
+from specrag.retrieval.request import SearchRequest
+from specrag.retrieval.version import OpenVersion, open_version
+from specrag.settings import Settings
+from specrag.storage.db import create_engine_for, init_db
+from specrag.storage.store import DocumentStore, NotFound
+from specrag.types import DocMask, Document, Hit
+
+log = logging.getLogger(__name__)
+
+#: Documents per store.upsert call when indexing from a file.
+UPSERT_CHUNK = 1000
+#: Tombstone masks kept (one per collection and generation in practice).
+MASK_CACHE_SIZE = 64
+
+
+class NotReady(LookupError):
+    """The collection has no built index version yet (HTTP 409)."""
+
+
+class RequestTooLarge(ValueError):
+    """A request over one of the service's limits (HTTP 422)."""
+
+
+class CollectionService:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine_for(settings.db_url)
+        init_db(self.engine)
+        self.store = DocumentStore(self.engine)
+        #: Rerank and calibrated-relevance stages, bound to the document store.
+        self.stages = StageBuilder(self.store)
+        self._versions: dict[str, OpenVersion] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
+        self._masks_guard = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Mark jobs left running by a dead process as failed; start the build worker."""
+        self.store.fail_stale_jobs()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specrag-build")
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+        self.engine.dispose()
+
+    def health(self) -> Health:
+        return Health(version=specrag_version, collections=len(self.store.list_collections()))
+
+    # -- collections -----------------------------------------------------------------
+    def versions(self, name: str) -> VersionStore:
+        return VersionStore(self.settings.collections_dir / name)
+
+    def create_collection(self, name: str, kinds: KindsSpec | None) -> CollectionOut:
+        info = self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+        return self._collection_out(info)
+
+    def get_collection(self, name: str) -> CollectionOut:
+        return self._collection_out(self.store.get_collection(name))
+
+    def list_collections(self) -> list[CollectionOut]:
+        return [self._collection_out(info) for info in self.store.list_collections()]
+
+    def delete_collection(self, name: str) -> None:
+        self.store.delete_collection(name)
+        self._versions.pop(name, None)
+        # Index files go after the row, so a crash leaves orphan files, not a dangling row.
+        shutil.rmtree(self.settings.collections_dir / name, ignore_errors=True)
+
+    @staticmethod
+    def _collection_out(info) -> CollectionOut:
+        return CollectionOut(
+            name=info.name,
+            kinds=dict(info.kinds or {}),
+            n_documents=info.n_documents,
+            created_at=info.created_at,
+            current_version=info.current_version,
+            generation=info.generation,
+        )
+
+    # -- documents -------------------------------------------------------------------
+    def upsert(self, name: str, docs: list[Document]) -> int:
+        if len(docs) > self.settings.max_batch_documents:
+            raise RequestTooLarge(
+                f"{len(docs)} documents in one batch; the limit is {self.settings.max_batch_documents}"
+            )
+        return self.store.upsert(name, docs)
+
+    def delete_documents(self, name: str, ids: list[str]) -> int:
+        return self.store.delete_documents(name, ids)
+
+    def get_document(self, name: str, doc_id: str) -> DocumentOut:
+        self.store.get_collection(name)
+        doc = self.store.get_document(name, doc_id)
+        if doc is None:
+            raise NotFound(f"document {doc_id!r} not found in collection {name!r}")
+        return DocumentOut.of(doc)
+
+    # -- builds ----------------------------------------------------------------------
+    def start_build(self, name: str, kinds: KindsSpec | None = None) -> JobOut:
+        """Queue a build of every kind of the collection (``kinds`` adds kinds or changes
+        their configs first) in the background worker; returns the job to poll."""
+        kind_names = self._configure_kinds(name, kinds)
+        if self._worker is None:
+            self.start()
+        job = self.store.create_job(name, kind_names)
+        assert self._worker is not None
+        future: Future = self._worker.submit(self._run_job, name, job.id)
+        future.add_done_callback(_log_failure)
+        return self.job_out(job)
+
+    def _run_job(self, name: str, job_id: str) -> str:
+        try:
+            from specrag.indexing.jobs import run_build
+
+            version_id = run_build(self.store, self.versions(name), name, job_id=job_id)
+        except BaseException as exc:
+            # run_build records its own failures; this covers anything before it could.
+            if self.store.get_job(job_id).status not in ("succeeded", "failed"):
+                self.store.update_job(job_id, status="failed", stage="failed", error=str(exc))
+            raise
+        self.version_for(name)  # warm the new version before the first query needs it
+        return version_id
+
+    def get_job(self, job_id: str) -> JobOut:
+        return self.job_out(self.store.get_job(job_id))
+
+    def list_jobs(self, name: str) -> list[JobOut]:
+        self.store.get_collection(name)
+        return [self.job_out(job) for job in self.store.list_jobs(name)]
+
+    @staticmethod
+    def job_out(job) -> JobOut:
+        fields = {f: getattr(job, f, None) for f in JobOut.model_fields}
+        return JobOut(**fields)
+
+    def _configure_kinds(self, name: str, kinds: KindsSpec | None) -> list[str]:
+        """Merge ``kinds`` into the collection's configuration (registry.merge_kinds) and
+        return the kinds a build will write: all of the collection's."""
+        info = self.store.get_collection(name)
+        merged = _dump(merge_kinds(info.kinds or {}, kinds))
+        if merged != dict(info.kinds or {}):
+            self.store.set_kinds(name, merged)
+        return list(merged)
+
+    def index(
+        self,
+        name: str,
+        documents: Iterable[Document],
+        kinds: KindsSpec | None = None,
+        progress_bar: bool = False,
+    ) -> str:
+        """Create the collection if needed, upsert ``documents`` and build synchronously
+        (the CLI's path; the REST path is :meth:`start_build`). Returns the version id."""
+        from specrag.indexing.jobs import run_build
+
+        try:
+            self.store.get_collection(name)
+        except NotFound:
+            self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+        kind_names = self._configure_kinds(name, kinds)
+        for chunk in _chunks(documents, UPSERT_CHUNK):
+            self.store.upsert(name, chunk)
+        job = self.store.create_job(name, kind_names)
+        return run_build(
+            self.store, self.versions(name), name, job_id=job.id, progress_bar=progress_bar
+        )
+
+    # -- search ----------------------------------------------------------------------
+    def version_for(self, name: str) -> OpenVersion:
+        """The open CURRENT version of ``name``, loading it when CURRENT changed. While a
+        new version loads, other requests keep getting the old one."""
+        current = self.versions(name).current()
+        cached = self._versions.get(name)
+        if current is None:
+            if cached is not None:
+                return cached
+            raise NotReady(
+                f"collection {name!r} has no index yet; start a build (POST /collections/{name}/builds)"
+            )
+        if cached is not None and cached.id == current:
+            return cached
+        lock = self._lock_for(name)
+        if cached is not None and not lock.acquire(blocking=False):
+            return cached  # another thread is loading the new version
+        if cached is None:
+            lock.acquire()
+        try:
+            cached = self._versions.get(name)
+            if cached is None or cached.id != current:
+                cached = open_version(self.versions(name), current)
+                self._versions[name] = cached
+            return cached
+        finally:
+            lock.release()
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._load_locks.setdefault(name, threading.Lock())
+
+    def live_mask(self, name: str, version: OpenVersion, generation: int) -> DocMask:
+        """Rows of ``version`` whose document still exists (deletes are tombstones until the
+        next build), cached per (collection, version, generation)."""
+        key = (name, version.id, generation)
+        with self._masks_guard:
+            mask = self._masks.get(key)
+            if mask is not None:
+                self._masks.move_to_end(key)
+                return mask
+        mask = version.mask_for(self.store.live_ids(name))
+        mask.setflags(write=False)
+        with self._masks_guard:
+            self._masks[key] = mask
+            while len(self._masks) > MASK_CACHE_SIZE:
+                self._masks.popitem(last=False)
+        return mask
+
+    def allowed_mask(self, name: str, version: OpenVersion, generation: int, filter_) -> DocMask:
+        mask = self.live_mask(name, version, generation)
+        if filter_ is not None:
+            mask = mask & version.mask_for(self.store.matching_ids(name, filter_))
+        return mask
+
+    def check_limits(self, request: SearchRequest) -> None:
+        if request.k > self.settings.max_k:
+            raise RequestTooLarge(f"k={request.k} is over the limit max_k={self.settings.max_k}")
+        if len(request.query) > self.settings.max_query_chars:
+            raise RequestTooLarge(
+                f"query has {len(request.query)} characters; the limit is "
+                f"{self.settings.max_query_chars}"
+            )
+        for spec in request.retrievers or []:
+            if spec.k is not None and spec.k > self.settings.max_k:
+                raise RequestTooLarge(
+                    f"retriever {spec.kind!r} k={spec.k} is over the limit max_k={self.settings.max_k}"
+                )
+
+    def search(self, name: str, request: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        self.check_limits(request)
+        info = self.store.get_collection(name)
+        version = self.version_for(name)
+        t0 = time.perf_counter()
+        allowed = self.allowed_mask(name, version, info.generation, request.filter)
+        filter_ms = _ms(t0)
+        stages = self.stages.for_request(version, request)
+        outcome = pipeline.search(version, request, allowed, stages)
+        t0 = time.perf_counter()
+        hits = self._hits_out(name, outcome.hits[0], request.include)
+        timings = {"filter": filter_ms, **outcome.timings_ms, "fetch": _ms(t0)}
+        timings["total"] = _ms(started)
+        return SearchResponse(collection=name, version=version.id, hits=hits, timings_ms=timings)
+
+    def search_batch(
+        self, name: str, queries: list[str], request: SearchRequest
+    ) -> tuple[OpenVersion, list[list[Hit]]]:
+        """Every query with ``request``'s settings (its ``query`` is ignored), batched per
+        kind: what evaluation and calibration run. Returns the version searched."""
+        self.check_limits(request)
+        info = self.store.get_collection(name)
+        version = self.version_for(name)
+        allowed = self.allowed_mask(name, version, info.generation, request.filter)
+        stages = self.stages.for_request(version, request)
+        return version, pipeline.search_batch(version, queries, request, allowed, stages).hits
+
+    def calibrate(
+        self,
+        name: str,
+        queries: dict[str, str],
+        qrels: dict[str, dict[str, int]],
+        request: SearchRequest,
+    ) -> tuple[str, int]:
+        """Fit the calibrator that ``min_relevance`` reads on training ``queries`` (qid ->
+        text) with ``qrels``, over the top ``request.k`` hits of ``request``'s pipeline, and
+        store it in the version searched. Returns (the file written, queries used)."""
+        qids = list(queries)
+        version, hits = self.search_batch(name, [queries[q] for q in qids], request)
+        run = {q: [(h.doc_id, h.score) for h in hs] for q, hs in zip(qids, hits, strict=True)}
+        calibrator = fit_calibration(run, qrels, top_n=request.k)
+        path = calibration_path(version.path, CALIBRATION_NAME)
+        calibrator.save(path)
+        return str(path), len(qids)
+
+    # -- answers ---------------------------------------------------------------------
+    def ask(self, name: str, body: AskRequest) -> Iterator[tuple[str, Any]]:
+        """Retrieve with the request's search options, then answer from the hits with the
+        configured generator. Yields ("delta", text) as the answer grows, then ("done",
+        AskResponse). Raises GeneratorUnavailable (HTTP 503) before any retrieval."""
+        from specrag.generation.prompt import Passage
+        from specrag.generation.service import get_generator
+
+        generator = get_generator(body.model or self.settings.generator, self.settings.device)
+        started = time.perf_counter()
+        found = self.search(name, body.search_request())
+        retrieval_ms = _ms(started)
+        passages = [Passage(h.doc_id, h.text or "", h.title) for h in found.hits]
+        options = body.options(self.settings.draft_model)
+        datastore = (
+            self._datastore_for(name, generator) if "datastore" in options.drafters else None
+        )
+        for event, value in generator.stream(body.question, passages, options, datastore):
+            if event == "delta":
+                yield event, value
+            else:
+                yield (
+                    event,
+                    AskResponse(
+                        collection=name,
+                        version=found.version,
+                        answer=value.text,
+                        citations=[CitationOut(**vars(c)) for c in value.citations],
+                        stats={**value.stats, "retrieval_ms": retrieval_ms},
+                    ),
+                )
+
+    def _datastore_for(self, name: str, generator) -> Any:
+        """The collection's datastore searcher when it was built with the generator's
+        tokenizer (drafting is an optimization: without it, answers are the same)."""
+        loaded = getattr(generator, "loaded", None)
+        if loaded is None:
+            return None
+        searcher = self.version_for(name).searchers.get("datastore")
+        if searcher is None:
+            return None
+        tokenizers = {generator.name, getattr(loaded.tokenizer, "name_or_path", None)}
+        return searcher if searcher.config.tokenizer in tokenizers else None
+
+    def _hits_out(self, name: str, hits, include: list[str]) -> list[SearchHit]:
+        want_doc = {"text", "title", "metadata"} & set(include)
+        docs = self.store.get_documents(name, [h.doc_id for h in hits]) if want_doc else {}
+        out = []
+        for hit in hits:
+            item = SearchHit(doc_id=hit.doc_id, score=hit.score)
+            if "scores" in include:
+                item.scores = dict(hit.scores)
+            if want_doc:
+                doc = docs.get(hit.doc_id)
+                if doc is not None:
+                    item.title = doc.title if "title" in include else None
+                    item.text = doc.text if "text" in include else None
+                    item.metadata = dict(doc.metadata) if "metadata" in include else None
+            out.append(item)
+        return out
+
+
+def _dump(kinds) -> dict[str, dict[str, Any]]:
+    return {name: config.model_dump() for name, config in kinds.items()}
+
+
+def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _log_failure(future: Future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("build failed: %s", exc)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,0 +1,181 @@
+"""The one place a build happens: the CLI and the API's build worker both call
+:func:`run_build`.
+
+A build reads a consistent snapshot of the collection (``DocumentStore.corpus``), writes a
+new immutable version (``VersionStore.build``) while the job row reports progress, records
+the version row and finishes the job as succeeded or failed with a readable message.
+
+A version is made current only when no newer data is already serving: if another build
+that started later (from a later collection generation) finished first, this one is kept
+on disk and listed but not activated, so a slow build never rolls the index back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+from specrag.indexing.registry import parse_kinds
+from specrag.indexing.versions import VersionStore
+from specrag.storage.store import DocumentStore
+
+log = logging.getLogger(__name__)
+
+#: Least seconds between two progress writes to the job row.
+PROGRESS_INTERVAL_S = 0.5
+
+
+def run_build(
+    store: DocumentStore,
+    versions: VersionStore,
+    collection: str,
+    job_id: str | None = None,
+    progress_bar: bool = False,
+) -> str:
+    """Build every kind the collection is configured with (a version always holds all of
+    them; ``registry.merge_kinds`` changes the configuration) over its current documents;
+    return the version id. ``job_id``: the queued job to report on; a new job is created
+    when None. Raises what the build raised, after marking the job failed.
+    """
+    info = store.get_collection(collection)
+    build_kinds = parse_kinds(info.kinds) if info.kinds else {}
+    if not build_kinds:
+        raise ValueError(f"collection {collection!r} has no index kinds to build")
+    if job_id is None:
+        job_id = store.create_job(collection, list(build_kinds)).id
+    reporter = JobProgress(store, job_id, progress_bar=progress_bar)
+    started = time.perf_counter()
+    try:
+        store.update_job(
+            job_id,
+            status="running",
+            stage="snapshot",
+            progress=0.0,
+            done=0,
+            total=0,
+            message=None,
+            error=None,
+        )
+        with store.corpus(collection) as corpus:
+            n_docs = len(corpus)
+            if n_docs == 0:
+                raise ValueError(f"collection {collection!r} has no documents to index")
+            generation = corpus.generation
+            version_id = versions.build(
+                corpus,
+                build_kinds,
+                reporter,
+                activate=False,
+                extra_manifest={"collection": collection, "generation": generation, "job": job_id},
+            )
+        reporter.stage = "activate"
+        newer = newer_current_version(versions, generation)
+        if newer is None:
+            versions.activate(version_id)
+        store.record_version(
+            collection,
+            version_id,
+            {name: config.model_dump() for name, config in build_kinds.items()},
+            n_docs,
+            generation=generation,
+            current=newer is None,
+        )
+    except BaseException as exc:
+        reporter.close()
+        with contextlib.suppress(Exception):  # the job row may be gone with its collection
+            store.update_job(
+                job_id,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                message=f"build failed during {reporter.stage!r}: {exc}",
+            )
+        raise
+    reporter.close()
+    message = (
+        f"built {n_docs} documents ({', '.join(build_kinds)}) in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    if newer is not None:
+        message += f"; not made current: version {newer} was built from newer documents"
+    store.update_job(
+        job_id,
+        status="succeeded",
+        stage="done",
+        progress=1.0,
+        version_id=version_id,
+        message=message,
+    )
+    return version_id
+
+
+def newer_current_version(versions: VersionStore, generation: int) -> str | None:
+    """The current version when it was built from a later generation than ``generation``."""
+    current = versions.current()
+    if current is None:
+        return None
+    try:
+        current_generation = versions.manifest(current).get("generation")
+    except (OSError, ValueError):
+        return None
+    if isinstance(current_generation, int) and current_generation > generation:
+        return current
+    return None
+
+
+class JobProgress:
+    """A Progress that writes to the job row (at most every ``interval`` seconds, and on
+    every stage change) and optionally drives a tqdm bar per stage. A failed progress
+    write is logged, never allowed to fail the build."""
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        job_id: str,
+        progress_bar: bool = False,
+        interval: float = PROGRESS_INTERVAL_S,
+    ):
+        self.store = store
+        self.job_id = job_id
+        self.progress_bar = progress_bar
+        self.interval = interval
+        self.stage = "queued"
+        self._last_write = float("-inf")
+        self._bar: Any = None
+        self.writes = 0
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        changed = stage != self.stage
+        self.stage = stage
+        if self.progress_bar:
+            self._update_bar(done, total, stage, changed)
+        now = time.monotonic()
+        finished_stage = total > 0 and done >= total
+        if not (changed or finished_stage or now - self._last_write >= self.interval):
+            return
+        self._last_write = now
+        fraction = min(1.0, max(0.0, done / total)) if total > 0 else 0.0
+        try:
+            self.store.update_job(
+                self.job_id, stage=stage[:200], done=int(done), total=int(total), progress=fraction
+            )
+            self.writes += 1
+        except Exception as exc:  # noqa: BLE001 - progress is advisory
+            log.warning("could not record progress of job %s: %s", self.job_id, exc)
+
+    def _update_bar(self, done: int, total: int, stage: str, changed: bool) -> None:
+        from tqdm.auto import tqdm
+
+        if changed or self._bar is None:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = tqdm(total=total or None, desc=stage, unit="doc", leave=True)
+        if total and self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(max(0, done - self._bar.n))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

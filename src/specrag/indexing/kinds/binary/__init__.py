@@ -1,0 +1,14 @@
+"""The ``binary`` kind: sign-binarized embeddings, Hamming search, int8 rescoring."""
+
+from specrag.indexing.kinds.base import IndexKind
+from specrag.indexing.kinds.binary.build import build_binary
+from specrag.indexing.kinds.binary.config import BinaryConfig
+from specrag.indexing.kinds.binary.search import BinarySearcher
+
+KIND = IndexKind(
+    name="binary",
+    config=BinaryConfig,
+    build=build_binary,
+    searcher=BinarySearcher,
+    description="Sign-binarized embeddings, Hamming search, int8 rescoring.",
+)

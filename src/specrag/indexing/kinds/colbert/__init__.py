@@ -1,0 +1,14 @@
+"""The ``colbert`` kind: PLAID-style late interaction (centroids, compressed tokens, MaxSim)."""
+
+from specrag.indexing.kinds.base import IndexKind
+from specrag.indexing.kinds.colbert.build import build_colbert
+from specrag.indexing.kinds.colbert.config import ColbertConfig
+from specrag.indexing.kinds.colbert.search import ColbertSearcher
+
+KIND = IndexKind(
+    name="colbert",
+    config=ColbertConfig,
+    build=build_colbert,
+    searcher=ColbertSearcher,
+    description="Late interaction: centroid candidates, compressed token vectors, exact MaxSim.",
+)

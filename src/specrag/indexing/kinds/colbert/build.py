@@ -1,0 +1,181 @@
+"""Build the ``colbert`` kind: a small PLAID-style late-interaction index of our own.
+
+Files in the kind's directory::
+
+    tokens/              the compressed token store (indexing/token_store.py)
+    centroids.npy        float32 (n_centroids, dim): spherical k-means (faiss) of tokens
+    token_centroids.npy  uint16/int32 (n_tokens,): each token's nearest centroid
+    ivf_offsets.npy      int64 (n_centroids + 1) } centroid c -> the docs having a token
+    ivf_docs.npy         int32                   } in c: ivf_docs[ivf_offsets[c]:...[c+1]]
+
+Why our own: PyLate 1.6 needs fast-plaid, whose wheels pin one torch and crash on ours.
+The build encodes once, spilling fp16 tokens to a scratch file inside ``out_dir`` (memory
+stays bounded), fits the codec and the centroids on a random sample of all tokens, then
+compresses the spill chunk by chunk and deletes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.kinds.colbert.config import ColbertConfig
+from specrag.indexing.kinds.colbert.token_store import TokenStore, TokenStoreWriter, make_codec
+from specrag.types import Corpus, Progress, no_progress
+
+ENCODE_BATCH_DOCS = 256
+CHUNK_ROWS = 65536
+
+
+def build_colbert(corpus: Corpus, out_dir: Path, config: ColbertConfig, progress: Progress) -> dict:
+    encoder = TokenEncoder(config.model, config.encoder, config.batch_size)
+    total = len(corpus)
+
+    def encoded() -> Iterator[list[np.ndarray]]:
+        batch: list[str] = []
+        done = 0
+        for doc in corpus:
+            batch.append(doc.full_text())
+            if len(batch) == ENCODE_BATCH_DOCS:
+                yield encoder.encode_documents(batch)
+                done += len(batch)
+                progress(done, total, "colbert: encoding tokens")
+                batch = []
+        if batch:
+            yield encoder.encode_documents(batch)
+            progress(done + len(batch), total, "colbert: encoding tokens")
+
+    stats = build_token_index(encoded(), Path(out_dir), config, progress)
+    stats["encoder"] = encoder.encoder_type
+    return stats
+
+
+def default_n_centroids(n_tokens: int) -> int:
+    """A power of two near 2*sqrt(n_tokens), at most n_tokens (at least 1)."""
+    if n_tokens <= 1:
+        return 1
+    return int(min(n_tokens, 2 ** round(math.log2(2 * math.sqrt(n_tokens)))))
+
+
+def build_token_index(
+    batches: Iterable[list[np.ndarray]],
+    out_dir: Path,
+    config: ColbertConfig,
+    progress: Progress = no_progress,
+) -> dict:
+    """The index over already-encoded documents (batches of per-doc token matrices, in
+    row order); benchmarks call it with cached encodings."""
+    out_dir = Path(out_dir)
+    spill_path = out_dir / ".spill-fp16.bin"
+    lengths: list[int] = []
+    dim = None
+    try:
+        with open(spill_path, "wb") as spill_file:
+            for batch in batches:
+                for tokens in batch:
+                    tokens = np.asarray(tokens)
+                    if tokens.ndim != 2 or (dim is not None and tokens.shape[1] != dim):
+                        raise ValueError(f"token matrix of shape {tokens.shape} (dim {dim})")
+                    dim = tokens.shape[1]
+                    lengths.append(len(tokens))
+                    spill_file.write(np.ascontiguousarray(tokens, dtype=np.float16).tobytes())
+        n_tokens = int(sum(lengths))
+        if dim is None or n_tokens == 0:
+            raise ValueError("colbert: the corpus has no document with any token to index")
+        spill = np.memmap(spill_path, dtype=np.float16, mode="r", shape=(n_tokens, dim))
+        return _index_spill(spill, np.asarray(lengths, np.int64), out_dir, config, progress)
+    finally:
+        spill_path.unlink(missing_ok=True)
+
+
+def _index_spill(
+    spill: np.ndarray, lengths: np.ndarray, out_dir: Path, config: ColbertConfig, progress: Progress
+) -> dict:
+    import faiss
+
+    n_tokens, dim = spill.shape
+    n_docs = len(lengths)
+    rng = np.random.default_rng(config.seed)
+    n_sample = min(n_tokens, config.sample_tokens)
+    sample_rows = np.sort(rng.choice(n_tokens, size=n_sample, replace=False))
+    sample = np.asarray(spill[sample_rows], dtype=np.float32)
+
+    codec = make_codec(config.compression, dim).fit(sample)
+    n_centroids = min(config.n_centroids or default_n_centroids(n_tokens), n_sample)
+    progress(0, n_tokens, f"colbert: k-means, {n_centroids} centroids")
+    centroids = _kmeans(sample, n_centroids, config)
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(centroids)
+
+    writer = TokenStoreWriter(out_dir / "tokens", codec)
+    cdtype = np.uint16 if n_centroids <= np.iinfo(np.uint16).max + 1 else np.int32
+    token_centroids = np.empty(n_tokens, cdtype)
+    for start in range(0, n_tokens, CHUNK_ROWS):
+        chunk = np.asarray(spill[start : start + CHUNK_ROWS], dtype=np.float32)
+        _, nearest = quantizer.search(chunk, 1)
+        token_centroids[start : start + len(chunk)] = nearest[:, 0]
+        writer.append_rows(chunk)
+        progress(start + len(chunk), n_tokens, "colbert: compressing tokens")
+    store = writer.close(lengths)
+
+    ivf_offsets, ivf_docs = _inverted_lists(token_centroids, lengths, n_centroids)
+    np.save(out_dir / "centroids.npy", centroids)
+    np.save(out_dir / "token_centroids.npy", token_centroids)
+    np.save(out_dir / "ivf_offsets.npy", ivf_offsets)
+    np.save(out_dir / "ivf_docs.npy", ivf_docs)
+    index_bytes = (
+        store.nbytes()
+        + token_centroids.nbytes
+        + ivf_offsets.nbytes
+        + ivf_docs.nbytes
+        + centroids.nbytes
+    )
+    return {
+        "n_docs": n_docs,
+        "n_tokens": int(n_tokens),
+        "dim": int(dim),
+        "n_centroids": int(n_centroids),
+        "compression": codec.name,
+        "bytes_per_token": codec.bytes_per_token,
+        "bytes": int(index_bytes),
+        "bytes_per_doc": round(index_bytes / max(n_docs, 1), 1),
+    }
+
+
+def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.ndarray:
+    import faiss
+
+    if n_centroids >= len(sample):
+        return np.ascontiguousarray(sample[:n_centroids], dtype=np.float32)
+    km = faiss.Kmeans(
+        sample.shape[1],
+        n_centroids,
+        niter=config.kmeans_iters,
+        spherical=True,
+        seed=config.seed,
+        max_points_per_centroid=10_000,
+        verbose=False,
+    )
+    km.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def _inverted_lists(
+    token_centroids: np.ndarray, lengths: np.ndarray, n_centroids: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid -> sorted unique docs having at least one token assigned to it."""
+    n_docs = len(lengths)
+    token_docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    keys = np.unique(token_centroids.astype(np.int64) * n_docs + token_docs)
+    cents, docs = keys // n_docs, keys % n_docs
+    offsets = np.searchsorted(cents, np.arange(n_centroids + 1)).astype(np.int64)
+    return offsets, docs.astype(np.int32)
+
+
+def open_token_store(index_dir: Path) -> TokenStore:
+    """The token store of a built ``colbert`` kind directory (used by the reranker)."""
+    return TokenStore.open(Path(index_dir) / "tokens")

@@ -1,0 +1,148 @@
+"""Build the ``dense`` kind: bi-encoder embeddings in a faiss inner-product index.
+
+Files in the kind's directory:
+
+- ``embeddings.npy``: float32 (n_docs, dim), memory-mapped by the searcher; it is the
+  flat index's data, the reference scorer's input and what rerankers reuse.
+- ``index.faiss``: only for ``hnsw`` / ``ivf`` (a flat index is rebuilt from
+  ``embeddings.npy`` at load, so the vectors are not stored twice).
+- ``meta.json``: model, dimension, normalization, index type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from specrag.atomic import write_json_atomic
+from specrag.indexing.encoders.embedding import encode_corpus, max_seq_length
+from specrag.indexing.encoders.models import load_model
+from specrag.indexing.kinds.dense.config import DenseConfig
+from specrag.types import Corpus, Progress, no_progress
+
+EMBEDDINGS_FILE = "embeddings.npy"
+INDEX_FILE = "index.faiss"
+META_FILE = "meta.json"
+
+
+def build_dense(
+    corpus: Corpus, out_dir: Path, config: DenseConfig, progress: Progress = no_progress
+) -> dict:
+    """Encode ``corpus`` with ``config.model`` and write the index files into ``out_dir``."""
+    out_dir = Path(out_dir)
+    model = load_model(config.model)
+    with max_seq_length(model, config.max_seq_length):
+        emb = encode_corpus(
+            model,
+            corpus,
+            batch_size=config.batch_size,
+            normalize=config.normalize,
+            out_path=out_dir / EMBEDDINGS_FILE,
+            progress=progress,
+            stage="dense: encode",
+        )
+    return write_dense_index(emb, out_dir, config, embeddings_written=True)
+
+
+def write_dense_index(
+    embeddings: np.ndarray, out_dir: Path, config: DenseConfig, *, embeddings_written: bool = False
+) -> dict:
+    """Write the index files for precomputed ``embeddings`` (benchmarks reuse cached ones).
+    Returns the manifest statistics."""
+    out_dir = Path(out_dir)
+    emb = _check_embeddings(embeddings)
+    n, dim = emb.shape
+    if not embeddings_written:
+        np.save(out_dir / EMBEDDINGS_FILE, emb)
+    index_bytes = 0
+    if config.index != "flat":
+        import faiss
+
+        index = make_faiss_index(emb, config)
+        faiss.write_index(index, str(out_dir / INDEX_FILE))
+        index_bytes = (out_dir / INDEX_FILE).stat().st_size
+    write_json_atomic(
+        out_dir / META_FILE,
+        {
+            "model": config.model,
+            "dim": dim,
+            "n_docs": n,
+            "normalize": config.normalize,
+            "max_seq_length": config.max_seq_length,
+            "index": config.index,
+            "metric": "inner_product",
+        },
+    )
+    return {
+        "n_docs": n,
+        "dim": dim,
+        "index": config.index,
+        "embedding_bytes_per_doc": 4 * dim,
+        "index_bytes_per_doc": round(index_bytes / n, 1),
+    }
+
+
+def reusable_dense_embeddings(
+    dense_dir: Path, model: str, normalize: bool, n_docs: int
+) -> np.ndarray | None:
+    """The float embeddings of a finished ``dense`` index in ``dense_dir`` (a sibling kind
+    of the same version) when they were encoded exactly as wanted; None otherwise. Lets a
+    version holding ``dense`` and ``binary`` encode the corpus once."""
+    try:
+        meta = json.loads((Path(dense_dir) / META_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    wanted = {"model": model, "normalize": normalize, "n_docs": n_docs, "max_seq_length": None}
+    if any(meta.get(key, "missing") != value for key, value in wanted.items()):
+        return None
+    emb = np.load(Path(dense_dir) / EMBEDDINGS_FILE, mmap_mode="r")
+    return emb if emb.shape == (n_docs, meta["dim"]) else None
+
+
+def ivf_nlist(n_docs: int, configured: int | None) -> int:
+    """The configured nlist, or about 4*sqrt(n) capped so that every list gets >= 39
+    training points (faiss's own rule of thumb). Shared by the dense and binary kinds."""
+    if configured is not None:
+        if configured > n_docs:
+            raise ValueError(f"ivf_nlist={configured} exceeds the {n_docs} documents")
+        return configured
+    return max(1, min(int(4 * math.sqrt(n_docs)), n_docs // 39))
+
+
+def make_faiss_index(emb: np.ndarray, config: DenseConfig):
+    """A CPU faiss inner-product index of the configured type holding ``emb``."""
+    import faiss
+
+    n, dim = emb.shape
+    if config.index == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif config.index == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.hnsw_ef_construction
+        index.hnsw.efSearch = config.hnsw_ef_search
+    elif config.index == "ivf":
+        nlist = ivf_nlist(n, config.ivf_nlist)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.ascontiguousarray(emb))
+        index.nprobe = min(config.ivf_nprobe, nlist)
+    else:  # the config's Literal forbids it; guard against a bypassed validation
+        raise ValueError(f"unknown dense index type {config.index!r}")
+    _add_in_chunks(index, emb)
+    return index
+
+
+def _add_in_chunks(index, emb: np.ndarray, chunk: int = 65536) -> None:
+    """Add a (possibly memory-mapped) matrix without copying all of it at once."""
+    for start in range(0, len(emb), chunk):
+        index.add(np.ascontiguousarray(emb[start : start + chunk], dtype=np.float32))
+
+
+def _check_embeddings(emb: np.ndarray) -> np.ndarray:
+    if emb.ndim != 2 or emb.shape[0] == 0:
+        raise ValueError(f"embeddings must be a non-empty 2-D array, got shape {emb.shape}")
+    if emb.dtype != np.float32:
+        raise ValueError(f"embeddings must be float32, got {emb.dtype}")
+    return emb

@@ -1,0 +1,129 @@
+"""Immutable index versions on disk, switched in atomically.
+
+```
+<collection_dir>/versions/<id>/   manifest.json  ids.npy  <kind>/...
+<collection_dir>/CURRENT          the live version id
+```
+A build writes into a hidden temporary directory, fsyncs it, renames it into
+``versions/`` and only then replaces ``CURRENT``. A crash (even ``kill -9``) at any point
+leaves the previous version serving and no partial version visible.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
+from specrag.types import Corpus, Progress, no_progress
+
+MANIFEST_FORMAT = 1
+
+
+def new_version_id() -> str:
+    """Sortable by creation time, unique across processes."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+class VersionStore:
+    """The versions of one collection."""
+
+    def __init__(self, collection_dir: Path):
+        self.root = Path(collection_dir)
+        self.versions_dir = self.root / "versions"
+
+    def current(self) -> str | None:
+        try:
+            vid = (self.root / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return vid or None
+
+    def path(self, version_id: str) -> Path:
+        return self.versions_dir / version_id
+
+    def list(self) -> list[str]:
+        """Complete versions only; temporary build directories are never listed."""
+        if not self.versions_dir.exists():
+            return []
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def manifest(self, version_id: str) -> dict[str, Any]:
+        return json.loads((self.path(version_id) / "manifest.json").read_text())
+
+    def build(
+        self,
+        corpus: Corpus,
+        kinds: KindsSpec,
+        progress: Progress = no_progress,
+        *,
+        activate: bool = True,
+        extra_manifest: dict[str, Any] | None = None,
+    ) -> str:
+        """Build every kind over ``corpus`` into a new version and (by default) make it
+        current. Returns the version id."""
+        parsed: dict[str, KindConfig] = parse_kinds(kinds)
+        version_id = new_version_id()
+        started = time.time()
+        with atomic_directory(self.path(version_id)) as tmp:
+            ids = np.array([doc.id for doc in corpus], dtype=object)
+            if len(ids) == 0:
+                raise ValueError("cannot build an index over an empty collection")
+            np.save(tmp / "ids.npy", ids.astype(str))
+            manifest: dict[str, Any] = {
+                "format": MANIFEST_FORMAT,
+                "version": version_id,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "n_docs": len(ids),
+                "kinds": {},
+                **(extra_manifest or {}),
+            }
+            for position, (name, cfg) in enumerate(parsed.items(), start=1):
+                kind_started = time.time()
+                out = tmp / name
+                out.mkdir()
+                label = f"{name} ({position}/{len(parsed)})"
+                stats = get_kind(name).build(corpus, out, cfg, _labelled(progress, label))
+                manifest["kinds"][name] = {
+                    "config": cfg.model_dump(),
+                    "stats": stats or {},
+                    "build_seconds": round(time.time() - kind_started, 3),
+                }
+            manifest["build_seconds"] = round(time.time() - started, 3)
+            write_json_atomic(tmp / "manifest.json", manifest)
+        if activate:
+            self.activate(version_id)
+        return version_id
+
+    def activate(self, version_id: str) -> None:
+        if not (self.path(version_id) / "manifest.json").exists():
+            raise ValueError(f"version {version_id!r} does not exist")
+        write_text_atomic(self.root / "CURRENT", version_id + "\n")
+
+    def prune(self, keep: int = 2) -> list[str]:
+        """Delete old versions, never the current one; returns the removed ids."""
+        current = self.current()
+        old = [v for v in self.list() if v != current][: max(0, len(self.list()) - keep)]
+        for vid in old:
+            shutil.rmtree(self.path(vid), ignore_errors=True)
+        return old
+
+
+def _labelled(progress: Progress, label: str) -> Progress:
+    """Prefix a builder's stage names with its kind, so a multi-kind build's progress
+    says which kind is running."""
+
+    def report(done: int, total: int, stage: str) -> None:
+        progress(done, total, stage if stage.startswith(label) else f"{label}: {stage}")
+
+    return report

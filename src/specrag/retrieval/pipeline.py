@@ -1,0 +1,205 @@
+"""The search pipeline over one opened version: retrievers -> fusion -> stages -> cut-offs.
+
+``search_batch(version, queries, request, allowed, stages)`` runs every first-stage
+retriever the request names (one batched call per index kind, the DocMask applied inside
+each search), fuses their lists, runs the later ``stages`` in order (rerank, calibrated
+relevance: ``retrieval/stages.py``), applies ``min_score`` and cuts to ``k``. Every hit keeps
+each retriever's raw score in ``Hit.scores``.
+
+Which retrievers run (``plan``):
+- ``retrievers=[...]``: exactly those kinds, with their weights and candidate depths;
+- ``retriever="<kind>"``: that kind alone, its raw scores unchanged;
+- ``retriever="hybrid"`` (default): the recipe (``retrieval/recipe.py``) over the version's
+  searchable kinds except the late-interaction ones. Explicitly set request fields
+  ``fusion``/``rrf_k``/``normalization`` override it.
+
+Which rerank runs (``rerank_spec``): the request's, or for a hybrid request that does not
+mention ``rerank``, the recipe's default when the version has a late-interaction kind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from specrag.indexing.registry import searchable
+from specrag.retrieval.fusion import convex, rrf
+from specrag.retrieval.recipe import HYBRID, Recipe
+from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
+from specrag.retrieval.stages import Stage
+from specrag.retrieval.version import OpenVersion
+from specrag.types import DocMask, Hit
+
+
+class SearchError(ValueError):
+    """A request that cannot run against this collection (a client error, HTTP 400)."""
+
+
+class NotAvailable(SearchError):
+    """A feature (rerank, min_relevance) that this collection or service does not offer."""
+
+
+@dataclass
+class SearchOutcome:
+    hits: list[list[Hit]]  # one list per query, best first
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Plan:
+    specs: list[RetrieverSpec]
+    fusion: str  # "none" for a single retriever
+    rrf_k: float
+    normalization: str
+
+
+def plan(version: OpenVersion, request: SearchRequest, recipe: Recipe = HYBRID) -> Plan:
+    """Resolve the request's retriever choice against the kinds this version holds."""
+    available = searchable(version.searchers)
+    explicit = request.model_fields_set
+    if request.retrievers:
+        specs = list(request.retrievers)
+        seen = [s.kind for s in specs]
+        if len(set(seen)) != len(seen):
+            raise SearchError(f"a kind appears twice in retrievers: {seen}")
+        if sum(s.weight for s in specs) <= 0:
+            raise SearchError("retriever weights must not all be zero")
+        method = request.fusion
+        rrf_k, norm = request.rrf_k, request.normalization
+    elif request.retriever == "hybrid":
+        if not available:
+            raise SearchError("this collection's index has no searchable kind")
+        first_stage = [k for k in available if k not in recipe.late_kinds] or available
+        specs = [RetrieverSpec(kind=k, weight=recipe.weight(k)) for k in first_stage]
+        method = request.fusion if "fusion" in explicit else recipe.fusion
+        rrf_k = request.rrf_k if "rrf_k" in explicit else recipe.rrf_k
+        norm = request.normalization if "normalization" in explicit else recipe.normalization
+    else:
+        specs = [RetrieverSpec(kind=request.retriever)]
+        method, rrf_k, norm = request.fusion, request.rrf_k, request.normalization
+    for spec in specs:
+        if spec.kind not in available:
+            raise SearchError(
+                f"retriever {spec.kind!r} is not indexed in this collection; "
+                f"available: {', '.join(available) or 'none'}, or hybrid"
+            )
+    if len(specs) == 1:
+        method = "none"
+    return Plan(specs, method, rrf_k, norm)
+
+
+def rerank_spec(
+    version: OpenVersion, request: SearchRequest, recipe: Recipe = HYBRID
+) -> RerankSpec | None:
+    """The request's rerank, or for a hybrid request that does not mention ``rerank``, the
+    recipe's default when the version has a late-interaction kind to serve it."""
+    if "rerank" in request.model_fields_set or request.retrievers or request.retriever != "hybrid":
+        return request.rerank
+    if recipe.rerank is not None and any(k in version.searchers for k in recipe.late_kinds):
+        return recipe.rerank
+    return None
+
+
+def search_batch(
+    version: OpenVersion,
+    queries: list[str],
+    request: SearchRequest,
+    allowed: DocMask | None = None,
+    stages: Sequence[Stage] = (),
+    recipe: Recipe = HYBRID,
+) -> SearchOutcome:
+    """Run ``request`` (its settings; its ``query`` is ignored) for every query."""
+    the_plan = plan(version, request, recipe)
+    names = {stage.name for stage in stages}
+    if request.min_relevance is not None and "relevance" not in names:
+        raise NotAvailable("min_relevance is not available here: it needs a calibrated collection")
+    if (
+        "rerank" in request.model_fields_set
+        and request.rerank is not None
+        and "rerank" not in names
+    ):
+        raise NotAvailable("rerank is not available here")
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (version.n_docs,):
+            raise ValueError(
+                f"allowed mask has shape {allowed.shape}, expected ({version.n_docs},)"
+            )
+        if not allowed.any():
+            return SearchOutcome([[] for _ in queries], {"total": _ms(started)})
+    # How many fused hits the later stages need before the final cut.
+    keep = max([request.k, *(stage.depth for stage in stages)])
+
+    per_kind: dict[str, list[list[Hit]]] = {}
+    for spec in the_plan.specs:
+        # A fused kind gives its spec's k, else at least the recipe's depth and ``keep``.
+        depth = keep if the_plan.fusion == "none" else spec.k or max(recipe.depth, keep)
+        depth = min(depth, version.n_docs)
+        t0 = time.perf_counter()
+        per_kind[spec.kind] = version.searchers[spec.kind].search(queries, depth, allowed)
+        timings[spec.kind] = _ms(t0)
+
+    t0 = time.perf_counter()
+    if the_plan.fusion == "none":
+        fused = per_kind[the_plan.specs[0].kind]
+    else:
+        fused = [_fuse(version, the_plan, per_kind, qi) for qi in range(len(queries))]
+        timings["fusion"] = _ms(t0)
+    fused = [hits[:keep] for hits in fused]
+
+    for stage in stages:
+        t0 = time.perf_counter()
+        fused = stage(version, queries, fused)
+        timings[stage.name] = _ms(t0)
+    if request.min_score is not None:
+        fused = [[h for h in hits if h.score >= request.min_score] for hits in fused]
+    timings["total"] = _ms(started)
+    return SearchOutcome([hits[: request.k] for hits in fused], timings)
+
+
+def search(
+    version: OpenVersion,
+    request: SearchRequest,
+    allowed: DocMask | None = None,
+    stages: Sequence[Stage] = (),
+    recipe: Recipe = HYBRID,
+) -> SearchOutcome:
+    """One query: ``request.query``."""
+    return search_batch(version, [request.query], request, allowed, stages, recipe)
+
+
+def _fuse(
+    version: OpenVersion, the_plan: Plan, per_kind: dict[str, list[list[Hit]]], qi: int
+) -> list[Hit]:
+    """Fuse one query's lists over internal rows, so ties go to the lower row."""
+    raw: dict[int, dict[str, float]] = {}
+    lists: list[list[tuple[int, float]]] = []
+    for spec in the_plan.specs:
+        pairs = []
+        for hit in per_kind[spec.kind][qi]:
+            row = version.row_of(hit.doc_id)
+            pairs.append((row, hit.score))
+            raw.setdefault(row, {})[spec.kind] = hit.score
+        lists.append(pairs)
+    weights = [s.weight for s in the_plan.specs]
+    if the_plan.fusion == "rrf":
+        ranked = rrf(
+            [[row for row, _ in pairs] for pairs in lists], weights, the_plan.rrf_k, tie_key=int
+        )
+    elif the_plan.fusion == "convex":
+        ranked = convex(lists, weights, the_plan.normalization, tie_key=int)
+    else:
+        raise SearchError(f"unknown fusion {the_plan.fusion!r}; use rrf or convex")
+    return [
+        Hit(doc_id=str(version.doc_ids[row]), score=float(score), scores=dict(raw[row]))
+        for row, score in ranked
+    ]
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,29 +1,28 @@
 # specrag API image (CPU). Used by docker-compose.yml against PostgreSQL; without
 # SPECRAG_DATABASE_URL it falls back to a SQLite file under $SPECRAG_HOME.
-FROM python:3.11-slim
+#
+# The image installs the same wheel CI checks (.ci/check_wheel.sh): built in the first
+# stage from the project files, installed with its extras in the second.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip wheel --no-deps -w /dist .
 
+FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     SPECRAG_HOME=/data
-
 WORKDIR /app
 
 # The CPU build of the pinned torch first, so that installing the package never pulls CUDA.
 COPY constraints.txt ./
 RUN pip install -c constraints.txt --index-url https://download.pytorch.org/whl/cpu torch
-
-COPY pyproject.toml README.md ./
-COPY specrag ./specrag
-COPY storage ./storage
-COPY indexing ./indexing
-COPY retrieval ./retrieval
-COPY rerank ./rerank
-COPY generation ./generation
-COPY api ./api
-RUN pip install -c constraints.txt ".[postgres]"
+COPY --from=wheel /dist /dist
+RUN WHEEL=$(ls /dist/specrag-*.whl) && pip install -c constraints.txt "${WHEEL}[postgres]"
 
 RUN useradd --create-home --uid 1000 specrag && mkdir -p /data && chown specrag /data
 USER specrag

@@ -7,7 +7,7 @@ PIPFLAGS := -c constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test lint serve bench clean install-lucene
+.PHONY: install demo test lint check-wheel clean install-lucene
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+PORT ?= 8000
 demo: install
-	$(VENV)/bin/specrag demo --port 8000
+	$(VENV)/bin/specrag demo --port $(PORT)
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# The shipped wheel in a fresh venv: imports, serves, searches, imports no torch (CI runs it).
+check-wheel: install
+	PYTHON=$(PY) .ci/check_wheel.sh
 
 # Lucene BM25 (comparison point): pyserini without its heavy hard dependencies.
 install-lucene: install

@@ -49,7 +49,10 @@ PATHS: dict[str, list[tuple[str, dict]]] = {
     "binary": [("rescore-all", {}), ("hamming", {"min_candidates": 12, "rescore_factor": 2})],
     "colbert": [
         ("exhaustive", {}),
-        ("centroids", {"exhaustive_max_docs": 0, "n_centroids": 1024, "nprobe": 1, "candidates": 40}),
+        (
+            "centroids",
+            {"exhaustive_max_docs": 0, "n_centroids": 1024, "nprobe": 1, "candidates": 40},
+        ),
     ],
     "lucene": [("lucene", {})],
 }
@@ -142,7 +145,9 @@ def colbert_candidates(searcher, query: str, rows: np.ndarray, k: int) -> np.nda
     if len(cands) > keep:
         approx = np.array(
             [
-                centroid_scores[:, assigned[store.offsets[d] : store.offsets[d + 1]]].max(axis=1).sum()
+                centroid_scores[:, assigned[store.offsets[d] : store.offsets[d + 1]]]
+                .max(axis=1)
+                .sum()
                 for d in cands
             ]
         )
@@ -173,18 +178,26 @@ def check_path(version, kind: str, path: str, queries: list[str], allowed=None) 
                 continue
             pruned["queries"] += 1
             must, may = rows[distance < bound], rows[distance <= bound]
-            assert set(got_rows) <= set(may.tolist()), f"{kind}: a hit outside the Hamming candidates"
+            assert set(got_rows) <= set(may.tolist()), (
+                f"{kind}: a hit outside the Hamming candidates"
+            )
             assert len(hits) == min(K, len(rows))
-            np.testing.assert_allclose([h.score for h in hits], ref[qi, got_rows], rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(
+                [h.score for h in hits], ref[qi, got_rows], rtol=1e-4, atol=1e-4
+            )
             worst = min(h.score for h in hits)
             beaten = [r for r in must.tolist() if ref[qi, r] > worst + 1e-4]
-            assert set(beaten) <= set(got_rows), f"{kind}: a sure candidate that scores higher is missing"
+            assert set(beaten) <= set(got_rows), (
+                f"{kind}: a sure candidate that scores higher is missing"
+            )
             pruned["pruned"] += len(may) < len(rows)
         elif path == "centroids":
             cands = colbert_candidates(searcher, queries[qi], rows, K)
             q_tokens = searcher.encoder.encode_queries([queries[qi]])[0].astype(np.float32)
             stage = searcher.candidates(q_tokens, K, allowed)
-            assert stage.tolist() == cands.tolist(), f"{kind}: the centroid stage's candidates differ"
+            assert stage.tolist() == cands.tolist(), (
+                f"{kind}: the centroid stage's candidates differ"
+            )
             pruned["queries"] += 1
             pruned["pruned"] += len(cands) < len(rows)
             assert_hits_equal(version, kind, hits, expected_topk(ref[qi], K, cands), ref[qi])

@@ -47,11 +47,12 @@ class Corpus(Protocol):
 
 
 class Progress(Protocol):
-    """Build progress sink: ``update(done, total, stage)``. tqdm bars and job rows
-    both implement it through small adapters."""
+    """Build progress sink: ``progress(done, total, stage, unit)``, counted in ``unit``
+    (documents unless the stage says otherwise: "token", "point"). Job rows and the CLI's
+    bars implement it."""
 
-    def __call__(self, done: int, total: int, stage: str) -> None: ...
+    def __call__(self, done: int, total: int, stage: str, unit: str = "doc") -> None: ...
 
 
-def no_progress(done: int, total: int, stage: str) -> None:
+def no_progress(done: int, total: int, stage: str, unit: str = "doc") -> None:
     """A Progress that ignores updates."""

@@ -145,11 +145,11 @@ class JobProgress:
         self._bar: Any = None
         self.writes = 0
 
-    def __call__(self, done: int, total: int, stage: str) -> None:
+    def __call__(self, done: int, total: int, stage: str, unit: str = "doc") -> None:
         changed = stage != self.stage
         self.stage = stage
         if self.progress_bar:
-            self._update_bar(done, total, stage, changed)
+            self._update_bar(done, total, stage, unit, changed)
         now = time.monotonic()
         finished_stage = total > 0 and done >= total
         if not (changed or finished_stage or now - self._last_write >= self.interval):
@@ -164,13 +164,13 @@ class JobProgress:
         except Exception as exc:  # noqa: BLE001 - progress is advisory
             log.warning("could not record progress of job %s: %s", self.job_id, exc)
 
-    def _update_bar(self, done: int, total: int, stage: str, changed: bool) -> None:
+    def _update_bar(self, done: int, total: int, stage: str, unit: str, changed: bool) -> None:
         from tqdm.auto import tqdm
 
         if changed or self._bar is None:
             if self._bar is not None:
                 self._bar.close()
-            self._bar = tqdm(total=total or None, desc=stage, unit="doc", leave=True)
+            self._bar = tqdm(total=total or None, desc=stage, unit=f" {unit}", leave=True)
         if total and self._bar.total != total:
             self._bar.total = total
         self._bar.update(max(0, done - self._bar.n))

@@ -123,7 +123,7 @@ def _labelled(progress: Progress, label: str) -> Progress:
     """Prefix a builder's stage names with its kind, so a multi-kind build's progress
     says which kind is running."""
 
-    def report(done: int, total: int, stage: str) -> None:
-        progress(done, total, stage if stage.startswith(label) else f"{label}: {stage}")
+    def report(done: int, total: int, stage: str, unit: str = "doc") -> None:
+        progress(done, total, stage if stage.startswith(label) else f"{label}: {stage}", unit)
 
     return report

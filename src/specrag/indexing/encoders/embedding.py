@@ -1,10 +1,10 @@
 """Encode a corpus (or queries) with a sentence-transformers bi-encoder.
 
 Shared by the ``dense`` and ``binary`` kinds and by benchmarks. Documents are encoded
-in chunks of ``CHUNK_BATCHES * batch_size`` texts (sentence-transformers sorts each
-chunk by length, which saves padding), written straight into a float32 array that may
-be a memory-mapped ``.npy`` so a large corpus never has to fit in RAM twice. Progress
-goes to the ``progress`` callback and to a tqdm bar.
+in chunks of ``CHUNK_BATCHES * batch_size`` texts, each sorted by length so that a batch
+holds texts of similar length (little padding), written straight into a float32 array that
+may be a memory-mapped ``.npy`` so a large corpus never has to fit in RAM twice. Progress
+goes to the ``progress`` callback after every batch.
 
 Models with ``query``/``document`` prompts get them through ``encode_query`` /
 ``encode_document``; plain models (MiniLM) encode both sides the same way.
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from specrag.types import Corpus, Progress, no_progress
 
@@ -83,19 +82,14 @@ def encode_corpus(
     chunk_size = batch_size * CHUNK_BATCHES
     done = 0
     progress(0, n, stage)
-    with tqdm(total=n, desc=stage, unit="doc", leave=False) as bar:
-        chunk: list[str] = []
-        for doc in corpus:
-            chunk.append(document_text(doc))
-            if len(chunk) == chunk_size:
-                done = _encode_chunk(model, chunk, out, done, batch_size, normalize)
-                chunk = []
-                bar.update(chunk_size)
-                progress(done, n, stage)
-        if chunk:
-            done = _encode_chunk(model, chunk, out, done, batch_size, normalize)
-            bar.update(len(chunk))
-            progress(done, n, stage)
+    chunk: list[str] = []
+    for doc in corpus:
+        chunk.append(document_text(doc))
+        if len(chunk) == chunk_size:
+            done = _encode_chunk(model, chunk, out, done, batch_size, normalize, progress, stage)
+            chunk = []
+    if chunk:
+        done = _encode_chunk(model, chunk, out, done, batch_size, normalize, progress, stage)
     if done != n:
         raise ValueError(f"corpus yielded {done} documents but reports len() == {n}")
     if isinstance(out, np.memmap):
@@ -103,18 +97,24 @@ def encode_corpus(
     return out
 
 
-def _encode_chunk(model, texts, out, start, batch_size, normalize) -> int:
+def _encode_chunk(model, texts, out, start, batch_size, normalize, progress, stage) -> int:
+    """Encode one chunk batch by batch, longest texts first (little padding per batch, as
+    sentence-transformers sorts within a call), reporting progress after every batch."""
     end = start + len(texts)
     if end > len(out):
         raise ValueError(f"corpus yielded more documents than its len() == {len(out)}")
-    emb = model.encode_document(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=normalize,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    out[start:end] = np.asarray(emb, dtype=np.float32)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    for lo in range(0, len(texts), batch_size):
+        rows = order[lo : lo + batch_size]
+        emb = model.encode_document(
+            [texts[i] for i in rows],
+            batch_size=batch_size,
+            normalize_embeddings=normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        out[start + rows] = np.asarray(emb, dtype=np.float32)
+        progress(start + min(lo + batch_size, len(texts)), len(out), stage)
     return end
 
 

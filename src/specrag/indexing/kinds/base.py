@@ -41,8 +41,8 @@ class KindConfig(BaseModel):
 
 class Builder(Protocol):
     """Writes a kind's files for ``corpus`` (row i = i-th document) into ``out_dir`` and
-    returns statistics recorded in the version manifest. ``progress(done, total, stage)``
-    reports work in the stage's own unit (the stage name says which)."""
+    returns statistics recorded in the version manifest. ``progress(done, total, stage,
+    unit)`` reports each stage's work (documents, or "token" for token stages)."""
 
     def __call__(
         self, corpus: Corpus, out_dir: Path, config: Any, progress: Progress

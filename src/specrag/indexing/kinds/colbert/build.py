@@ -106,7 +106,7 @@ def _index_spill(
 
     codec = make_codec(config.compression, dim).fit(sample)
     n_centroids = min(config.n_centroids or default_n_centroids(n_tokens), n_sample)
-    progress(0, n_tokens, f"colbert: k-means, {n_centroids} centroids")
+    progress(0, n_sample, f"colbert: k-means, {n_centroids} centroids", "token")
     centroids = _kmeans(sample, n_centroids, config)
     quantizer = faiss.IndexFlatIP(dim)
     quantizer.add(centroids)
@@ -119,7 +119,7 @@ def _index_spill(
         _, nearest = quantizer.search(chunk, 1)
         token_centroids[start : start + len(chunk)] = nearest[:, 0]
         writer.append_rows(chunk)
-        progress(start + len(chunk), n_tokens, "colbert: compressing tokens")
+        progress(start + len(chunk), n_tokens, "colbert: compressing tokens", "token")
     store = writer.close(lengths)
 
     ivf_offsets, ivf_docs = _inverted_lists(token_centroids, lengths, n_centroids)

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from specrag.indexing.encodings.session import summary
 from specrag.indexing.registry import parse_kinds
 from specrag.indexing.versions import VersionStore
 from specrag.storage.store import DocumentStore
@@ -97,6 +98,9 @@ def run_build(
         f"built {n_docs} documents ({', '.join(build_kinds)}) in "
         f"{time.perf_counter() - started:.1f} s"
     )
+    encoded = versions.manifest(version_id).get("encodings")
+    if encoded:
+        message += f"; {summary(encoded)}"
     if newer is not None:
         message += f"; not made current: version {newer} was built from newer documents"
     store.update_job(

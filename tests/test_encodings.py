@@ -173,3 +173,18 @@ def test_store_appends_are_whole_and_the_newest_copy_wins(tmp_path):
         store.append(h, {"pooled": [np.ones(3), np.ones(3)]})
     with pytest.raises(KeyError):
         list(store.get(np.array([b"c" * 64], "S64"), "terms"))
+
+
+def test_sparse_weights_are_stored_and_reused(tmp_path, docs, encode_calls):
+    from tests.tiny_models import tiny_splade_dir
+
+    config = {"splade": {"model": str(tiny_splade_dir(tmp_path / "model")), "mode": "exhaustive"}}
+    versions = VersionStore(tmp_path / "c")
+    first = open_version(versions, versions.build(docs[:10], config))
+    again = open_version(versions, versions.build(docs[:10], config))
+    assert [len(c) for c in encode_calls] == [10]
+    queries = demo_queries(4)
+    np.testing.assert_array_equal(
+        first.searchers["splade"].reference_scores(queries),
+        again.searchers["splade"].reference_scores(queries),
+    )

@@ -12,6 +12,7 @@ the builder's folder, removed when the builder is done.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -52,6 +53,7 @@ class Encoded:
     encoded: int = 0
     reused: int = 0
     kinds: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -100,6 +102,7 @@ def ensure(
     """Encode the documents of ``corpus`` whose text the space lacks any of ``fields``
     for (each distinct text once, all fields from one forward), store them, and return
     the corpus's view of the space."""
+    started = time.perf_counter()
     space = store.space
     hashes = text_hashes(corpus, space)
     missing = ~store.has(hashes, fields)
@@ -139,7 +142,7 @@ def ensure(
         if pending:
             flush()
     return Encoded(store, hashes, encoded=n_new, reused=len(hashes) - int(missing.sum()),
-                   kinds=list(kinds))  # fmt: skip
+                   kinds=list(kinds), seconds=time.perf_counter() - started)  # fmt: skip
 
 
 class BuildEncodings:
@@ -205,6 +208,7 @@ class BuildEncodings:
                 "fields": self.plan[key]["fields"],
                 "encoded": enc.encoded,
                 "reused": enc.reused,
+                "seconds": round(enc.seconds, 3),
             }
             for key, enc in self.encoded.items()
         }

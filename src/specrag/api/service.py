@@ -27,6 +27,7 @@ from specrag.api.schemas import (
     DocumentOut,
     Health,
     JobOut,
+    RefreshOut,
     SearchHit,
     SearchResponse,
 )
@@ -35,6 +36,7 @@ from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.calibration import calibration_path, fit_calibration
+from specrag.retrieval.live import live_id, with_delta
 from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
@@ -68,6 +70,8 @@ class CollectionService:
         #: Rerank and calibrated-relevance stages, bound to the document store.
         self.stages = StageBuilder(self.store)
         self._versions: dict[str, OpenVersion] = {}
+        self._bases: dict[str, OpenVersion] = {}  # the version under a live delta
+        self._refresh_locks: dict[str, threading.Lock] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
@@ -107,6 +111,7 @@ class CollectionService:
     def delete_collection(self, name: str) -> None:
         self.store.delete_collection(name)
         self._versions.pop(name, None)
+        self._bases.pop(name, None)
         # Index files go after the row, so a crash leaves orphan files, not a dangling row.
         shutil.rmtree(self.settings.collections_dir / name, ignore_errors=True)
 
@@ -210,10 +215,24 @@ class CollectionService:
         )
 
     # -- search ----------------------------------------------------------------------
+    def refresh(self, name: str) -> RefreshOut:
+        """Make every document upserted since the current version searchable by the
+        kinds a delta segment covers (``indexing/delta.py``), without a full build."""
+        from specrag.indexing.delta import build_delta
+
+        with self._locks_guard:
+            lock = self._refresh_locks.setdefault(name, threading.Lock())
+        with lock, self.store.corpus(name) as corpus:
+            manifest = build_delta(corpus, self.versions(name), corpus.generation)
+        return RefreshOut(**{k: manifest[k] for k in RefreshOut.model_fields})
+
     def version_for(self, name: str) -> OpenVersion:
-        """The open CURRENT version of ``name``, loading it when CURRENT changed. While a
-        new version loads, other requests keep getting the old one."""
-        current = self.versions(name).current()
+        """The open CURRENT version of ``name`` with its live delta segment, loading it
+        when CURRENT or DELTA changed. While a new one loads, other requests keep getting
+        the old one."""
+        versions = self.versions(name)
+        base = versions.current()
+        current = live_id(versions, base) if base is not None else None
         cached = self._versions.get(name)
         if current is None:
             if cached is not None:
@@ -231,7 +250,11 @@ class CollectionService:
         try:
             cached = self._versions.get(name)
             if cached is None or cached.id != current:
-                cached = open_version(self.versions(name), current)
+                opened = self._bases.get(name)
+                if opened is None or opened.id != base:
+                    opened = open_version(versions, base)
+                    self._bases[name] = opened
+                cached = with_delta(versions, opened)
                 self._versions[name] = cached
             return cached
         finally:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from specrag.api.deps import ServiceDep
-from specrag.api.schemas import BuildRequest, JobOut
+from specrag.api.schemas import BuildRequest, JobOut, RefreshOut
 
 router = APIRouter(tags=["builds"])
 
@@ -14,6 +14,14 @@ router = APIRouter(tags=["builds"])
 def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
     """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
     return service.start_build(name, body.kinds if body else None)
+
+
+@router.post("/collections/{name}/refresh", response_model=RefreshOut)
+def refresh(name: str, service: ServiceDep) -> RefreshOut:
+    """Make documents upserted since the current version searchable now (``dense``: a
+    delta segment beside the version; other kinds at the next build). Synchronous: it
+    encodes only the new and changed documents."""
+    return service.refresh(name)
 
 
 @router.get("/collections/{name}/builds", response_model=list[JobOut])

@@ -35,7 +35,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
-    RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     ValueError: status.HTTP_400_BAD_REQUEST,
 }

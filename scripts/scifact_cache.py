@@ -32,8 +32,6 @@ import io
 import json
 import re
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,7 +189,7 @@ def evaluate(
 
 @dataclass
 class Row:
-    """One benchmark row; benchmarks print lists of them side by side (``format_rows``)."""
+    """One benchmark row (bench_dense.py's side-by-side table)."""
 
     name: str
     metrics: dict[str, float]  # evaluate()'s output
@@ -199,39 +197,6 @@ class Row:
     qps_batch: float | None = None  # all queries in one call
     bytes_per_doc: float | None = None  # what the search keeps per document
     note: str = ""
-
-
-def timed_run(
-    search_one: Callable[[int], list[tuple[str, float]]], query_ids: list[str]
-) -> tuple[dict[str, dict[str, float]], float]:
-    """Call ``search_one(i)`` (ranked (doc_id, score) pairs of query i) for every query,
-    one at a time. Returns the run for ``evaluate`` and the queries per second."""
-    run: dict[str, dict[str, float]] = {}
-    started = time.perf_counter()
-    results = [search_one(i) for i in range(len(query_ids))]
-    elapsed = time.perf_counter() - started
-    for qid, ranked in zip(query_ids, results, strict=True):
-        run[qid] = {doc_id: float(score) for doc_id, score in ranked}
-    return run, len(query_ids) / elapsed
-
-
-def format_rows(rows: list[Row]) -> str:
-    """A markdown table of ``rows``."""
-    lines = [
-        "| system | nDCG@10 | R@100 | MRR@10 | QPS (1 query) | QPS (batch) | bytes/doc | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def fmt(value, spec):
-        return "" if value is None else format(value, spec)
-
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.metrics['nDCG@10']:.4f} | {r.metrics['R@100']:.4f} | "
-            f"{r.metrics['RR@10']:.4f} | {fmt(r.qps_single, '.0f')} | {fmt(r.qps_batch, '.0f')} | "
-            f"{fmt(r.bytes_per_doc, '.0f')} | {r.note} |"
-        )
-    return "\n".join(lines)
 
 
 def write_slice(data_dir: Path, out: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:

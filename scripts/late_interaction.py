@@ -648,6 +648,10 @@ def query_encode_ms(texts: list[str]) -> float:
     return 1000 * (time.perf_counter() - started) / len(texts)
 
 
+def _weights(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {w:g}" for name, w in weights.items())
+
+
 def tables(r: dict) -> list[dict]:
     """The result tables (docs/benchmarks.md)."""
     table = bench_results.table
@@ -729,9 +733,9 @@ def tables(r: dict) -> list[dict]:
         out.append(
             table(
                 "The offline default pipeline through the service code (test): "
-                f"recipe MaxSim weights {sv['default_weights']} (train nDCG@10 "
+                f"recipe MaxSim weights {_weights(sv['default_weights'])} (train nDCG@10 "
                 f"{sv['train_default_nDCG@10']:.4f}), train grid best "
-                f"{sv['train_best_weights']} (train {sv['train_best_nDCG@10']:.4f}); "
+                f"{_weights(sv['train_best_weights'])} (train {sv['train_best_nDCG@10']:.4f}); "
                 f"end to end with live query encoding {end_to_end:.1f} ms/query",
                 ["pipeline", "nDCG@10", "R@100", "MRR@10", "rerank ms/query"],
                 [

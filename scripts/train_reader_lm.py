@@ -13,6 +13,11 @@ passage-less "recite" batches, no dropout, a fresh warmup + cosine schedule):
 
     nice -n 5 taskset -c 0 .venv/bin/python scripts/train_reader_lm.py --minutes 19 \
         --p-continue 0.6 --p-recite 0.5 --dropout 0 --lr 1e-3 --restart-schedule
+
+Models and the tokenizer go under ``--out-dir`` (default ``.cache/reader-lm``, where
+bench_generation.py and profile_generation_step.py look). Check on a slice
+(scripts/scifact_cache.py --write-slice /tmp/sf): ``--data /tmp/sf --out-dir /tmp/reader-lm
+--minutes 0.2 --n-layer 1 --n-embd 64 --n-head 2``.
 """
 
 from __future__ import annotations
@@ -23,17 +28,21 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
-from reader_tasks import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reader_tasks import (  # noqa: E402
     MAX_PROMPT_TOKENS,
     load_corpus,
     memorized_docs,
     recite_example,
     sample_example,
 )
+from scifact_cache import add_data_argument  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "reader-lm"
 EOS = "<|endoftext|>"
@@ -126,7 +135,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    add_data_argument(ap)
+    ap.add_argument("--out-dir", type=Path, default=CACHE, help="models and tokenizer go here")
     ap.add_argument("--name", default="reader")
     ap.add_argument("--minutes", type=float, default=30.0, help="training time budget (this run)")
     ap.add_argument("--n-layer", type=int, default=4)
@@ -161,9 +171,9 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.set_num_threads(args.threads)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(args.data, CACHE / "tokenizer")
-    out = CACHE / args.name
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(args.data, args.out_dir / "tokenizer")
+    out = args.out_dir / args.name
     docs = load_corpus(args.data)
     memorized = memorized_docs(docs, args.memorize)
     if (out / "train_state.pt").exists():

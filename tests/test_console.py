@@ -1,0 +1,352 @@
+"""The browser console (/ui) in a real browser: Debian's chromium driven by Playwright
+against the app served by uvicorn on a loopback port, over small bm25-only collections of
+the demo slice. Each check compares what the page shows with the API's own JSON.
+
+Skipped, with the reason, where chromium or playwright is missing (``.ci/run`` installs
+chromium with apt-get). ``SPECRAG_SCREENSHOTS=docs/console`` saves a screenshot of each
+view there (the README shows them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from specrag.api.app import create_app
+from specrag.settings import Settings
+from tests.conftest import demo_documents
+
+CHROMIUM = (
+    os.environ.get("SPECRAG_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
+SCREENSHOTS = os.environ.get("SPECRAG_SCREENSHOTS")
+QUERY = "glioblastoma stem cells"
+QUESTION = "What maintains glioblastoma stem cells?"
+TIMEOUT_MS = 30_000
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium on PATH (apt-get install chromium, or set SPECRAG_CHROMIUM): "
+    "the console's browser tests need a real browser",
+)
+
+
+def doc_json(doc) -> dict:
+    return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
+
+
+def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def make_collection(api: httpx.Client, name: str, n_docs: int, build: bool) -> None:
+    r = api.post("/collections", json={"name": name, "kinds": ["bm25"]})
+    assert r.status_code == 201, r.text
+    docs = [doc_json(d) for d in demo_documents(n_docs)]
+    assert api.post(f"/collections/{name}/documents", json={"documents": docs}).status_code == 200
+    if build:
+        job = wait_for_job(api, api.post(f"/collections/{name}/builds").json()["id"])
+        assert job["status"] == "succeeded", job
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(base URL, an httpx client of it): the real app under uvicorn on a free port, with
+    `demo` built, `fresh` (documents, no build yet) and `empty` (no documents)."""
+    settings = Settings(home=tmp_path_factory.mktemp("console-home"), generator="extractive")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    with httpx.Client(base_url=base, timeout=120) as api:
+        make_collection(api, "demo", 200, build=True)
+        make_collection(api, "fresh", 200, build=False)
+        assert api.post("/collections", json={"name": "empty"}).status_code == 201
+        yield base, api
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    )
+    with sync_api.sync_playwright() as p:
+        # Debian's chromium, never a downloaded browser; --no-sandbox because CI runs as root.
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def open_view(page, server, view: str, collection: str = "demo") -> None:
+    page.goto(f"{server[0]}/ui/?collection={collection}#{view}")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator(f"#view-{view}").is_visible()
+
+
+def screenshot(page, name: str, selector: str | None = None) -> None:
+    if not SCREENSHOTS:
+        return
+    path = Path(SCREENSHOTS) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if selector:
+        page.locator(selector).screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
+
+
+def hits_shown(page, list_id: str) -> list[dict]:
+    """Each hit card's doc id and its bars: {kind: (value, width %)}."""
+    return page.eval_on_selector_all(
+        f"#{list_id} > li",
+        """items => items.map(li => ({
+            doc_id: li.dataset.docId,
+            bars: Object.fromEntries([...li.querySelectorAll('.bar')].map(
+                b => [b.dataset.kind, [Number(b.dataset.value), parseFloat(b.style.width)]])),
+            marks: [...li.querySelectorAll('mark')].map(m => m.textContent.toLowerCase()),
+        }))""",
+    )
+
+
+def search_json(server, body: dict, collection: str = "demo") -> dict:
+    r = server[1].post(f"/collections/{collection}/search", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_root_redirects_and_every_input_has_a_label(page, server):
+    page.goto(server[0] + "/")
+    assert page.url == server[0] + "/ui/"
+    page.wait_for_selector("body[data-ready=true]")
+    unlabeled = page.eval_on_selector_all(
+        "input, select, textarea",
+        "els => els.filter(e => !e.labels.length && !e.getAttribute('aria-label'))"
+        ".map(e => e.outerHTML)",
+    )
+    assert unlabeled == []
+    # keyboard: the skip link, then the views in order
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Collections"
+    page.keyboard.press("Enter")
+    assert page.locator("#view-collections").is_visible()
+
+
+def bars_expected(api_hits: list[dict]) -> list[dict]:
+    """The bars the console should draw for the API's hits: each of `scores`, plus `fused`
+    (the hit's score) when it is none of them; widths span min(0, lowest) to max(0,
+    highest) of each bar's scores over the hits."""
+    rows = []
+    for hit in api_hits:
+        row = dict(hit["scores"])
+        if hit["score"] not in row.values():
+            row["fused"] = hit["score"]
+        rows.append(row)
+    out = []
+    for row in rows:
+        bars = {}
+        for kind, value in row.items():
+            column = [r[kind] for r in rows if kind in r]
+            lo, hi = min(0.0, *column), max(0.0, *column)
+            bars[kind] = (value, 100 * (value - lo) / (hi - lo) if hi > lo else 0.0)
+        out.append(bars)
+    return out
+
+
+def assert_hits_match(shown: list[dict], api_hits: list[dict]) -> None:
+    assert [h["doc_id"] for h in shown] == [h["doc_id"] for h in api_hits]
+    for hit, expected in zip(shown, bars_expected(api_hits), strict=True):
+        assert set(hit["bars"]) == set(expected)
+        for kind, (value, width) in expected.items():
+            assert hit["bars"][kind][0] == value  # the exact float the API sent
+            assert hit["bars"][kind][1] == pytest.approx(width, abs=0.01)
+
+
+def test_search_shows_the_api_hits_and_score_bars(page, server):
+    open_view(page, server, "search")
+    page.fill("#search-query", QUERY)
+    page.select_option("#search-retriever", "bm25")
+    page.press("#search-query", "Enter")  # Enter submits
+    page.wait_for_selector("#search-hits > li")
+    truth = search_json(
+        server,
+        {"query": QUERY, "k": 10, "retriever": "bm25", "include": ["title", "scores"]},
+    )
+    shown = hits_shown(page, "search-hits")
+    assert_hits_match(shown, truth["hits"])
+    assert set(shown[0]["bars"]) == {"bm25"}  # one retriever: its score is the hit's score
+    assert {"glioblastoma", "stem", "cells"} <= set(shown[0]["marks"])
+    stages = page.eval_on_selector_all(
+        "#search-timings [data-stage]", "e => e.map(d => d.dataset.stage)"
+    )
+    assert set(stages) == set(truth["timings_ms"])
+
+    # explicit weights and fusion: every kind of the collection, bm25 at 0.5, convex
+    kinds = list(server[1].get("/collections/demo").json()["kinds"])
+    page.select_option("#search-retriever", "explicit")
+    page.fill("#search-weight-bm25", "0.5")
+    page.select_option("#search-fusion", "convex")
+    page.fill("#search-k", "5")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#search-hits > li').length === 5")
+    retrievers = [{"kind": k, "weight": 0.5 if k == "bm25" else 1.0} for k in kinds]
+    body = {"query": QUERY, "k": 5, "retrievers": retrievers, "fusion": "convex"}
+    truth = search_json(server, {**body, "include": ["scores"]})
+    assert_hits_match(hits_shown(page, "search-hits"), truth["hits"])
+    screenshot(page, "search")
+
+
+def test_api_errors_show_the_api_message(page, server):
+    open_view(page, server, "search")
+    page.fill("#search-query", QUERY)
+    bad = {"year": {"$foo": 1}}
+    page.fill("#search-filter", json.dumps(bad))
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-filter-error:not([hidden])")
+    r = server[1].post("/collections/demo/search", json={"query": QUERY, "filter": bad})
+    assert r.status_code == 400
+    assert page.inner_text("#search-filter-error") == r.json()["detail"]
+    assert page.get_attribute("#search-filter", "aria-invalid") == "true"
+    screenshot(page, "filter-error", "#view-search form")
+
+    page.fill("#search-filter", "{year: 2010")  # not JSON: said before any request
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-filter-error:has-text('not JSON')")
+
+    page.fill("#search-filter", "")
+    page.fill("#search-min-relevance", "0.5")  # no calibration yet: the API's 400
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-error:not([hidden])")
+    r = server[1].post("/collections/demo/search", json={"query": QUERY, "min_relevance": 0.5})
+    assert r.status_code == 400 and page.inner_text("#search-error") == r.json()["detail"]
+
+    open_view(page, server, "search", collection="empty")  # never built: the API's 409
+    page.fill("#search-query", QUERY)
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-error:not([hidden])")
+    r = server[1].post("/collections/empty/search", json={"query": QUERY})
+    assert r.status_code == 409 and page.inner_text("#search-error") == r.json()["detail"]
+
+
+def test_compare_marks_the_overlap(page, server):
+    open_view(page, server, "compare")
+    page.fill("#compare-query", QUERY)
+    page.select_option("#compare-left-retriever", "bm25")
+    page.select_option("#compare-right-retriever", "bm25")
+    topic = {"topic": {"$in": ["bio", "med"]}}
+    page.fill("#compare-right-filter", json.dumps(topic))
+    page.press("#compare-query", "Enter")
+    page.wait_for_selector("#compare-right-hits > li")
+    base = {"query": QUERY, "k": 5, "retriever": "bm25"}
+    left = [h["doc_id"] for h in search_json(server, base)["hits"]]
+    right = [h["doc_id"] for h in search_json(server, {**base, "filter": topic})["hits"]]
+    shared = set(left) & set(right)
+    assert 0 < len(shared) < 5
+    for side, truth in (("left", left), ("right", right)):
+        assert [h["doc_id"] for h in hits_shown(page, f"compare-{side}-hits")] == truth
+        marked = page.eval_on_selector_all(
+            f"#compare-{side}-hits > li.overlap", "e => e.map(li => li.dataset.docId)"
+        )
+        assert set(marked) == shared
+    assert page.inner_text("#compare-summary").startswith(f"{len(shared)} documents in both")
+    screenshot(page, "compare")
+
+
+def test_ask_streams_sentences_and_ends_with_citations(page, server):
+    open_view(page, server, "ask")
+    page.fill("#ask-question", QUESTION)
+    page.fill("#ask-k", "3")
+    page.press("#ask-question", "Enter")
+    page.wait_for_selector("#ask-answer[data-state=done]")
+    final = (
+        server[1]
+        .post("/collections/demo/ask", json={"question": QUESTION, "k": 3, "retriever": "hybrid"})
+        .json()
+    )
+    deltas = page.eval_on_selector_all("#ask-answer .delta", "e => e.map(s => s.textContent)")
+    # one span per streamed sentence, in order, adding up to the final answer
+    assert len(deltas) == 3 and "".join(deltas) == final["answer"]
+    links = page.eval_on_selector_all(
+        "#ask-answer a.cite", "e => e.map(a => [a.textContent, a.getAttribute('href')])"
+    )
+    assert links and all(href == f"#ask-passage-{text[1:-1]}" for text, href in links)
+    passages = page.eval_on_selector_all(
+        "#ask-passages > li",
+        "e => e.map(li => [li.id, li.dataset.docId, li.classList.contains('cited')])",
+    )
+    assert passages == [
+        [f"ask-passage-{c['number']}", c["doc_id"], c["cited"]] for c in final["citations"]
+    ]
+    stats = page.eval_on_selector_all(
+        "#ask-stats [data-stat]",
+        "e => Object.fromEntries(e.map(d => [d.dataset.stat, d.querySelector('dd').textContent]))",
+    )
+    assert stats["generator"] == "extractive" and "retrieval_ms" in stats
+    page.click("#ask-answer a.cite >> nth=0")
+    assert page.evaluate("location.hash").startswith("#ask-passage-")
+    screenshot(page, "ask")
+
+
+def test_build_progress_bar_reaches_done(page, server):
+    open_view(page, server, "collections", collection="fresh")
+    row = "#collections-table tr[data-collection=fresh]"
+    assert page.inner_text(f"{row} td >> nth=2") == "not built"
+    page.click(f"{row} button.build")
+    page.wait_for_selector(f"{row} .job[data-status=succeeded]")
+    seen = [float(x) for x in page.get_attribute(f"{row} .job", "data-seen").split(",")]
+    assert seen == sorted(seen) and seen[-1] == 1.0  # the bar only moves forward, to the end
+    assert page.eval_on_selector(f"{row} progress", "p => p.value") == 1
+    version = server[1].get("/collections/fresh").json()["current_version"]
+    assert version
+    page.wait_for_selector(f"{row} td:has-text('{version}')")  # the list reloaded
+    screenshot(page, "collections")
+
+
+def test_narrow_window_has_no_sideways_scroll(browser, server):
+    context = browser.new_context(viewport={"width": 380, "height": 800})
+    page = context.new_page()
+    try:
+        open_view(page, server, "search")
+        page.fill("#search-query", QUERY)
+        page.press("#search-query", "Enter")
+        page.wait_for_selector("#search-hits > li")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        screenshot(page, "narrow")
+    finally:
+        context.close()

@@ -33,6 +33,9 @@ SCREENSHOTS = os.environ.get("SPECRAG_SCREENSHOTS")
 QUERY = "glioblastoma stem cells"
 QUESTION = "What maintains glioblastoma stem cells?"
 TIMEOUT_MS = 30_000
+#: The demo collection's kinds: bm25 only (fast), plus dense for the screenshots, so that
+#: they show fused scores too.
+DEMO_KINDS = ["bm25", "dense"] if SCREENSHOTS else ["bm25"]
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -55,8 +58,10 @@ def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 120.0) -> dict
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def make_collection(api: httpx.Client, name: str, n_docs: int, build: bool) -> None:
-    r = api.post("/collections", json={"name": name, "kinds": ["bm25"]})
+def make_collection(
+    api: httpx.Client, name: str, n_docs: int, build: bool, kinds: list[str] = ("bm25",)
+) -> None:
+    r = api.post("/collections", json={"name": name, "kinds": list(kinds)})
     assert r.status_code == 201, r.text
     docs = [doc_json(d) for d in demo_documents(n_docs)]
     assert api.post(f"/collections/{name}/documents", json={"documents": docs}).status_code == 200
@@ -81,7 +86,7 @@ def server(tmp_path_factory):
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     with httpx.Client(base_url=base, timeout=120) as api:
-        make_collection(api, "demo", 200, build=True)
+        make_collection(api, "demo", 200, build=True, kinds=DEMO_KINDS)
         make_collection(api, "fresh", 200, build=False)
         assert api.post("/collections", json={"name": "empty"}).status_code == 201
         yield base, api
@@ -121,14 +126,19 @@ def open_view(page, server, view: str, collection: str = "demo") -> None:
 
 
 def screenshot(page, name: str, selector: str | None = None) -> None:
+    """Save `name`.png under $SPECRAG_SCREENSHOTS (the page, at most 1,600 px of it, or one
+    element); nothing without the variable."""
     if not SCREENSHOTS:
         return
     path = Path(SCREENSHOTS) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     if selector:
         page.locator(selector).screenshot(path=path)
-    else:
-        page.screenshot(path=path, full_page=True)
+        return
+    width, height = page.evaluate("[window.innerWidth, document.documentElement.scrollHeight]")
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, 1600)}
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=path, full_page=True, clip=clip)
 
 
 def hits_shown(page, list_id: str) -> list[dict]:
@@ -268,14 +278,16 @@ def test_compare_marks_the_overlap(page, server):
     open_view(page, server, "compare")
     page.fill("#compare-query", QUERY)
     page.select_option("#compare-left-retriever", "bm25")
-    page.select_option("#compare-right-retriever", "bm25")
+    right_kind = DEMO_KINDS[-1]  # dense in the screenshots, else bm25 again
+    page.select_option("#compare-right-retriever", right_kind)
     topic = {"topic": {"$in": ["bio", "med"]}}
     page.fill("#compare-right-filter", json.dumps(topic))
     page.press("#compare-query", "Enter")
     page.wait_for_selector("#compare-right-hits > li")
     base = {"query": QUERY, "k": 5, "retriever": "bm25"}
     left = [h["doc_id"] for h in search_json(server, base)["hits"]]
-    right = [h["doc_id"] for h in search_json(server, {**base, "filter": topic})["hits"]]
+    right_body = {**base, "retriever": right_kind, "filter": topic}
+    right = [h["doc_id"] for h in search_json(server, right_body)["hits"]]
     shared = set(left) & set(right)
     assert 0 < len(shared) < 5
     for side, truth in (("left", left), ("right", right)):
@@ -318,8 +330,9 @@ def test_ask_streams_sentences_and_ends_with_citations(page, server):
         "e => Object.fromEntries(e.map(d => [d.dataset.stat, d.querySelector('dd').textContent]))",
     )
     assert stats["generator"] == "extractive" and "retrieval_ms" in stats
-    page.click("#ask-answer a.cite >> nth=0")
-    assert page.evaluate("location.hash").startswith("#ask-passage-")
+    page.click("#ask-answer a.cite >> nth=0")  # the link leads to its passage, in the Ask view
+    assert page.evaluate("location.hash") == links[0][1]
+    assert page.locator("#view-ask").is_visible() and page.locator(links[0][1]).is_visible()
     screenshot(page, "ask")
 
 

@@ -12,9 +12,17 @@ const state = { collection: null, collections: [] };
 const picker = document.getElementById("collection");
 const globalError = document.getElementById("global-error");
 
+// The view a hash names: a view's name, or an element inside a view (a citation link
+// such as #ask-passage-2 keeps the Ask view); anything else shows Search.
+function viewOf(hash) {
+  const name = decodeURIComponent(hash.replace(/^#\/?/, ""));
+  if (VIEWS.includes(name)) return name;
+  const section = name && document.getElementById(name)?.closest("section[id^='view-']");
+  return section ? section.id.slice("view-".length) : "search";
+}
+
 function showView() {
-  const name = location.hash.replace(/^#\/?/, "") || "search";
-  const view = VIEWS.includes(name) ? name : "search";
+  const view = viewOf(location.hash);
   for (const v of VIEWS) {
     document.getElementById(`view-${v}`).hidden = v !== view;
     const link = document.querySelector(`nav a[href="#${v}"]`);

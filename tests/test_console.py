@@ -160,7 +160,33 @@ def search_json(server, body: dict, collection: str = "demo") -> dict:
     return r.json()
 
 
-def test_root_redirects_and_every_input_has_a_label(page, server):
+#: WCAG contrast of every piece of text against the first opaque background behind it.
+CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const text = [...el.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!text.length || !el.checkVisibility()) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+
+def test_accessibility_basics_labels_keyboard_contrast(page, server):
     page.goto(server[0] + "/")
     assert page.url == server[0] + "/ui/"
     page.wait_for_selector("body[data-ready=true]")
@@ -176,6 +202,20 @@ def test_root_redirects_and_every_input_has_a_label(page, server):
     assert page.evaluate("document.activeElement.textContent") == "Collections"
     page.keyboard.press("Enter")
     assert page.locator("#view-collections").is_visible()
+    # readable: every text on the search page with hits, errors and bars is at least 4.5:1
+    page.goto(server[0] + "/ui/#search")
+    page.fill("#search-query", QUERY)
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-hits mark")
+    page.fill("#search-filter", "{")
+    page.press("#search-query", "Enter")  # the not-JSON message, beside the hits
+    page.wait_for_selector("#search-filter-error:not([hidden])")
+    assert page.evaluate(CONTRAST_JS) == []
+    page.evaluate(
+        "document.body.append(Object.assign(document.createElement('p'), "
+        "{textContent: 'faint', style: 'color: #aaa'}))"
+    )
+    assert len(page.evaluate(CONTRAST_JS)) == 1  # the check can fail
 
 
 def bars_expected(api_hits: list[dict]) -> list[dict]:
@@ -343,7 +383,8 @@ def test_build_progress_bar_reaches_done(page, server):
     page.click(f"{row} button.build")
     page.wait_for_selector(f"{row} .job[data-status=succeeded]")
     seen = [float(x) for x in page.get_attribute(f"{row} .job", "data-seen").split(",")]
-    assert seen == sorted(seen) and seen[-1] == 1.0  # the bar only moves forward, to the end
+    # drawn from the start (0) and moved only forward, to the end
+    assert seen[0] == 0.0 and seen == sorted(seen) and seen[-1] == 1.0
     assert page.eval_on_selector(f"{row} progress", "p => p.value") == 1
     version = server[1].get("/collections/fresh").json()["current_version"]
     assert version

@@ -313,6 +313,18 @@ def test_api_errors_show_the_api_message(page, server):
     r = server[1].post("/collections/empty/search", json={"query": QUERY})
     assert r.status_code == 409 and page.inner_text("#search-error") == r.json()["detail"]
 
+    open_view(page, server, "ask")  # a 422: pydantic's field errors, one line per field
+    page.fill("#ask-question", QUESTION)
+    page.fill("#ask-k", "60")
+    page.press("#ask-question", "Enter")
+    page.wait_for_selector("#ask-error:not([hidden])")
+    r = server[1].post("/collections/demo/ask", json={"question": QUESTION, "k": 60})
+    assert r.status_code == 422
+    fields = [
+        (".".join(str(p) for p in e["loc"] if p != "body"), e["msg"]) for e in r.json()["detail"]
+    ]
+    assert page.inner_text("#ask-error") == "; ".join(f"{loc}: {msg}" for loc, msg in fields)
+
 
 def test_compare_marks_the_overlap(page, server):
     open_view(page, server, "compare")

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from specrag.api.app import create_app
+from specrag.generation.service import ExtractiveGenerator
 from specrag.settings import Settings
 from tests.conftest import demo_documents
 
@@ -352,12 +353,39 @@ def test_compare_marks_the_overlap(page, server):
     screenshot(page, "compare")
 
 
-def test_ask_streams_sentences_and_ends_with_citations(page, server):
+#: Records, at each change of the answer, the time and how many delta spans it holds.
+WATCH_ANSWER_JS = """() => {
+  window.answerSeen = [];
+  const answer = document.getElementById("ask-answer");
+  new MutationObserver(() => window.answerSeen.push(
+    [performance.now(), answer.querySelectorAll(".delta").length])).observe(answer, {childList: true});
+}"""
+DELTA_GAP_S = 0.4
+
+
+def test_ask_streams_sentences_and_ends_with_citations(page, server, monkeypatch):
+    # The server (a thread of this process) waits between sentences, so that the page's
+    # rendering of each one can be seen before the next is sent.
+    original = ExtractiveGenerator.stream
+
+    def slow_stream(self, *args, **kwargs):
+        for event, value in original(self, *args, **kwargs):
+            yield event, value
+            if event == "delta":
+                time.sleep(DELTA_GAP_S)
+
+    monkeypatch.setattr(ExtractiveGenerator, "stream", slow_stream)
     open_view(page, server, "ask")
+    page.evaluate(WATCH_ANSWER_JS)
     page.fill("#ask-question", QUESTION)
     page.fill("#ask-k", "3")
     page.press("#ask-question", "Enter")
     page.wait_for_selector("#ask-answer[data-state=done]")
+    seen = page.evaluate("window.answerSeen.filter(([, n]) => n > 0)")
+    # each sentence was on the page on its own, about one gap after the one before
+    assert [n for _, n in seen][:3] == [1, 2, 3]
+    gaps_ms = [b[0] - a[0] for a, b in zip(seen, seen[1:3], strict=False)]
+    assert all(gap > 0.5 * DELTA_GAP_S * 1000 for gap in gaps_ms), gaps_ms
     final = (
         server[1]
         .post("/collections/demo/ask", json={"question": QUESTION, "k": 3, "retriever": "hybrid"})

@@ -442,5 +442,8 @@ def test_narrow_window_has_no_sideways_scroll(browser, server):
         page.wait_for_selector("#search-hits > li")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         screenshot(page, "narrow")
+        for view in ("collections", "compare", "ask"):
+            open_view(page, server, view)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), view
     finally:
         context.close()

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from specrag import __version__
+from specrag.api.console import mount_console
 from specrag.api.limits import BodySizeLimit
 from specrag.api.routes import ask, builds, collections, documents, health, search
 from specrag.api.service import CollectionService, NotReady, RequestTooLarge
@@ -67,6 +68,7 @@ def create_app(
         app.add_exception_handler(exc_class, _handler(code))
     for module in (health, collections, documents, builds, search, ask):
         app.include_router(module.router)
+    mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 
 

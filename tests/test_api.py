@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from specrag.api.app import create_app
 from specrag.settings import Settings
-from tests.conftest import demo_documents, demo_queries
+from tests.conftest import BACKENDS, database_url, demo_documents, demo_queries
 
 N_DOCS = 60
 MAX_BATCH = 100
@@ -22,18 +22,21 @@ def doc_json(doc) -> dict:
     return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def client(request, tmp_path_factory):
+    """The app over SQLite and over PostgreSQL (when the test server is there)."""
     home = tmp_path_factory.mktemp("api-home")
-    settings = Settings(
-        home=home,
-        max_k=50,
-        max_query_chars=200,
-        max_body_bytes=256 * 1024,
-        max_batch_documents=MAX_BATCH,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
+    with database_url(request.param, home / "db") as url:
+        settings = Settings(
+            home=home,
+            database_url=url,
+            max_k=50,
+            max_query_chars=200,
+            max_body_bytes=256 * 1024,
+            max_batch_documents=MAX_BATCH,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            yield c
 
 
 def wait_for_job(client, job_id: str, timeout: float = 120.0) -> dict:

@@ -4,7 +4,6 @@ and on PostgreSQL too when SPECRAG_TEST_POSTGRES_URL names a scratch database.""
 from __future__ import annotations
 
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -13,35 +12,22 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text, update
+from sqlalchemy import inspect, update
 
 from specrag.storage.db import create_engine_for, init_db
 from specrag.storage.models import Base, BuildJobRow
 from specrag.storage.store import AlreadyExists, DocumentStore, NotFound
 from specrag.types import Document
-
-POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"),
-    ),
-]
+from tests.conftest import BACKENDS, database_url
 
 
 @pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = create_engine_for(f"sqlite:///{tmp_path / 'db' / 'specrag.db'}")
-    else:  # a scratch database: start from an empty schema
-        engine = create_engine_for(POSTGRES_URL)
-        with engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    init_db(engine)
-    yield engine
-    engine.dispose()
+    with database_url(request.param, tmp_path / "db") as url:
+        engine = create_engine_for(url)
+        init_db(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from specrag.retrieval import pipeline  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
 from specrag.retrieval.request import RetrieverSpec, SearchRequest  # noqa: E402
 from specrag.settings import Settings  # noqa: E402
+from specrag.storage.store import NotFound  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTION = "scifact"
@@ -108,9 +109,12 @@ def main() -> None:
 
 # -- build -----------------------------------------------------------------------------
 def build(service: CollectionService, data, args) -> dict:
-    versions = VersionStore(args.home / "collections" / COLLECTION)
+    try:
+        versions = service.versions(COLLECTION)
+    except NotFound:
+        versions = None
     stats: dict = {}
-    if versions.current() is None or args.rebuild:
+    if versions is None or versions.current() is None or args.rebuild:
         cached = None
         if (
             not args.no_embedding_cache
@@ -127,6 +131,7 @@ def build(service: CollectionService, data, args) -> dict:
         (args.home / "bench_build.json").write_text(json.dumps(stats))
     elif (args.home / "bench_build.json").exists():
         stats.update(json.loads((args.home / "bench_build.json").read_text()))
+    versions = service.versions(COLLECTION)
     manifest = versions.manifest(versions.current())
     for kind, entry in manifest["kinds"].items():
         seconds = entry["build_seconds"]

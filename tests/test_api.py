@@ -93,7 +93,6 @@ def test_build_job_and_collection_info(client, built):
 
 def test_search_after_build_matches_reference(client, built):
     """The top hits of a bm25 search are the brute-force top-k of the kind's reference."""
-    from specrag.indexing.versions import VersionStore
     from specrag.retrieval.version import open_version
 
     docs, job = built
@@ -106,8 +105,7 @@ def test_search_after_build_matches_reference(client, built):
     body = r.json()
     assert body["version"] == job["version_id"]
     hits = body["hits"]
-    home = client.app.state.settings.home
-    version = open_version(VersionStore(home / "collections" / "docs"))
+    version = open_version(client.app.state.service.versions("docs"))
     ref = version.searchers["bm25"].reference_scores([query])[0]
     want = np.argsort(-ref, kind="stable")[:5]
     np.testing.assert_allclose([h["score"] for h in hits], ref[want], rtol=1e-4)
@@ -263,7 +261,7 @@ def test_search_on_an_index_of_an_older_format_is_409_asking_for_a_rebuild(clien
     job = wait_for_job(client, client.post("/collections/stale/builds").json()["id"])
     assert job["status"] == "succeeded", job
     settings = client.app.state.service.settings
-    header = next(settings.collections_dir.glob("stale/versions/*/bm25/impact_index.json"))
+    header = next(settings.collections_dir.glob("stale.*/versions/*/bm25/impact_index.json"))
     header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
     # A restarted service (the running one keeps the version it opened) finds the old format.
     with TestClient(create_app(settings), raise_server_exceptions=False) as restarted:

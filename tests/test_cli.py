@@ -221,7 +221,7 @@ def test_kinds_as_json_configure_a_splade_index(env, corpus, tmp_path, capsys):
     assert rc == 0, out.err
     got = [h["doc_id"] for h in json.loads(out.out)["hits"]]
     # Against scipy over the stored impacts, by the searcher the index was built for.
-    version = open_version(VersionStore(env / "collections" / "sparse"))
+    version = open_version(VersionStore(next((env / "collections").glob("sparse.*"))))
     searcher = version.searchers["splade"]
     assert searcher.config.model == str(model)
     scores = searcher.reference_scores([query])[0]

@@ -48,7 +48,7 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
         timeout=180,
     )
     assert first.returncode == 0, first.stderr
-    versions = VersionStore(home / "collections" / COLLECTION)
+    versions = VersionStore(next((home / "collections").glob(f"{COLLECTION}.*")))
     v1 = versions.current()
     assert v1 is not None and versions.list() == [v1]
 

@@ -315,3 +315,29 @@ def test_get_documents_matches_get_document_across_chunks(store, monkeypatch):
     got = store.get_documents("c", wanted)
     expected = {i: store.get_document("c", i) for i in wanted}
     assert got == {i: d for i, d in expected.items() if d is not None}
+
+
+def test_collections_made_before_folders_keep_their_files_and_new_ones_get_a_unique_folder(
+    tmp_path,
+):
+    from alembic import command
+
+    from specrag.storage.db import migrations_config, write_connection
+
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = migrations_config()
+    with write_connection(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO collections (name, kinds, created_at, generation, n_documents) "
+            "VALUES ('legacy', '{}', '2025-01-01', 0, 0)"
+        )
+    init_db(engine)
+    store = DocumentStore(engine)
+    assert store.get_collection("legacy").folder == "legacy"
+    first = store.create_collection("again").folder
+    store.delete_collection("again")
+    second = store.create_collection("again").folder
+    assert first != second and first.startswith("again.") and second.startswith("again.")
+    engine.dispose()

@@ -34,7 +34,10 @@ class Base(DeclarativeBase):
 
 class CollectionRow(Base):
     __tablename__ = "collections"
-    __table_args__ = (UniqueConstraint("name", name="uq_collections_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_collections_name"),
+        Index("ix_collections_folder", "folder", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -47,6 +50,9 @@ class CollectionRow(Base):
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     #: Kept exact by upsert and delete, so that reading a collection never counts rows.
     n_documents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: The folder of its index files under ``collections/``: unique per collection ever
+    #: created, so a new collection with a deleted one's name never sees its files.
+    folder: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class DocumentRow(Base):

@@ -65,6 +65,8 @@ class CollectionInfo:
     created_at: datetime
     current_version: str | None
     generation: int
+    #: Folder of its index files under ``collections/`` (unique per collection created).
+    folder: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
+def new_folder(name: str) -> str:
+    """A storage folder never used before: the name (readable on disk) and a random part."""
+    return f"{name}.{uuid.uuid4().hex[:12]}"
+
+
 class DocumentStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -117,7 +124,12 @@ class DocumentStore:
             with write_connection(self.engine) as conn:
                 conn.execute(
                     CollectionRow.__table__.insert().values(
-                        name=name, kinds=kinds, created_at=utcnow(), generation=0, n_documents=0
+                        name=name,
+                        kinds=kinds,
+                        created_at=utcnow(),
+                        generation=0,
+                        n_documents=0,
+                        folder=new_folder(name),
                     )
                 )
         except IntegrityError:
@@ -144,7 +156,9 @@ class DocumentStore:
             .subquery()
         )
         query = (
-            select(c.name, c.kinds, c.created_at, c.generation, c.n_documents, current.c.vid)
+            select(
+                c.name, c.kinds, c.created_at, c.generation, c.n_documents, c.folder, current.c.vid
+            )
             .outerjoin(current, current.c.collection_id == c.id)
             .order_by(c.name)
         )
@@ -158,6 +172,7 @@ class DocumentStore:
                 created_at=_aware(row.created_at),
                 current_version=row.vid,
                 generation=int(row.generation),
+                folder=row.folder or row.name,
             )
             for row in conn.execute(query)
         ]
@@ -337,10 +352,23 @@ class DocumentStore:
         n_docs: int,
         generation: int | None = None,
         current: bool = False,
+        job_id: str | None = None,
     ) -> None:
-        """Record a built version (for listing); ``current=True`` also marks it current."""
+        """Record a built version (for listing); ``current=True`` also marks it current.
+        ``job_id``: the build's job, which must still be there (NotFound otherwise): a
+        collection deleted, and maybe created again, during the build loses its jobs, so
+        the build can never record into the new collection."""
         with write_connection(self.engine) as conn:
             cid = self._collection_id(conn, name)
+            if job_id is not None and (
+                conn.scalar(
+                    select(BuildJobRow.id).where(
+                        BuildJobRow.id == job_id, BuildJobRow.collection_id == cid
+                    )
+                )
+                is None
+            ):
+                raise NotFound(f"job {job_id!r} of collection {name!r} not found")
             conn.execute(
                 IndexVersionRow.__table__.insert().values(
                     id=version_id,

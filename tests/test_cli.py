@@ -252,7 +252,9 @@ def test_demo_rebuilds_a_collection_it_cannot_read(env, corpus, capsys):
     service = _service()
     try:
         assert _demo_version_opens(service)
-        header = next(env.glob(f"collections/{DEMO_COLLECTION}/versions/*/bm25/impact_index.json"))
+        header = next(
+            env.glob(f"collections/{DEMO_COLLECTION}.*/versions/*/bm25/impact_index.json")
+        )
         header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
         assert not _demo_version_opens(service)
     finally:

@@ -181,7 +181,7 @@ def test_create_collection_errors(client, built, body, code, fragment):
         ("/collections/docs/search", {"query": "x", "min_relevance": 0.5}, 400, "min_relevance"),
         ("/collections/docs/search", {"query": "x", "bogus": 1}, 422, "bogus"),
         ("/collections/nope/documents", {"documents": [{"id": "a", "text": "t"}]}, 404, "nope"),
-        ("/collections/docs/documents", {"documents": [{"id": "a"}]}, 422, "text"),
+        ("/collections/docs/documents", {"documents": [{"id": "a", "text": 5}]}, 422, "text"),
         ("/collections/docs/documents", {"documents": [{"id": "", "text": "t"}]}, 422, "id"),
         ("/collections/docs/documents", {"documents": []}, 422, "documents"),
         (
@@ -267,3 +267,63 @@ def test_search_on_an_index_of_an_older_format_is_409_asking_for_a_rebuild(clien
     with TestClient(create_app(settings), raise_server_exceptions=False) as restarted:
         r = restarted.post("/collections/stale/search", json={"query": "cells"})
     assert r.status_code == 409 and "rebuild" in detail(r)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "code", "fragment"),
+    [
+        ("/collections/docs/search", '{"query": "x", "min_score": NaN}', 422, "finite"),
+        ("/collections/docs/search", '{"query": "x", "rrf_k": Infinity}', 422, "finite"),
+        (
+            "/collections/docs/search",
+            '{"query": "x", "retrievers": [{"kind": "bm25", "weight": -Infinity}]}',
+            422,
+            "finite",
+        ),
+        ("/collections/docs/search", '{"query": "x", "filter": {"y": NaN}}', 400, "finite"),
+        ("/collections/docs/documents", '{"documents": [{"id": "n", "x": NaN}]}', 422, "x"),
+        (
+            "/collections/docs/documents",
+            '{"documents": [{"id": "n", "metadata": {"x": NaN}}]}',
+            400,
+            "NaN",
+        ),
+        ("/collections/docs/builds", '{"kinds": {"bm25": {"k1": NaN}}}', 400, "finite"),
+        ("/collections", '{"name": "nan", "kinds": {"bm25": {"b": Infinity}}}', 422, "finite"),
+    ],
+)
+def test_nan_and_infinity_give_a_4xx_whose_body_serializes(
+    client, built, path, raw, code, fragment
+):
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == code, r.text
+    assert fragment in json.dumps(r.json())  # the body is JSON, NaN echoed as a string
+
+
+def test_metadata_too_deep_or_too_large_is_400_and_an_empty_document_is_kept(client, built):
+    deep: dict = {"leaf": 1}
+    for _ in range(40):
+        deep = {"a": deep}
+    r = client.post(
+        "/collections/docs/documents", json={"documents": [{"id": "z", "metadata": deep}]}
+    )
+    assert r.status_code == 400 and "max_metadata_depth" in detail(r)
+    big = {"s": "x" * (64 * 1024)}
+    r = client.post(
+        "/collections/docs/documents", json={"documents": [{"id": "z", "metadata": big}]}
+    )
+    assert r.status_code == 400 and "max_metadata_bytes" in detail(r)
+    assert client.get("/collections/docs/documents/z").status_code == 404
+    assert (
+        client.post("/collections", json={"name": "empties", "kinds": ["bm25"]}).status_code == 201
+    )
+    r = client.post(
+        "/collections/empties/documents",
+        json={"documents": [{"id": "e", "metadata": {"t": 1}}, {"id": "f", "text": "cells"}]},
+    )
+    assert r.status_code == 200, r.text
+    job = wait_for_job(client, client.post("/collections/empties/builds").json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.get("/collections/empties/documents/e").json()["text"] == ""
+    r = client.post("/collections/empties/search", json={"query": "cells", "filter": {"t": 1}})
+    assert r.status_code == 200 and r.json()["hits"] == []

@@ -16,7 +16,13 @@ from sqlalchemy import inspect, update
 
 from specrag.storage.db import create_engine_for, init_db
 from specrag.storage.models import Base, BuildJobRow
-from specrag.storage.store import AlreadyExists, DocumentStore, NotFound
+from specrag.storage.store import (
+    AlreadyExists,
+    DocumentStore,
+    InvalidDocument,
+    MetadataLimits,
+    NotFound,
+)
 from specrag.types import Document
 from tests.conftest import BACKENDS, database_url
 
@@ -104,7 +110,7 @@ def test_upsert_is_all_or_nothing_and_rejects_bad_documents(store):
     assert store.count("c") == 0 and store.get_collection("c").generation == 0
     cases = [
         (Document("", "t"), "non-empty string"),
-        (Document("x", "  "), "text must be"),
+        (Document("x", None), "text must be a string"),
         (Document("x", "t", metadata={1: "a"}), "not a string"),
         (Document("x", "t", metadata={"a": {"b": {1, 2}}}), "a.b has type set"),
     ]
@@ -113,6 +119,31 @@ def test_upsert_is_all_or_nothing_and_rejects_bad_documents(store):
             store.upsert("c", [bad])
     with pytest.raises(NotFound):
         store.upsert("nope", good)
+
+
+def test_metadata_past_the_depth_or_size_limit_is_refused_and_an_empty_document_is_kept(
+    engine,
+):
+    store = DocumentStore(engine, MetadataLimits(max_depth=4, max_bytes=1000))
+    store.create_collection("c")
+
+    def nested(levels: int) -> dict:
+        value: dict = {"leaf": 1}
+        for _ in range(levels - 1):
+            value = {"a": value}
+        return value
+
+    store.upsert("c", [doc(1, **nested(3)["a"])])  # 3 levels with the metadata object
+    store.upsert("c", [Document("list", "t", metadata={"a": {"b": {"c": [1]}}})])
+    for bad in (nested(5), {"a": {"b": {"c": [[1]]}}}, nested(100_000)):
+        with pytest.raises(InvalidDocument, match="deeper than 4 levels.*max_metadata_depth"):
+            store.upsert("c", [Document("deep", "t", metadata=bad)])
+    with pytest.raises(InvalidDocument, match="limit is 1000.*max_metadata_bytes"):
+        store.upsert("c", [Document("big", "t", metadata={"s": "x" * 1000})])
+    assert store.get_document("c", "deep") is None and store.get_document("c", "big") is None
+    store.upsert("c", [Document("empty", "", metadata={"tag": "e"})])
+    assert store.get_document("c", "empty") == Document("empty", "", None, {"tag": "e"})
+    assert store.matching_ids("c", {"tag": "e"}) == ["empty"]
 
 
 def test_document_count_stays_exact_and_empty_writes_change_nothing(store, engine):

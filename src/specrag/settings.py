@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    max_metadata_depth: int = Field(
+        default=32, ge=1, le=256, description="Nesting levels one document's metadata may have."
+    )
+    max_metadata_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Bytes (as JSON) one document's metadata may take."
+    )
 
     @property
     def db_url(self) -> str:

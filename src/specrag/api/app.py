@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from specrag import __version__
+from specrag.api.errors import validation_error
 from specrag.api.limits import BodySizeLimit
 from specrag.api.routes import ask, builds, collections, documents, health, search
 from specrag.api.service import CollectionService, NotReady, RequestTooLarge
@@ -23,7 +25,7 @@ from specrag.indexing.kinds.impact.index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
 from specrag.settings import Settings, get_settings
 from specrag.storage.filters import FilterError
-from specrag.storage.store import AlreadyExists, NotFound
+from specrag.storage.store import AlreadyExists, InvalidDocument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotReady: status.HTTP_409_CONFLICT,
     IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
+    InvalidDocument: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -65,6 +68,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
+    app.add_exception_handler(RequestValidationError, validation_error)
     for module in (health, collections, documents, builds, search, ask):
         app.include_router(module.router)
     return app

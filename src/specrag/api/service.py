@@ -41,7 +41,7 @@ from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
 from specrag.storage.db import create_engine_for, init_db
-from specrag.storage.store import CollectionInfo, DocumentStore, NotFound
+from specrag.storage.store import CollectionInfo, DocumentStore, MetadataLimits, NotFound
 from specrag.types import DocMask, Document, Hit
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,10 @@ class CollectionService:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine_for(settings.db_url)
         init_db(self.engine)
-        self.store = DocumentStore(self.engine)
+        self.store = DocumentStore(
+            self.engine,
+            MetadataLimits(settings.max_metadata_depth, settings.max_metadata_bytes),
+        )
         #: Rerank and calibrated-relevance stages, bound to the document store.
         self.stages = StageBuilder(self.store)
         self._versions: dict[str, OpenVersion] = {}

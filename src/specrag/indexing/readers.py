@@ -5,12 +5,13 @@ Records map to documents the same way in every format:
 
 - id: ``_id``, else ``id`` (a string, or an integer turned into one); when both are
   present ``_id`` is the id and ``id`` stays in the metadata;
-- ``text``: required, a non-empty string; ``title``: optional string (empty means none);
+- ``text``: required, a string, which may be empty (the document is still fetchable and
+  filterable); ``title``: optional string (empty means none);
 - every other field goes to ``metadata``, and a nested ``metadata`` object is merged on
   top (its keys win). CSV/TSV cells are strings and empty cells are left out; Parquet
   nulls are left out; JSON ``null`` is kept.
 
-Error policy: a record with a missing id, a missing or empty text, invalid JSON, a
+Error policy: a record with a missing id, a missing text, invalid JSON, a
 non-object line or an id already seen in the same file is a :class:`ReaderError` that
 names the file, the line (or row) and the reason. ``on_error="fail"`` (the default) stops
 at the first one; ``on_error="skip"`` skips the record (for a duplicate id, the later
@@ -168,8 +169,6 @@ def record_to_document(record: Any, path: Path | str, number: int, unit: str = "
         raise fail(f"document {doc_id!r}: missing text")
     if not isinstance(text, str):
         raise fail(f"document {doc_id!r}: text must be a string, got {_json_kind(text)}")
-    if not text.strip():
-        raise fail(f"document {doc_id!r}: empty text")
     title = fields.pop("title", None)
     if title is not None and not isinstance(title, str):
         raise fail(f"document {doc_id!r}: title must be a string, got {_json_kind(title)}")

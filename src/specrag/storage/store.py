@@ -14,6 +14,7 @@ Policies (see docs/storage.md):
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -55,6 +56,24 @@ class NotFound(LookupError):
 
 class AlreadyExists(ValueError):
     """A collection name that is taken (HTTP 409)."""
+
+
+class InvalidDocument(ValueError):
+    """A document the store refuses: bad id, types, NaN, metadata too deep or too large
+    (HTTP 400)."""
+
+
+#: Nesting no stored JSON value may pass, whatever the settings say (stack safety).
+HARD_DEPTH_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class MetadataLimits:
+    """How deep (objects/arrays, the metadata object itself is level 1) and how large (bytes
+    of JSON) one document's metadata may be: settings max_metadata_depth/_bytes."""
+
+    max_depth: int = 32
+    max_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,8 +131,9 @@ def new_folder(name: str) -> str:
 
 
 class DocumentStore:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, limits: MetadataLimits | None = None):
         self.engine = engine
+        self.limits = limits or MetadataLimits()
 
     # -- collections -----------------------------------------------------------------
     def create_collection(self, name: str, kinds: dict[str, dict] | None = None) -> CollectionInfo:
@@ -239,7 +259,7 @@ class DocumentStore:
                 rows: dict[str, dict[str, Any]] = {}
                 now = utcnow()
                 for doc in batch:
-                    _check_document(doc)
+                    check_document(doc, self.limits)
                     rows[doc.id] = {
                         "collection_id": cid,
                         "ext_id": doc.id,
@@ -668,39 +688,60 @@ def _upsert_statement(dialect: str):
     )
 
 
-def _check_document(doc: Document) -> None:
+def check_document(doc: Document, limits: MetadataLimits | None = None) -> None:
+    """Refuse a document the store cannot hold faithfully (InvalidDocument). Its text may
+    be empty: a document with an id and metadata only is still fetchable and filterable."""
+    limits = limits or MetadataLimits()
     if not isinstance(doc, Document):
-        raise ValueError(f"expected a Document, got {type(doc).__name__}")
+        raise InvalidDocument(f"expected a Document, got {type(doc).__name__}")
     if not isinstance(doc.id, str) or not doc.id:
-        raise ValueError(f"document id must be a non-empty string, got {doc.id!r}")
-    if not isinstance(doc.text, str) or not doc.text.strip():
-        raise ValueError(f"document {doc.id!r}: text must be a non-empty string")
+        raise InvalidDocument(f"document id must be a non-empty string, got {doc.id!r}")
+    if not isinstance(doc.text, str):
+        raise InvalidDocument(f"document {doc.id!r}: text must be a string")
     if doc.title is not None and not isinstance(doc.title, str):
-        raise ValueError(f"document {doc.id!r}: title must be a string or None")
+        raise InvalidDocument(f"document {doc.id!r}: title must be a string or None")
     if not isinstance(doc.metadata, Mapping):
-        raise ValueError(f"document {doc.id!r}: metadata must be an object")
-    _check_json(doc.metadata, f"document {doc.id!r} metadata")
+        raise InvalidDocument(f"document {doc.id!r}: metadata must be an object")
+    where = f"document {doc.id!r} metadata"
+    _check_json(doc.metadata, where, max_depth=limits.max_depth)
+    size = len(json.dumps(doc.metadata, ensure_ascii=False).encode())
+    if size > limits.max_bytes:
+        raise InvalidDocument(
+            f"{where} is {size} bytes as JSON; the limit is {limits.max_bytes} "
+            "(setting max_metadata_bytes)"
+        )
 
 
-def _check_json(value: Any, where: str, path: str = "") -> None:
-    """Reject what JSON cannot store faithfully: non-string keys, NaN/inf, other types."""
+def _check_json(
+    value: Any, where: str, path: str = "", max_depth: int = HARD_DEPTH_LIMIT, depth: int = 0
+) -> None:
+    """Reject what JSON cannot store faithfully: non-string keys, NaN/inf, other types,
+    and nesting deeper than ``max_depth`` objects/arrays (checked before recursing, so a
+    hostile value never exhausts the stack)."""
     if value is None or isinstance(value, bool | str | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where}: {path or 'value'} is {value}; JSON has no NaN/inf")
+            raise InvalidDocument(f"{where}: {path or 'value'} is {value}; JSON has no NaN/inf")
         return
+    if isinstance(value, Mapping | list | tuple) and depth + 1 > max_depth:
+        raise InvalidDocument(
+            f"{where}: nested deeper than {max_depth} levels at {path or 'top level'} "
+            "(setting max_metadata_depth)"
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{where}: key {key!r} at {path or 'top level'} is not a string")
-            _check_json(item, where, f"{path}.{key}" if path else key)
+                raise InvalidDocument(
+                    f"{where}: key {key!r} at {path or 'top level'} is not a string"
+                )
+            _check_json(item, where, f"{path}.{key}" if path else key, max_depth, depth + 1)
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_json(item, where, f"{path}[{i}]")
+            _check_json(item, where, f"{path}[{i}]", max_depth, depth + 1)
         return
-    raise ValueError(
+    raise InvalidDocument(
         f"{where}: {path or 'value'} has type {type(value).__name__}, which JSON cannot store"
     )
 

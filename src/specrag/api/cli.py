@@ -192,17 +192,24 @@ def _kinds(raw: str | None) -> list[str] | dict[str, dict | None] | None:
 def _documents(path: Path, on_error: str):
     """Read the corpus once to validate it (so a bad line changes nothing in the store),
     then return a re-readable stream for the upsert."""
-    from specrag.indexing.readers import read_documents
+    from specrag.indexing.readers import ReaderError, read_documents
 
     if not path.exists():
         raise UserError(f"corpus not found: {path}")
     stats: dict = {}
-    n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    try:
+        n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    except ReaderError as exc:
+        if exc.line is None or on_error == "skip":
+            raise
+        raise UserError(f"{exc} (--on-error skip skips bad records)") from exc
     if n == 0:
         raise UserError(f"no documents in {path}")
     skipped = stats.get("skipped", 0)
     if skipped:
-        print(f"skipped {skipped} bad record(s) in {path}", file=sys.stderr)
+        print(f"skipped {skipped} bad record(s) in {path} (--on-error skip):", file=sys.stderr)
+        for message in stats.get("errors", [])[:5]:
+            print(f"  {message}", file=sys.stderr)
     return n, read_documents(path, on_error=on_error)
 
 

@@ -309,6 +309,36 @@ def test_fail_stale_jobs_fails_only_jobs_of_dead_processes(store, engine):
     assert store.fail_stale_jobs() == 0
 
 
+def test_a_running_job_whose_heartbeat_stopped_is_failed(store, engine):
+    from datetime import timedelta
+
+    from specrag.storage.models import utcnow
+
+    store.create_collection("c")
+    beats = {"silent": utcnow() - timedelta(seconds=600), "beating": utcnow(), "never": None}
+    jobs = {}
+    for label, beat in beats.items():
+        jobs[label] = store.create_job("c", ["bm25"])
+        with engine.begin() as conn:
+            conn.execute(
+                update(BuildJobRow)
+                .where(BuildJobRow.id == jobs[label].id)
+                .values(
+                    worker="some-other-host:1:token",  # a pid check cannot tell
+                    status="running",
+                    started_at=utcnow() - timedelta(seconds=900),
+                    heartbeat_at=beat,
+                )
+            )
+    assert store.fail_stale_jobs() == 0  # without a heartbeat limit: left alone
+    assert store.fail_stale_jobs(stale_after_s=120) == 2
+    status = {label: store.get_job(j.id) for label, j in jobs.items()}
+    assert status["silent"].status == "failed" and "heartbeat" in status["silent"].message
+    assert status["never"].status == "failed"
+    assert status["beating"].status == "running"
+    assert store.heartbeat(jobs["beating"].id) and not store.heartbeat(jobs["silent"].id)
+
+
 def test_concurrent_writers_queue_instead_of_failing(store):
     store.create_collection("c")
     errors: list[BaseException] = []

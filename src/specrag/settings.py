@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    job_stale_after_s: float = Field(
+        default=120.0,
+        ge=30.0,
+        description="A running build in another process whose heartbeat (every 10 s) is "
+        "older than this is marked failed (its process died, e.g. kill -9).",
+    )
     max_metadata_depth: int = Field(
         default=32, ge=1, le=256, description="Nesting levels one document's metadata may have."
     )

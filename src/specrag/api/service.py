@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 UPSERT_CHUNK = 1000
 #: Tombstone masks kept (one per collection and generation in practice).
 MASK_CACHE_SIZE = 64
+#: Least seconds between two looks for jobs whose process died.
+STALE_CHECK_INTERVAL_S = 2.0
 #: Seconds a collection delete waits for its running build to stop.
 BUILD_STOP_TIMEOUT_S = 60.0
 
@@ -80,6 +82,7 @@ class CollectionService:
         self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
         self._masks_guard = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
+        self._stale_checked = float("-inf")
         #: Builds running in this process per storage folder, and folders being deleted.
         self._building: dict[str, int] = {}
         self._cancelled: set[str] = set()
@@ -89,7 +92,8 @@ class CollectionService:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Mark jobs left running by a dead process as failed; start the build worker."""
-        self.store.fail_stale_jobs()
+        self.store.fail_stale_jobs(self.settings.job_stale_after_s)
+        self._stale_checked = time.monotonic()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specrag-build")
 
@@ -232,11 +236,22 @@ class CollectionService:
                 self._builds_changed.notify_all()
 
     def get_job(self, job_id: str) -> JobOut:
+        self._fail_stale_jobs()
         return self.job_out(self.store.get_job(job_id))
 
     def list_jobs(self, name: str) -> list[JobOut]:
         self.store.get_collection(name)
+        self._fail_stale_jobs()
         return [self.job_out(job) for job in self.store.list_jobs(name)]
+
+    def _fail_stale_jobs(self) -> None:
+        """Fail jobs whose process died (a CLI build killed with -9) at most every few
+        seconds, when someone looks at jobs: no job stays "running" forever."""
+        now = time.monotonic()
+        if now - self._stale_checked < STALE_CHECK_INTERVAL_S:
+            return
+        self._stale_checked = now
+        self.store.fail_stale_jobs(self.settings.job_stale_after_s)
 
     @staticmethod
     def job_out(job) -> JobOut:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Least seconds between two progress writes to the job row.
 PROGRESS_INTERVAL_S = 0.5
+#: Seconds between two heartbeats of a running build (settings.job_stale_after_s, the
+#: age at which a server fails a silent job, must be well above it).
+HEARTBEAT_INTERVAL_S = 10.0
 
 
 class BuildCancelled(RuntimeError):
@@ -67,7 +71,7 @@ def run_build(
             message=None,
             error=None,
         )
-        with store.corpus(collection) as corpus:
+        with Heartbeat(store, job_id), store.corpus(collection) as corpus:
             n_docs = len(corpus)
             if n_docs == 0:
                 raise ValueError(f"collection {collection!r} has no documents to index")
@@ -203,3 +207,33 @@ class JobProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class Heartbeat:
+    """Stamps the job's heartbeat every ``interval`` seconds from a daemon thread while the
+    build runs, so that another process can tell a silent build from a dead one (a
+    stage that reports no progress for minutes still beats)."""
+
+    def __init__(self, store: DocumentStore, job_id: str, interval: float = HEARTBEAT_INTERVAL_S):
+        self.store = store
+        self.job_id = job_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{job_id[:8]}", daemon=True
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.heartbeat(self.job_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat must not fail the build
+                log.warning("could not record the heartbeat of job %s: %s", self.job_id, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

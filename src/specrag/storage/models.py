@@ -130,3 +130,6 @@ class BuildJobRow(Base):
     #: "host:pid:token" of the process that owns the job, so a restart can tell its own
     #: dead jobs from another live process's.
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Written every few seconds while the build runs: a running job whose heartbeat is
+    #: old lost its process (even on another host, or a reused pid).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

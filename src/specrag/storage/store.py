@@ -507,6 +507,7 @@ class DocumentStore:
             fields["progress"] = progress
         if status == "running":
             fields.setdefault("started_at", utcnow())
+            fields["heartbeat_at"] = utcnow()
             fields["worker"] = WORKER_ID
         if status in ("succeeded", "failed"):
             fields.setdefault("finished_at", utcnow())
@@ -537,37 +538,66 @@ class DocumentStore:
             )
             return [_job(row) for row in rows]
 
-    def fail_stale_jobs(self) -> int:
-        """At startup: mark failed the queued/running jobs whose owning process is gone.
+    def heartbeat(self, job_id: str) -> bool:
+        """Stamp a running job's heartbeat; False when the job is gone or not running."""
+        with write_connection(self.engine) as conn:
+            result = conn.execute(
+                update(BuildJobRow)
+                .where(BuildJobRow.id == job_id, BuildJobRow.status == "running")
+                .values(heartbeat_at=utcnow())
+            )
+        return result.rowcount > 0
+
+    def fail_stale_jobs(self, stale_after_s: float | None = None) -> int:
+        """Mark failed the queued/running jobs whose owning process is gone (at startup,
+        and from time to time while serving, so a CLI build killed with -9 does not stay
+        "running").
 
         A job is stale when it has no owner, or its owner ran on this host and that
         process no longer exists (or its pid now belongs to this process, i.e. a restart
-        that reused it). Jobs owned by a live process, or by another host, are left
-        alone: they may still be running there. Returns the number of jobs failed."""
+        that reused it), or (``stale_after_s`` given) it is running in another process
+        and its heartbeat (``run_build`` stamps it every few seconds) is older than that:
+        a dead owner on another host, or a pid reused. Returns the number of jobs failed."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(BuildJobRow.id, BuildJobRow.worker, BuildJobRow.status).where(
-                    BuildJobRow.status.in_(("queued", "running"))
-                )
+                select(
+                    BuildJobRow.id,
+                    BuildJobRow.worker,
+                    BuildJobRow.status,
+                    BuildJobRow.heartbeat_at,
+                    BuildJobRow.started_at,
+                ).where(BuildJobRow.status.in_(("queued", "running")))
             ).all()
-        stale = [row for row in rows if _owner_is_gone(row.worker)]
-        for row in stale:
+        now = utcnow()
+        failed = 0
+        for row in rows:
+            if _owner_is_gone(row.worker):
+                why = "stopped before it finished"
+            elif (
+                stale_after_s is not None
+                and row.status == "running"
+                and row.worker != WORKER_ID
+                and _older_than(row.heartbeat_at or row.started_at, now, stale_after_s)
+            ):
+                why = f"sent no heartbeat for over {stale_after_s:g} s"
+            else:
+                continue
             with write_connection(self.engine) as conn:
-                conn.execute(
+                result = conn.execute(
                     update(BuildJobRow)
                     .where(BuildJobRow.id == row.id, BuildJobRow.status == row.status)
                     .values(
                         status="failed",
-                        finished_at=utcnow(),
+                        finished_at=now,
                         error="interrupted",
                         message=(
                             f"the process that owned this {row.status} build "
-                            f"({row.worker or 'unknown'}) stopped before it finished; "
-                            "start the build again"
+                            f"({row.worker or 'unknown'}) {why}; start the build again"
                         ),
                     )
                 )
-        return len(stale)
+            failed += result.rowcount
+        return failed
 
 
 class CorpusSnapshot:
@@ -790,6 +820,12 @@ def _job(row) -> JobInfo:
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
     )
+
+
+def _older_than(stamp: datetime | None, now: datetime, seconds: float) -> bool:
+    if stamp is None:
+        return True
+    return (now - _aware(stamp)).total_seconds() > seconds
 
 
 def _owner_is_gone(worker: str | None) -> bool:

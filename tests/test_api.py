@@ -327,3 +327,17 @@ def test_metadata_too_deep_or_too_large_is_400_and_an_empty_document_is_kept(cli
     assert client.get("/collections/empties/documents/e").json()["text"] == ""
     r = client.post("/collections/empties/search", json={"query": "cells", "filter": {"t": 1}})
     assert r.status_code == 200 and r.json()["hits"] == []
+
+
+@pytest.mark.parametrize("doc_id", ["a/b", "a/b/", "/lead", "x%y", "sp ace", "a?b#c"])
+def test_document_ids_with_slashes_are_fetched_and_deleted_by_path(client, built, doc_id):
+    from urllib.parse import quote
+
+    assert client.post("/collections", json={"name": "slashes"}).status_code in (201, 409)
+    body = {"documents": [{"id": doc_id, "text": "t"}]}
+    assert client.post("/collections/slashes/documents", json=body).status_code == 200
+    path = f"/collections/slashes/documents/{quote(doc_id, safe='/')}"
+    r = client.get(path)
+    assert r.status_code == 200 and r.json()["id"] == doc_id, r.text
+    assert client.delete(path).json() == {"deleted": 1}
+    assert client.get(path).status_code == 404

@@ -21,11 +21,11 @@ def delete_documents(name: str, body: DeleteDocuments, service: ServiceDep) -> d
     return {"deleted": service.delete_documents(name, body.ids)}
 
 
-@router.get("/{doc_id}", response_model=DocumentOut)
+@router.get("/{doc_id:path}", response_model=DocumentOut)
 def get_document(name: str, doc_id: str, service: ServiceDep) -> DocumentOut:
     return service.get_document(name, doc_id)
 
 
-@router.delete("/{doc_id}", response_model=dict[str, int])
+@router.delete("/{doc_id:path}", response_model=dict[str, int])
 def delete_document(name: str, doc_id: str, service: ServiceDep) -> dict[str, int]:
     return {"deleted": service.delete_documents(name, [doc_id])}

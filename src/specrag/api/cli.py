@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from specrag.api import keys_cli
+from specrag.errors import UserError as BaseUserError
 from specrag.settings import Settings
 
 DEMO_COLLECTION = "demo"
@@ -29,7 +31,7 @@ EXIT_USER_ERROR = 2
 EXIT_UNAVAILABLE = 3
 
 
-class UserError(Exception):
+class UserError(BaseUserError):
     """A problem with the command's input, reported without a traceback."""
 
 
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, LookupError, ValidationError, OSError) as exc:
+    except (BaseUserError, ValueError, LookupError, ValidationError, OSError) as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the REST API (uvicorn)")
     _address(p)
     p.set_defaults(handler=cmd_serve)
+
+    keys_cli.add_parser(sub)
 
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true", help="print them as JSON")
@@ -354,6 +358,9 @@ def cmd_serve(args) -> int:
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
+    warning = keys_cli.check_exposure(settings, args.host)  # no keys: loopback only
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
 

@@ -143,6 +143,10 @@ class Health(BaseModel):
     status: str = "ok"
     version: str
     collections: int
+    auth: str | None = Field(
+        None, description="keys (required), open (no key exists yet: loopback only) or off."
+    )
+    warnings: list[str] = Field(default_factory=list)
 
 
 #: SearchRequest fields an /ask request passes through to retrieval (query = question).

@@ -133,3 +133,27 @@ class BuildJobRow(Base):
     #: Written every few seconds while the build runs: a running job whose heartbeat is
     #: old lost its process (even on another host, or a reused pid).
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored (``storage/keys.py``). A revoked key keeps
+    its row (``revoked_at``), so its name stays in the listing; an active name is unique."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="uq_api_keys_hash"),
+        Index("ix_api_keys_prefix", "prefix"),
+        Index("ix_api_keys_name", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: read | write | admin (each includes the ones before it)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: The key's first characters after ``sk_``: finds the row without the whole key.
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description='Browser origins allowed to call the API (JSON list, e.g. ["https://app.example"]); '
         "none by default: CORS off and cross-origin writes refused.",
     )
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Models a request may name (/ask model and draft_model, rerank.model) "
+        "besides the configured generator and draft model and the collection's kinds' "
+        "models (JSON list). Anything else is refused: loading a model is expensive.",
+    )
     job_stale_after_s: float = Field(
         default=120.0,
         ge=30.0,

@@ -22,7 +22,7 @@ from specrag.api.errors import validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
 from specrag.api.routes import ask, builds, collections, documents, health, search
-from specrag.api.service import CollectionService, NotReady, RequestTooLarge
+from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
@@ -41,6 +41,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
     InvalidDocument: status.HTTP_400_BAD_REQUEST,
+    ModelNotAllowed: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -33,6 +33,7 @@ from specrag.api.schemas import (
     SearchResponse,
 )
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
+from specrag.errors import UserError
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
@@ -62,6 +63,10 @@ class NotReady(LookupError):
 
 class RequestTooLarge(ValueError):
     """A request over one of the service's limits (HTTP 422)."""
+
+
+class ModelNotAllowed(UserError, ValueError):
+    """A request names a model that is not configured (HTTP 400)."""
 
 
 class CollectionService:
@@ -359,11 +364,41 @@ class CollectionService:
                     f"retriever {spec.kind!r} k={spec.k} is over the limit max_k={self.settings.max_k}"
                 )
 
+    def allowed_models(self, version: OpenVersion | None = None) -> set[str]:
+        """Models a request may name: the configured generator and draft model, the
+        settings' allow-list, the default MaxSim model and every model the version's kinds
+        were built with."""
+        from specrag.rerank import DEFAULT_MAXSIM_MODEL
+
+        allowed = {"extractive", DEFAULT_MAXSIM_MODEL, *self.settings.allowed_models}
+        allowed |= {m for m in (self.settings.generator, self.settings.draft_model) if m}
+        if version is not None:
+            for entry in version.manifest.get("kinds", {}).values():
+                config = entry.get("config", {}) if isinstance(entry, dict) else {}
+                allowed |= {
+                    config[key]
+                    for key in ("model", "tokenizer")
+                    if isinstance(config.get(key), str)
+                }
+        return allowed
+
+    def check_model(self, field: str, model: str | None, version: OpenVersion | None) -> None:
+        if model is None:
+            return
+        allowed = self.allowed_models(version)
+        if model not in allowed:
+            raise ModelNotAllowed(
+                f"{field} {model!r} is not one of the configured models: "
+                f"{', '.join(sorted(allowed))} (add it to SPECRAG_ALLOWED_MODELS)"
+            )
+
     def search(self, name: str, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         self.check_limits(request)
         info = self.store.get_collection(name)
         version = self.version_for(name, info)
+        if request.rerank is not None:
+            self.check_model("rerank.model", request.rerank.model, version)
         t0 = time.perf_counter()
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         filter_ms = _ms(t0)
@@ -383,6 +418,8 @@ class CollectionService:
         self.check_limits(request)
         info = self.store.get_collection(name)
         version = self.version_for(name, info)
+        if request.rerank is not None:
+            self.check_model("rerank.model", request.rerank.model, version)
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         stages = self.stages.for_request(version, request)
         return version, pipeline.search_batch(version, queries, request, allowed, stages).hits
@@ -413,6 +450,9 @@ class CollectionService:
         from specrag.generation.prompt import Passage
         from specrag.generation.service import get_generator
 
+        version = self.version_for(name) if body.model or body.draft_model else None
+        self.check_model("model", body.model, version)
+        self.check_model("draft_model", body.draft_model, version)
         generator = get_generator(body.model or self.settings.generator, self.settings.device)
         started = time.perf_counter()
         found = self.search(name, body.search_request())

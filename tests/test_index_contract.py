@@ -60,7 +60,14 @@ PATHS: dict[str, list[tuple[str, dict]]] = {
         ("exhaustive", {}),
         (
             "centroids",
-            {"exhaustive_max_docs": 0, "n_centroids": 1024, "nprobe": 1, "candidates": 40},
+            # pruned on purpose: its self-check recall may fall below the default floor
+            {
+                "exhaustive_max_docs": 0,
+                "n_centroids": 1024,
+                "nprobe": 1,
+                "candidates": 40,
+                "self_check_floor": 0.0,
+            },
         ),
     ],
     "lucene": [("lucene", {})],

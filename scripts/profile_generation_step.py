@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from bench_generation import CACHE, corpus_datastore, scenario_prompts
 
-from specrag.generation import decode
+from specrag.generation import decode, runner
 from specrag.generation.decode import DecodeConfig, generate
 from specrag.generation.drafters import ContextDrafter, DatastoreDrafter
 
@@ -65,10 +65,17 @@ def main() -> None:
     prompts = scenario_prompts(tok, args.data, args.n_prompts, 12, 12345)
     cfg = DecodeConfig(max_new_tokens=args.max_new_tokens, eos_token_ids=(tok.eos_token_id,))
 
-    phases = ["merge_trees", "tree_forward", "accept_greedy", "keep_in_cache", "_prefill"]
-    originals = {p: getattr(decode, p) for p in phases}
-    for p in phases:
-        setattr(decode, p, timed(p, originals[p]))
+    # (owner, attribute, label): the loop's module functions and the dynamic runner's calls
+    phases = [
+        (decode, "merge_trees", "merge_trees"),
+        (decode, "accept_greedy", "accept_greedy"),
+        (runner.DynamicRunner, "forward", "tree_forward"),
+        (runner.DynamicRunner, "keep", "keep_in_cache"),
+        (runner.DynamicRunner, "prefill", "_prefill"),
+    ]
+    originals = {(owner, attr): getattr(owner, attr) for owner, attr, _ in phases}
+    for owner, attr, label in phases:
+        setattr(owner, attr, timed(label, originals[owner, attr]))
     setups = {
         "context": lambda: [ContextDrafter()],
         "context+datastore": lambda: [ContextDrafter(), DatastoreDrafter(store)],
@@ -101,8 +108,8 @@ def main() -> None:
             for k, v in sorted(times.items(), key=lambda kv: -kv[1]):
                 if k != "_prefill":
                     print(f"  {k:20s} {v / steps * 1000:6.3f} ms/step  ({v / loop * 100:4.1f}%)")
-    for p, fn in originals.items():
-        setattr(decode, p, fn)
+    for (owner, attr), fn in originals.items():
+        setattr(owner, attr, fn)
 
     # plain one-token forward for scale
     from transformers import DynamicCache

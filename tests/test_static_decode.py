@@ -21,7 +21,7 @@ from specrag.generation import runner as runner_mod
 from specrag.generation.decode import DecodeConfig, generate, speculative_stream
 from specrag.generation.drafters import CombinedDrafter, ContextDrafter, DatastoreDrafter
 from specrag.generation.runner import StaticRunner, _Bucket, open_runner
-from specrag.generation.testing import tiny_model, trained_tiny_model
+from specrag.generation.testing import emulate_cuda_graphs, tiny_model, trained_tiny_model
 from specrag.generation.tree import TokenTree
 from specrag.generation.verify import accept_greedy
 from tests.test_speculative import OracleDrafter, RandomDrafter, prompts
@@ -99,6 +99,27 @@ def test_static_oracle_and_eos(model, mode):
     assert out == ref
 
 
+def test_emulated_graph_path_identical(model):
+    """The graph path (capture with executing warm-ups, replays into static outputs,
+    the compaction graph) emulated on the CPU: still plain greedy, token for token."""
+    runner_mod._static_runners.pop(model, None)
+    shared = emulate_cuda_graphs(StaticRunner(model, 512, graphs=True))
+    runner_mod._static_runners[model] = {True: shared}
+    mode = {"cache": "static", "cuda_graphs": True}
+    moved = 0
+    for i, prompt in enumerate(prompts(16, 8)):
+        kw = {"max_new_tokens": 40, "max_nodes": 12 + i % 3}
+        ref, _ = generate(model, prompt, DecodeConfig(**kw))
+        assert generate(model, prompt, cfg(mode, **kw))[0] == ref
+        drafters = [CombinedDrafter([RandomDrafter(i, n_paths=3), ContextDrafter(max_paths=3)])]
+        out, _ = generate(model, prompt, cfg(mode, **kw), drafters=drafters)
+        assert out == ref, i
+        moved += sum(b.move_graph is not None for b in shared.buckets.values())
+    assert runner_mod._static_runners[model][True] is shared
+    assert shared.buckets[1].graph is not None and moved > 0
+    runner_mod._static_runners.pop(model, None)
+
+
 def test_static_sampling_runs_and_is_seeded(model):
     """Sampling reads the same logits rows: seeded runs agree with each other."""
     prompt = prompts(13, 1)[0]
@@ -120,27 +141,41 @@ def _assert_slots_hold(model, runner: StaticRunner, tokens: list[int]) -> None:
         torch.testing.assert_close(got.values[..., :n, :], ref.values, atol=1e-5, rtol=1e-4)
 
 
-def test_static_compaction_of_a_non_contiguous_path(model):
-    """The accepted path leaves the first branch midway: its K/V are copied into the slots
-    after the prefix, the slots equal a plain forward over the accepted tokens, and the
-    next one-token step continues like greedy."""
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "emulated-graphs"])
+@pytest.mark.parametrize("shape", ["midway", "shifted"])
+def test_static_compaction_of_a_non_contiguous_path(model, graphs, shape):
+    """The accepted path leaves the first branch midway (``midway``), or is a later branch
+    whose slots shift onto each other (``shifted``: slot 1 <- 2, 2 <- 3, 3 <- 4): its K/V
+    are copied into the slots after the prefix, the slots equal a plain forward over the
+    accepted tokens, and the next one-token step continues like greedy. With emulated
+    graphs the compaction is captured on this first use (its warm-ups execute)."""
     prompt = [7, 3, 3, 8, 1, 9, 4]
     ref, _ = generate(model, prompt, DecodeConfig(max_new_tokens=8))
     runner = StaticRunner(model, 64)
+    if graphs:
+        emulate_cuda_graphs(runner)
     runner.prefill(prompt)
     _assert_slots_hold(model, runner, prompt)
     tree = TokenTree.with_root(ref[0])
-    tree.insert_path(ref[1:3] + [(ref[3] + 1) % 64, 5, 6])  # diverges at depth 3
-    tree.insert_path(ref[1:5])
+    if shape == "midway":
+        tree.insert_path(ref[1:3] + [(ref[3] + 1) % 64, 5, 6])  # diverges at depth 3
+        tree.insert_path(ref[1:5])
+    else:
+        tree.insert_path([(ref[1] + 1) % 64])  # a wrong one-node branch first
+        tree.insert_path(ref[1:5])
     logits = runner.forward(tree, budget=16)  # padded to 16 nodes
     assert logits.shape[0] == len(tree)
     path, nxt = accept_greedy(tree, logits)
     assert [tree.tokens[i] for i in path] == ref[:5] and nxt == ref[5]
-    assert path[:3] == [0, 1, 2] and path[3] > 3
+    assert path != list(range(len(path)))
+    if shape == "shifted":
+        assert path == [0, 2, 3, 4, 5]
     runner.keep(path, len(tree))
     _assert_slots_hold(model, runner, prompt + ref[:5])
     assert int(runner.step(ref[5]).argmax()) == ref[6]
     _assert_slots_hold(model, runner, prompt + ref[:6])
+    if graphs:
+        assert runner.buckets[16].move_graph is not None and runner.buckets[1].graph is not None
 
 
 def test_padding_does_not_change_logits(model):

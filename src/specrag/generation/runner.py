@@ -183,7 +183,6 @@ class StaticRunner:
         self.lock = threading.Lock()
         self.buckets: dict[int, _Bucket] = {}
         self._cols = torch.arange(self.max_len, device=self.device)
-        self._pool = None
         self._pin = self.device.type == "cuda"
 
     @property
@@ -262,19 +261,19 @@ class StaticRunner:
             layer.values.index_copy_(2, dst, layer.values.index_select(2, src))
 
     def _capture(self, fn, b: _Bucket):
-        """A CUDA graph of ``fn(b)``, after warm-up runs on a side stream. Warm-up writes
-        K/V only into slots past the cache length (the real step overwrites them)."""
+        """A CUDA graph of ``fn(b)`` and its output, after two warm-up runs on a side
+        stream (the warm-up runs execute: callers make them harmless). Each graph keeps
+        its own memory pool: outputs stay valid whatever runs in between."""
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(2):
                 fn(b)
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with torch.cuda.graph(graph):
             out = fn(b)
+        torch.cuda.synchronize(self.device)  # once per graph: host buffers free to rewrite
         return graph, out
 
     @torch.inference_mode()
@@ -293,7 +292,7 @@ class StaticRunner:
             b = self.buckets[n] = _Bucket(n, self.device, self._pin)
         b.fill(tree, self.length)
         if self.graphs:
-            if b.graph is None:
+            if b.graph is None:  # warm-up writes K/V only past the cache length: harmless
                 b.graph, b.logits = self._capture(self._step_body, b)
             b.graph.replay()
         else:
@@ -312,15 +311,17 @@ class StaticRunner:
             raise ValueError(f"last forward had {k} nodes, not {n_nodes}")
         first_moved = next((i for i, node in enumerate(path) if node != i), len(path))
         if first_moved < len(path):
-            move = np.arange(b.n, dtype=np.int64)  # untouched slots copy onto themselves
-            move[: len(path)] = path
             h = b.move_host.numpy()
             h[0] = self.length
-            h[1:] = move
+            h[1:] = np.arange(b.n)  # untouched slots copy onto themselves
+            if self.graphs and b.move_graph is None:
+                # the warm-up runs execute: with the identity move they are no-ops (a real
+                # move run twice would move already-moved slots again)
+                b.move_dev.copy_(b.move_host, non_blocking=True)
+                b.move_graph, _ = self._capture(self._compact_body, b)
+            h[1 : 1 + len(path)] = path
             b.move_dev.copy_(b.move_host, non_blocking=True)
             if self.graphs:
-                if b.move_graph is None:
-                    b.move_graph, _ = self._capture(self._compact_body, b)
                 b.move_graph.replay()
             else:
                 self._compact_body(b)

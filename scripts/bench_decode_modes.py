@@ -183,6 +183,117 @@ def run_method(model, prompts, config, drafters_fn, repeats: int) -> dict:
     }
 
 
+def weight_read(model) -> dict:
+    """The model's weight bytes and the time to read them once from device memory."""
+    device = torch.device(model.device)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    measured = measured_bandwidth(device)
+    nominal = nominal_bandwidth(device)
+    return {
+        "parameters_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "weight_MB": round(weight_bytes / 2**20, 1),
+        "weight_read_ms_nominal": round(weight_bytes / nominal * 1000, 3) if nominal else None,
+        "weight_read_ms_measured_bw": round(weight_bytes / measured * 1000, 3),
+        "measured_bandwidth_GBps": round(measured / 1e9, 1),
+    }
+
+
+def decode_modes(
+    model,
+    prompts: list[list[int]],
+    drafters_fn,
+    *,
+    max_new_tokens: int = 64,
+    budgets: tuple[int, ...] = (16,),
+    modes: tuple[str, ...] = tuple(MODES),
+    repeats: int = 2,
+    eos_ids: tuple[int, ...] = (),
+    plain_only: bool = False,
+) -> list[dict]:
+    """One row per (method, cache mode, node budget): plain greedy, then speculative with
+    ``drafters_fn()`` at each verify budget; each row's outputs compared with the first
+    row's (plain greedy, dynamic cache). A mode that raises becomes an ``error`` row."""
+    from specrag.generation import runner as runner_mod
+
+    rows, ref = [], None
+    methods = [("plain", None, 16)]
+    if not plain_only:
+        methods += [("speculative", drafters_fn, b) for b in budgets]
+    for method, fn, budget in methods:
+        for mode in modes:
+            cfg = DecodeConfig(
+                max_new_tokens=max_new_tokens,
+                eos_token_ids=eos_ids,
+                max_nodes=budget,
+                **MODES[mode],
+            )
+            t = time.perf_counter()
+            try:
+                r = run_method(model, prompts, cfg, fn or (lambda: None), repeats)
+            except Exception as exc:  # report and go on: one broken mode must not hide the rest
+                rows.append({"method": method, "mode": mode, "error": repr(exc)[:300]})
+                print(f"{method} {mode}: FAILED {exc!r}", flush=True)
+                continue
+            outs = r.pop("outputs")
+            ref = outs if ref is None else ref
+            shared = runner_mod._static_runners.get(model, {}).get(True)
+            r.update(
+                method=method,
+                mode=mode,
+                max_nodes=budget if fn else None,
+                identical_to_plain_dynamic=outs == ref,
+                graphs_replayed=bool(
+                    MODES[mode].get("cuda_graphs")
+                    and shared is not None
+                    and any(b.graph is not None for b in shared.buckets.values())
+                ),
+                wall_s=round(time.perf_counter() - t, 1),
+            )
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    return rows
+
+
+COLUMNS = [
+    "method",
+    "cache",
+    "CUDA graphs",
+    "nodes/verify",
+    "ms/step",
+    "x weight read",
+    "tokens/s",
+    "decode tokens/s",
+    "tokens/forward",
+    "identical to greedy",
+]
+
+
+def table_rows(rows: list[dict], weight_read_ms: float) -> list[list]:
+    """``rows`` in ``COLUMNS`` order (``bench_results.table(caption, COLUMNS, ...)``)."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["method"], r["mode"], "-", "-", "FAILED", "-", "-", "-", "-", r["error"]])
+            continue
+        out.append(
+            [
+                r["method"],
+                r["mode"].split("+")[0],
+                "replayed" if r["graphs_replayed"] else ("eager" if "graphs" in r["mode"] else "-"),
+                r["max_nodes"] or 1,
+                r["ms_per_step"],
+                round(r["ms_per_step"] / weight_read_ms, 1),
+                r["tokens_per_s"],
+                r["decode_tokens_per_s"],
+                r["tokens_per_forward"],
+                r["identical_to_plain_dynamic"],
+            ]
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -205,6 +316,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument(
+        "--result",
+        default=None,
+        help="also write benchmarks/results/<RESULT>.json (scripts/bench_results.py)",
+    )
     args = ap.parse_args()
     if not (args.model or args.random_llama or args.tiny):
         args.tiny = "gpt2"
@@ -212,27 +328,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    budgets = [
-        int(x) for x in (args.max_nodes or ("16,64" if device.type == "cuda" else "16")).split(",")
-    ]
-    modes = [m for m in args.modes.split(",") if m]
+    default_budgets = "16,64" if device.type == "cuda" else "16"
+    budgets = tuple(int(x) for x in (args.max_nodes or default_budgets).split(","))
     model, tok_path, desc, trained = load_model(args, device, dtype)
-    n_params = sum(p.numel() for p in model.parameters())
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    measured = measured_bandwidth(device)
-    nominal = nominal_bandwidth(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    header = {
-        "model": desc,
-        "parameters_M": round(n_params / 1e6, 1),
-        "dtype": str(dtype).replace("torch.", ""),
-        "device": name,
-        "weight_MB": round(weight_bytes / 2**20, 1),
-        "weight_read_ms_nominal": round(weight_bytes / nominal * 1000, 3) if nominal else None,
-        "weight_read_ms_measured_bw": round(weight_bytes / measured * 1000, 3),
-        "measured_bandwidth_GBps": round(measured / 1e9, 1),
-        "graphs_captured": device.type == "cuda",
-    }
+    header = {"model": desc, **weight_read(model)}
     print(json.dumps(header), flush=True)
     prompts = make_prompts(tok_path, model.config.vocab_size, args.n_prompts, args.seed)
     eos = getattr(model.config, "eos_token_id", None)
@@ -251,61 +350,34 @@ def main() -> None:
 
         return [ContextDrafter(), DatastoreDrafter(store)]
 
-    rows = []
-    ref = None
-    methods = [("plain", None, 16)] + (
-        [] if args.plain_only else [("speculative", drafters_fn, b) for b in budgets]
+    rows = decode_modes(
+        model,
+        prompts,
+        drafters_fn,
+        max_new_tokens=args.max_new_tokens,
+        budgets=budgets,
+        modes=tuple(m for m in args.modes.split(",") if m),
+        repeats=args.repeats,
+        eos_ids=eos_ids,
+        plain_only=args.plain_only,
     )
-    for method, fn, budget in methods:
-        for mode in modes:
-            cfg = DecodeConfig(
-                max_new_tokens=args.max_new_tokens,
-                eos_token_ids=eos_ids,
-                max_nodes=budget,
-                **MODES[mode],
-            )
-            t = time.perf_counter()
-            try:
-                r = run_method(model, prompts, cfg, fn or (lambda: None), args.repeats)
-            except Exception as exc:  # report and go on: one broken mode must not hide the rest
-                rows.append({"method": method, "mode": mode, "error": repr(exc)[:300]})
-                print(f"{method} {mode}: FAILED {exc!r}", flush=True)
-                continue
-            outs = r.pop("outputs")
-            if ref is None:
-                ref = outs
-            r["identical_to_plain_dynamic"] = outs == ref
-            r.update(method=method, mode=mode, max_nodes=budget if fn else None)
-            r["wall_s"] = round(time.perf_counter() - t, 1)
-            if header["weight_read_ms_nominal"]:
-                r["step_vs_weight_read"] = round(
-                    r["ms_per_step"] / header["weight_read_ms_nominal"], 1
-                )
-            rows.append(r)
-            print(json.dumps(r), flush=True)
     mismatches = [
-        f"{r['method']}/{r['mode']}" for r in rows if not r.get("identical_to_plain_dynamic", True)
+        f"{r['method']}/{r['mode']}/{r['max_nodes']}"
+        for r in rows
+        if not r.get("identical_to_plain_dynamic", True)
     ]
     failed = [f"{r['method']}/{r['mode']}" for r in rows if "error" in r]
-    print(f"\n{desc}: {n_params / 1e6:.1f}M params, {header['dtype']}, {name}")
     wr = header["weight_read_ms_nominal"] or header["weight_read_ms_measured_bw"]
+    body = table_rows(rows, wr)
+    print(f"\n{desc}: {header['parameters_M']}M params, {header['dtype']}, {header['device']}")
     print(
         f"weight read: {wr} ms ({'nominal' if header['weight_read_ms_nominal'] else 'measured'}"
         f" bandwidth; measured copy {header['measured_bandwidth_GBps']} GB/s)"
     )
-    print(
-        "| method | cache | nodes | ms/step | x weight read | tokens/s | decode tok/s | tok/fwd | identical |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['method']} | {r['mode']} | | FAILED | | | | | |")
-            continue
-        print(
-            f"| {r['method']} | {r['mode']} | {r['max_nodes'] or 1} | {r['ms_per_step']} "
-            f"| {r['ms_per_step'] / wr:.1f} | {r['tokens_per_s']} | {r['decode_tokens_per_s']} "
-            f"| {r['tokens_per_forward']} | {r['identical_to_plain_dynamic']} |"
-        )
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in body:
+        print("| " + " | ".join(str(c) for c in row) + " |")
     print(f"identity mismatches: {mismatches or 'none'}; failed: {failed or 'none'}")
     if args.json_out:
         args.json_out.write_text(
@@ -313,6 +385,19 @@ def main() -> None:
                 {"header": header, "rows": rows, "mismatches": mismatches, "failed": failed},
                 indent=2,
             )
+        )
+    if args.result:
+        from bench_results import table, write_result
+
+        caption = (
+            f"{desc} ({header['parameters_M']}M parameters, {header['dtype']}, "
+            f"{header['device']}): weight read {wr} ms"
+        )
+        write_result(
+            args.result,
+            "Decoding at the verify-cost limit: dynamic vs static KV cache vs CUDA graphs",
+            [table(caption, COLUMNS, body)],
+            data={"header": header, "rows": rows},
         )
     if failed or (mismatches and trained):
         sys.exit(1)

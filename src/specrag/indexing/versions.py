@@ -27,6 +27,7 @@ from specrag.indexing.encodings.gc import STORE_DIR, collect_garbage
 from specrag.indexing.encodings.session import BuildEncodings
 from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.kinds.selfcheck import SelfCheckError, failed_checks
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.types import Corpus, Progress, no_progress
 
@@ -126,9 +127,20 @@ class VersionStore:
             self.activate(version_id)
         return version_id
 
-    def activate(self, version_id: str) -> None:
+    def activate(self, version_id: str, *, force: bool = False) -> None:
+        """Make ``version_id`` current. Refused (SelfCheckError) when one of its kinds
+        failed the build's recall self-check, unless ``force``; the version stays on
+        disk and listed."""
         if not (self.path(version_id) / "manifest.json").exists():
             raise ValueError(f"version {version_id!r} does not exist")
+        failed = failed_checks(self.manifest(version_id))
+        if failed and not force:
+            raise SelfCheckError(
+                f"version {version_id} was built but not activated: "
+                + "; ".join(failed)
+                + ". Raise the search knobs (ivf_nprobe, hnsw_ef_search, nprobe, candidates), "
+                "use an exact index, or lower self_check_floor."
+            )
         write_text_atomic(self.root / "CURRENT", version_id + "\n")
 
     def prune(self, keep: int = 2) -> list[str]:

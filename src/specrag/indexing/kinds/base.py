@@ -32,7 +32,7 @@ from specrag.types import Corpus, DocMask, Hit, Progress
 class KindConfig(BaseModel):
     """Base of every kind's config: unknown fields are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def with_changes(self, **changes: Any) -> Self:
         """A validated copy with some fields changed (benchmarks and tests tune knobs this

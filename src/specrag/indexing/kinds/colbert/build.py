@@ -138,6 +138,9 @@ def _index_spill(
     np.save(out_dir / "token_centroids.npy", token_centroids)
     np.save(out_dir / "ivf_offsets.npy", ivf_offsets)
     np.save(out_dir / "ivf_docs.npy", ivf_docs)
+    from specrag.indexing.kinds.colbert.check import colbert_self_check
+
+    self_check = colbert_self_check(out_dir, config)
     index_bytes = (
         store.nbytes()
         + token_centroids.nbytes
@@ -154,6 +157,7 @@ def _index_spill(
         "bytes_per_token": codec.bytes_per_token,
         "bytes": int(index_bytes),
         "bytes_per_doc": round(index_bytes / max(n_docs, 1), 1),
+        **({"self_check": self_check} if self_check else {}),
     }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from specrag.atomic import write_json_atomic
 from specrag.indexing.encodings.session import EncodingNeed, encodings_for
 from specrag.indexing.encodings.spaces import bi_encoder_space
+from specrag.indexing.kinds.dense.check import dense_self_check
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.types import Corpus, Progress, no_progress
 
@@ -64,12 +65,14 @@ def write_dense_index(
     if not embeddings_written:
         np.save(out_dir / EMBEDDINGS_FILE, emb)
     index_bytes = 0
+    self_check = None
     if config.index != "flat":
         import faiss
 
         index = make_faiss_index(emb, config)
         faiss.write_index(index, str(out_dir / INDEX_FILE))
         index_bytes = (out_dir / INDEX_FILE).stat().st_size
+        self_check = dense_self_check(emb, index, config)
     write_json_atomic(
         out_dir / META_FILE,
         {
@@ -88,6 +91,7 @@ def write_dense_index(
         "index": config.index,
         "embedding_bytes_per_doc": 4 * dim,
         "index_bytes_per_doc": round(index_bytes / n, 1),
+        **({"self_check": self_check} if self_check else {}),
     }
 
 

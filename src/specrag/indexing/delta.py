@@ -12,7 +12,7 @@ document already encoded costs nothing), and writes one delta segment over that 
                                 superseded.npy   base rows whose document changed (masked)
                                 dense/embeddings.npy   the rows' vectors, as dense stores
                                 encodings/<space>.npy  their text hashes (GC keeps them)
-<collection_dir>/DELTA          the live delta id
+<collection_dir>/DELTA          "<delta id> <base version id>": the live delta
 ```
 
 The segment is written whole into a hidden folder and renamed into place, then ``DELTA``
@@ -59,10 +59,22 @@ def delta_dir(versions: VersionStore, delta_id: str) -> Path:
     return versions.root / DELTAS_DIR / delta_id
 
 
+def live_delta_id(versions: VersionStore, base: str) -> str | None:
+    """The id of the live delta over version ``base`` (one small read: search asks on
+    every request), or None."""
+    try:
+        delta_id, delta_base = (versions.root / DELTA_FILE).read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return delta_id if delta_base == base else None
+
+
 def current_delta(versions: VersionStore, base: str) -> tuple[str, Path, dict[str, Any]] | None:
     """The live delta over version ``base``: (id, folder, manifest), or None."""
+    delta_id = live_delta_id(versions, base)
+    if delta_id is None:
+        return None
     try:
-        delta_id = (versions.root / DELTA_FILE).read_text().strip()
         path = delta_dir(versions, delta_id)
         manifest = json.loads((path / "manifest.json").read_text())
     except (FileNotFoundError, ValueError):
@@ -123,7 +135,7 @@ def build_delta(
             **stats,
         }
         write_json_atomic(tmp / "manifest.json", delta_manifest)
-    write_text_atomic(versions.root / DELTA_FILE, delta_id + "\n")
+    write_text_atomic(versions.root / DELTA_FILE, f"{delta_id} {base}\n")
     _remove_other_deltas(versions, keep=delta_id)
     return delta_manifest
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from specrag.indexing.delta import current_delta
+from specrag.indexing.delta import current_delta, live_delta_id
 from specrag.indexing.kinds.base import Searcher
 from specrag.indexing.kinds.dense.search import EmbeddingSearcher
 from specrag.indexing.kinds.topk import check_k, check_mask, top_k
@@ -28,8 +28,8 @@ from specrag.types import DocMask, Hit
 
 def live_id(versions: VersionStore, base: str) -> str:
     """The id of what search serves over ``base``: ``base`` or ``base+delta``."""
-    delta = current_delta(versions, base)
-    return base if delta is None else f"{base}+{delta[0]}"
+    delta_id = live_delta_id(versions, base)
+    return base if delta_id is None else f"{base}+{delta_id}"
 
 
 def with_delta(versions: VersionStore, base: OpenVersion) -> OpenVersion:

@@ -202,6 +202,7 @@ def test_accessibility_basics_labels_keyboard_contrast(page, server):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Collections"
     page.keyboard.press("Enter")
+    page.wait_for_selector("body[data-route='#collections']")  # hashchange is async
     assert page.locator("#view-collections").is_visible()
     # readable: every text on the search page with hits, errors and bars is at least 4.5:1
     page.goto(server[0] + "/ui/#search")
@@ -412,6 +413,7 @@ def test_ask_streams_sentences_and_ends_with_citations(page, server, monkeypatch
     assert stats["generator"] == "extractive" and "retrieval_ms" in stats
     page.click("#ask-answer a.cite >> nth=0")  # the link leads to its passage, in the Ask view
     assert page.evaluate("location.hash") == links[0][1]
+    page.wait_for_selector(f"body[data-route='{links[0][1]}']")
     assert page.locator("#view-ask").is_visible() and page.locator(links[0][1]).is_visible()
     screenshot(page, "ask")
 

@@ -23,6 +23,7 @@ function viewOf(hash) {
 
 function showView() {
   const view = viewOf(location.hash);
+  document.body.dataset.route = location.hash; // the hash this view was chosen for
   for (const v of VIEWS) {
     document.getElementById(`view-${v}`).hidden = v !== view;
     const link = document.querySelector(`nav a[href="#${v}"]`);

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from specrag.api import cli
 from specrag.api.app import ERROR_STATUS, _handler
+from specrag.api.auth import Auth
 from specrag.api.deps import get_service
 from specrag.api.routes import ask as ask_route
 from specrag.api.schemas import SearchHit, SearchResponse
@@ -84,6 +85,7 @@ def make_client(generator: str) -> tuple[TestClient, FakeService]:
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
     app.include_router(ask_route.router)
+    app.state.auth = Auth(Settings(auth="off"), keys=None)  # the route's key check: off
     svc = FakeService(Settings(generator=generator, device="cpu"))
     app.dependency_overrides[get_service] = lambda: svc
     return TestClient(app), svc

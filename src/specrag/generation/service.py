@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from specrag.cache import LRUCache
 from specrag.generation.prompt import Passage, build_prompt
 
 EXTRACTIVE = "extractive"
@@ -198,8 +199,9 @@ def _last(events: Iterator[tuple[str, Any]]) -> Answer:
     return result
 
 
-_generators: dict[tuple[str, str | None], Any] = {}
-_generators_lock = threading.Lock()
+#: Language models kept loaded (each may take gigabytes): the least recently used goes.
+GENERATOR_CACHE_SIZE = 2
+_generators: LRUCache[Any] = LRUCache(GENERATOR_CACHE_SIZE)
 
 
 def get_generator(name: str | None, device: str | None = None):
@@ -209,15 +211,15 @@ def get_generator(name: str | None, device: str | None = None):
         raise GeneratorUnavailable(f"no generator model is configured: {SETTING_HINT}")
     if name == EXTRACTIVE:
         return ExtractiveGenerator()
-    key = (name, device)
-    with _generators_lock:
-        if key not in _generators:
-            from specrag.generation.model import load_causal_lm
 
-            try:
-                _generators[key] = LMGenerator(load_causal_lm(name, device))
-            except Exception as exc:  # noqa: BLE001 -- any load failure means 503
-                raise GeneratorUnavailable(
-                    f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
-                ) from exc
-        return _generators[key]
+    def load() -> LMGenerator:
+        from specrag.generation.model import load_causal_lm
+
+        try:
+            return LMGenerator(load_causal_lm(name, device))
+        except Exception as exc:  # noqa: BLE001 -- any load failure means 503
+            raise GeneratorUnavailable(
+                f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
+            ) from exc
+
+    return _generators.get_or_create((name, device), load)

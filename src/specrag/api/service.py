@@ -57,11 +57,11 @@ STALE_CHECK_INTERVAL_S = 2.0
 BUILD_STOP_TIMEOUT_S = 60.0
 
 
-class NotReady(LookupError):
+class NotReady(UserError, LookupError):
     """The collection has no built index version yet (HTTP 409)."""
 
 
-class RequestTooLarge(ValueError):
+class RequestTooLarge(UserError, ValueError):
     """A request over one of the service's limits (HTTP 422)."""
 
 

@@ -529,8 +529,12 @@ def remove_folder(path) -> None:
 
 def _log_failure(future: Future) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is None:
+        return
+    if isinstance(exc, UserError):
         log.error("build failed: %s", exc)
+    else:  # a defect: keep where it happened
+        log.error("build failed: %s", exc, exc_info=exc)
 
 
 def _ms(since: float) -> float:

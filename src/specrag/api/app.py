@@ -23,7 +23,7 @@ from specrag.api.auth import Auth
 from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
-from specrag.api.routes import ask, builds, collections, documents, health, search
+from specrag.api.routes import ask, builds, collections, documents, health, keys, search
 from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
 from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
@@ -90,7 +90,7 @@ def create_app(
         app.add_exception_handler(exc_class, _handler(code))
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
-    for module in (health, collections, documents, builds, search, ask):
+    for module in (health, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
     return app
 

@@ -281,3 +281,19 @@ def test_demo_rebuilds_a_collection_it_cannot_read(env, corpus, capsys):
     finally:
         service.close()
     assert "rebuild" in capsys.readouterr().out
+
+
+def test_reindexing_says_what_was_encoded_and_reused(env, tmp_path, capsys):
+    small = tmp_path / "small.jsonl"
+    with open(DEMO_CORPUS) as src:
+        lines = [next(src) for _ in range(12)]
+    small.write_text("".join(lines))
+    args = ["index", "--collection", "live", "--corpus", str(small), "--kinds", "dense"]
+    assert main(args) == 0
+    assert "all-MiniLM-L6-v2 (dense): encoded 12, reused 0" in capsys.readouterr().out
+    row = json.loads(lines[3])
+    row["text"] += " (revised)"
+    lines[3] = json.dumps(row) + "\n"
+    small.write_text("".join(lines))
+    assert main(args) == 0
+    assert "all-MiniLM-L6-v2 (dense): encoded 1, reused 11" in capsys.readouterr().out

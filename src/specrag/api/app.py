@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from specrag import __version__
 from specrag.api.auth import Auth
+from specrag.api.console import mount_console
 from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
@@ -46,7 +47,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     InvalidDocument: status.HTTP_400_BAD_REQUEST,
     ModelNotAllowed: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
-    RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
     UserError: status.HTTP_400_BAD_REQUEST,
@@ -92,6 +93,7 @@ def create_app(
     app.add_exception_handler(Exception, internal_error)
     for module in (health, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
+    mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 
 

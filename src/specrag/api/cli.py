@@ -249,12 +249,17 @@ def cmd_index(args) -> int:
         version = service.index(args.collection, docs, kinds, progress_bar=True)
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)
+        encoded = service.versions(args.collection).manifest(version).get("encodings")
     finally:
         service.close()
     print(
         f"indexed {n} documents into {args.collection!r}: version {version} "
         f"({', '.join(info.kinds)}) in {seconds:.1f} s"
     )
+    if encoded:
+        from specrag.indexing.encodings.session import summary
+
+        print(f"documents encoded / reused from the encoding store: {summary(encoded)}")
     return 0
 
 

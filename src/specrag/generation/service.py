@@ -83,19 +83,22 @@ class ExtractiveGenerator:
     def stream(
         self, question: str, passages: Sequence[Passage], options: AskOptions, datastore=None
     ) -> Iterator[tuple[str, Any]]:
-        from specrag.generation.extractive import extractive_answer
+        from specrag.generation.extractive import cite, extractive_sentences
 
         started = time.perf_counter()
-        text, cited = extractive_answer(question, passages)
-        if text:
-            yield "delta", text
+        units = extractive_sentences(question, passages)
+        # One delta per sentence, so a client shows the answer growing as with an LM.
+        parts = [cite(n, s) for n, s in units]
+        for i, part in enumerate(parts):
+            yield "delta", part if i == 0 else " " + part
+        text, cited = " ".join(parts), {n for n, _ in units}
         stats = {
             "generator": EXTRACTIVE,
             "generated_tokens": 0,
             "target_forwards": 0,
             "generation_ms": round((time.perf_counter() - started) * 1000, 2),
         }
-        yield "done", Answer(text, _citations(text, passages, set(cited)), stats)
+        yield "done", Answer(text, _citations(text, passages, cited), stats)
 
     def answer(self, question, passages, options, datastore=None) -> Answer:
         return _last(self.stream(question, passages, options, datastore))

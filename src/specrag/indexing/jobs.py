@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from specrag.errors import UserError
+from specrag.indexing.encodings.session import summary
 from specrag.indexing.registry import parse_kinds
 from specrag.indexing.versions import VersionStore
 from specrag.storage.store import DocumentStore, NotFound
@@ -121,6 +122,9 @@ def run_build(
         f"built {n_docs} documents ({', '.join(build_kinds)}) in "
         f"{time.perf_counter() - started:.1f} s"
     )
+    encoded = versions.manifest(version_id).get("encodings")
+    if encoded:
+        message += f"; {summary(encoded)}"
     if newer is not None:
         message += f"; not made current: version {newer} was built from newer documents"
     store.update_job(

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
 
-class BinaryConfig(KindConfig):
+class BinaryConfig(SearchDeviceConfig):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     index: Literal["flat", "hnsw", "ivf"] = "flat"
     rescore_factor: int = Field(

@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.kinds.selfcheck import SelfCheckConfig
+from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
 
-class DenseConfig(KindConfig):
+class DenseConfig(SearchDeviceConfig, SelfCheckConfig):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     index: Literal["flat", "hnsw", "ivf"] = "flat"
     hnsw_m: int = Field(32, ge=4, le=128)

@@ -39,6 +39,7 @@ from specrag.api.service import CollectionService  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
 from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest  # noqa: E402
 from specrag.settings import Settings  # noqa: E402
+from specrag.storage.store import NotFound  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTION = "scifact"
@@ -90,7 +91,11 @@ def paired_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_boot: int = 10_00
 
 def build(service: CollectionService, data, rebuild: bool) -> dict:
     stats_: dict = {}
-    if rebuild or service.versions(COLLECTION).current() is None:
+    try:
+        current = service.versions(COLLECTION).current()
+    except NotFound:  # not created yet
+        current = None
+    if rebuild or current is None:
         started = time.perf_counter()
         service.index(COLLECTION, data.docs, KINDS, progress_bar=True)
         stats_["index_seconds"] = time.perf_counter() - started

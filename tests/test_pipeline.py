@@ -258,3 +258,40 @@ def test_a_recipe_default_rerank_only_for_unsaid_hybrid_requests(late_version, v
     assert pipeline.rerank_spec(late_version, asked, recipe) == mine
     # No late-interaction kind in the version: no default stage.
     assert pipeline.rerank_spec(version, SearchRequest(query="q"), recipe) is None
+
+
+class MinusInf:
+    """A stage that says some hits cannot match (-inf), as MaxSim did for a blank query."""
+
+    name = "rerank"
+    depth = 5
+
+    def __call__(self, version, queries, hits):
+        return [
+            [Hit(h.doc_id, float("-inf") if i % 2 else h.score, h.scores) for i, h in enumerate(hs)]
+            for hs in hits
+        ]
+
+
+def test_a_hit_with_a_non_finite_score_is_never_returned(version):
+    request = SearchRequest(query=QUERIES[2], k=5, retriever=KINDS[0])
+    got = pipeline.search(version, request, stages=[MinusInf()]).hits[0]
+    assert got and all(np.isfinite(h.score) for h in got)
+    assert len(got) == 3
+
+
+@pytest.fixture(scope="module")
+def dense_late_version(tmp_path_factory, docs):
+    """dense + colbert: a blank query still gets dense hits, then the MaxSim stage."""
+    store = VersionStore(tmp_path_factory.mktemp("pipeline-dense-late"))
+    store.build(docs[:30], {"dense": {"max_seq_length": 64}, "colbert": {"batch_size": 8}})
+    return open_version(store)
+
+
+@pytest.mark.parametrize("query", [" ", "\x00", "\x01\x02", "\t\n"])
+def test_a_blank_query_gets_finite_scores_through_maxsim_rerank(dense_late_version, query):
+    request = SearchRequest(query=query, k=10, rerank=RerankSpec(method="maxsim"))
+    hits = pipeline.search(dense_late_version, request).hits[0]
+    assert len(hits) == 10
+    for h in hits:
+        assert np.isfinite(h.score) and all(np.isfinite(v) for v in h.scores.values())

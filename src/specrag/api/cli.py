@@ -3,7 +3,9 @@
 Every command works on the same CollectionService as the REST API (settings from
 ``SPECRAG_*`` environment variables; the home folder is printed on stderr). Commands parse
 their files and print; the work is the service's. User errors (a bad corpus line, an
-unknown collection, a bad filter) print one ``error: ...`` line and exit with status 2.
+unknown collection, a bad filter: ``specrag.errors.UserError``, a pydantic validation error,
+an OS error such as a missing file) print one ``error: ...`` line and exit with status 2;
+anything else is a defect and prints its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +31,7 @@ DEMO_CORPUS = Path(__file__).resolve().parent.parent / "demo" / "scifact-1k.json
 #: colbert kind's token store (MiniLM token embeddings, int8).
 DEMO_KINDS = ["bm25", "dense", "colbert"]
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 EXIT_UNAVAILABLE = 3
 
 
@@ -42,9 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (BaseUserError, ValueError, LookupError, ValidationError, OSError) as exc:
+    except (BaseUserError, ValidationError, OSError) as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - a defect: show where it happened
+        traceback.print_exc()
+        print(
+            f"error: internal error ({type(exc).__name__}: {exc}); the traceback above says "
+            "where: please report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:

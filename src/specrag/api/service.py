@@ -57,11 +57,11 @@ STALE_CHECK_INTERVAL_S = 2.0
 BUILD_STOP_TIMEOUT_S = 60.0
 
 
-class NotReady(LookupError):
+class NotReady(UserError, LookupError):
     """The collection has no built index version yet (HTTP 409)."""
 
 
-class RequestTooLarge(ValueError):
+class RequestTooLarge(UserError, ValueError):
     """A request over one of the service's limits (HTTP 422)."""
 
 
@@ -529,8 +529,12 @@ def remove_folder(path) -> None:
 
 def _log_failure(future: Future) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is None:
+        return
+    if isinstance(exc, UserError):
         log.error("build failed: %s", exc)
+    else:  # a defect: keep where it happened
+        log.error("build failed: %s", exc, exc_info=exc)
 
 
 def _ms(since: float) -> float:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from specrag.errors import UserError
 from specrag.indexing.encodings.session import summary
 from specrag.indexing.registry import parse_kinds
 from specrag.indexing.versions import VersionStore
@@ -31,6 +32,10 @@ PROGRESS_INTERVAL_S = 0.5
 #: Seconds between two heartbeats of a running build (settings.job_stale_after_s, the
 #: age at which a server fails a silent job, must be well above it).
 HEARTBEAT_INTERVAL_S = 10.0
+
+
+class NothingToBuild(UserError, ValueError):
+    """A collection without kinds or documents cannot be built."""
 
 
 class BuildCancelled(RuntimeError):
@@ -56,7 +61,7 @@ def run_build(
     info = store.get_collection(collection)
     build_kinds = parse_kinds(info.kinds) if info.kinds else {}
     if not build_kinds:
-        raise ValueError(f"collection {collection!r} has no index kinds to build")
+        raise NothingToBuild(f"collection {collection!r} has no index kinds to build")
     if job_id is None:
         job_id = store.create_job(collection, list(build_kinds)).id
     reporter = JobProgress(store, job_id, progress_bar=progress_bar, cancelled=cancelled)
@@ -75,7 +80,7 @@ def run_build(
         with Heartbeat(store, job_id), store.corpus(collection) as corpus:
             n_docs = len(corpus)
             if n_docs == 0:
-                raise ValueError(f"collection {collection!r} has no documents to index")
+                raise NothingToBuild(f"collection {collection!r} has no documents to index")
             generation = corpus.generation
             version_id = versions.build(
                 corpus,

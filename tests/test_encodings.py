@@ -5,7 +5,12 @@ from scratch, and garbage collection keeps exactly what versions refer to."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +25,7 @@ from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval.version import open_version
 from specrag.types import Document
-from tests.conftest import demo_documents, demo_queries
+from tests.conftest import REPO, demo_documents, demo_queries
 
 N_DOCS = 24
 ALL_THREE = {"dense": {}, "binary": {}, "colbert": {}}
@@ -188,3 +193,46 @@ def test_sparse_weights_are_stored_and_reused(tmp_path, docs, encode_calls):
         first.searchers["splade"].reference_scores(queries),
         again.searchers["splade"].reference_scores(queries),
     )
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from specrag.indexing.encodings import session
+from specrag.indexing.encodings.spaces import bi_encoder_space
+from specrag.indexing.encodings.store import EncodingStore
+from tests.conftest import demo_documents
+
+session.CHUNK_DOCS = session.CHUNK_DOCS_TOKENS = 3
+store = EncodingStore(Path(sys.argv[1])).space(bi_encoder_space("all-MiniLM-L6-v2"))
+session.ensure(store, demo_documents(int(sys.argv[2])), ("pooled", "tokens"), batch_size=3)
+"""
+
+
+def test_kill_during_encoding_keeps_whole_chunks(tmp_path, docs):
+    root = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(root), str(N_DOCS)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])},
+    )
+    space = bi_encoder_space("all-MiniLM-L6-v2")
+    chunks = root / space.key / "chunks"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (
+            chunks.exists()
+            and len([p for p in chunks.iterdir() if not p.name.startswith(".")]) >= 2
+        ):
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the writer finished before it was killed"
+
+    store = EncodingStore(root).space(space)
+    names = store.chunk_names()
+    assert 2 <= len(names) < N_DOCS // 3
+    kept = sum(len(store.chunk(n).hashes) for n in names)  # every visible chunk opens whole
+    again = ensure(store, docs, ("pooled", "tokens"))
+    assert (again.encoded, again.reused) == (N_DOCS - kept, kept)

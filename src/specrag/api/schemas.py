@@ -123,6 +123,19 @@ class JobOut(BaseModel):
     finished_at: datetime | None = None
 
 
+class RefreshOut(BaseModel):
+    """A delta segment made live by ``POST /collections/{name}/refresh``."""
+
+    id: str
+    base: str
+    generation: int
+    n_docs: int
+    n_superseded: int
+    kinds: list[str]
+    encoded: int
+    reused: int
+
+
 class SearchHit(BaseModel):
     doc_id: str
     score: float

@@ -29,6 +29,7 @@ from specrag.api.schemas import (
     DocumentOut,
     Health,
     JobOut,
+    RefreshOut,
     SearchHit,
     SearchResponse,
 )
@@ -38,6 +39,7 @@ from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.calibration import calibration_path, fit_calibration
+from specrag.retrieval.live import live_id, with_delta
 from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
@@ -82,6 +84,8 @@ class CollectionService:
         #: Rerank and calibrated-relevance stages, bound to the document store.
         self.stages = StageBuilder(self.store)
         self._versions: dict[str, OpenVersion] = {}
+        self._bases: dict[str, OpenVersion] = {}  # the version under a live delta
+        self._refresh_locks: dict[str, threading.Lock] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
@@ -145,6 +149,7 @@ class CollectionService:
             with self._builds_guard:
                 self._cancelled.discard(info.folder)
         self._versions.pop(info.folder, None)
+        self._bases.pop(info.folder, None)
         remove_folder(self.settings.collections_dir / info.folder)
 
     def _wait_for_builds(self, folder: str, timeout: float = BUILD_STOP_TIMEOUT_S) -> None:
@@ -292,14 +297,28 @@ class CollectionService:
         return self._build(name, job.id, progress_bar=progress_bar)
 
     # -- search ----------------------------------------------------------------------
+    def refresh(self, name: str) -> RefreshOut:
+        """Make every document upserted since the current version searchable by the
+        kinds a delta segment covers (``indexing/delta.py``), without a full build."""
+        from specrag.indexing.delta import build_delta
+
+        info = self.store.get_collection(name)
+        with self._locks_guard:
+            lock = self._refresh_locks.setdefault(info.folder, threading.Lock())
+        with lock, self.store.corpus(name) as corpus:
+            manifest = build_delta(corpus, self.versions(info), corpus.generation)
+        return RefreshOut(**{k: manifest[k] for k in RefreshOut.model_fields})
+
     def version_for(self, name: str, info: CollectionInfo | None = None) -> OpenVersion:
-        """The open CURRENT version of ``name``, loading it when CURRENT changed. While a
-        new version loads, other requests keep getting the old one. Cached per storage
-        folder, so a collection created again under the same name starts empty."""
+        """The open CURRENT version of ``name`` with its live delta segment
+        (``retrieval/live.py``), loading it when CURRENT or DELTA changed. While a new one
+        loads, other requests keep getting the old one. Cached per storage folder, so a
+        collection created again under the same name starts empty."""
         info = info or self.store.get_collection(name)
         versions = self.versions(info)
         key = info.folder
-        current = versions.current()
+        base = versions.current()
+        current = live_id(versions, base) if base is not None else None
         cached = self._versions.get(key)
         if current is None:
             if cached is not None:
@@ -317,7 +336,11 @@ class CollectionService:
         try:
             cached = self._versions.get(key)
             if cached is None or cached.id != current:
-                cached = open_version(versions, current)
+                opened = self._bases.get(key)
+                if opened is None or opened.id != base:
+                    opened = open_version(versions, base)
+                    self._bases[key] = opened
+                cached = with_delta(versions, opened)
                 self._versions[key] = cached
             return cached
         finally:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from specrag.api.auth import READ, WRITE
 from specrag.api.deps import ServiceDep
-from specrag.api.schemas import BuildRequest, JobOut
+from specrag.api.schemas import BuildRequest, JobOut, RefreshOut
 
 router = APIRouter(tags=["builds"])
 
@@ -18,6 +18,14 @@ router = APIRouter(tags=["builds"])
 def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
     """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
     return service.start_build(name, body.kinds if body else None)
+
+
+@router.post("/collections/{name}/refresh", response_model=RefreshOut, dependencies=WRITE)
+def refresh(name: str, service: ServiceDep) -> RefreshOut:
+    """Make documents upserted since the current version searchable now (``dense``: a
+    delta segment beside the version; other kinds at the next build). Synchronous: it
+    encodes only the new and changed documents."""
+    return service.refresh(name)
 
 
 @router.get("/collections/{name}/builds", response_model=list[JobOut], dependencies=READ)

@@ -21,11 +21,14 @@ from specrag.indexing.encodings.store import HASH_DTYPE, EncodingStore, SpaceSto
 STORE_DIR = "encodings"
 
 
-def referenced_hashes(versions_dir: Path) -> dict[str, np.ndarray]:
-    """Space key -> sorted unique hashes referred to by any complete version."""
+def referenced_hashes(*folders: Path) -> dict[str, np.ndarray]:
+    """Space key -> sorted unique hashes referred to by any complete version (or delta
+    segment) in ``folders``."""
     refs: dict[str, list[np.ndarray]] = {}
-    if versions_dir.exists():
-        for version in versions_dir.iterdir():
+    for parent in folders:
+        if not parent.exists():
+            continue
+        for version in parent.iterdir():
             folder = version / STORE_DIR
             if version.name.startswith(".") or not folder.is_dir():
                 continue
@@ -43,7 +46,7 @@ def collect_garbage(collection_dir: Path, min_live_fraction: float = 0.5) -> dic
     if not store.root.exists():
         return stats
     with store.lock(exclusive=True):
-        refs = referenced_hashes(collection_dir / "versions")
+        refs = referenced_hashes(collection_dir / "versions", collection_dir / "deltas")
         for key in store.space_keys():
             space_dir = store.root / key
             if key not in refs:

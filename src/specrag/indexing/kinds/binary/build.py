@@ -25,6 +25,7 @@ import numpy as np
 from specrag.atomic import write_json_atomic
 from specrag.indexing.encoders.embedding import encode_corpus
 from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.kinds.binary.config import BinaryConfig
 from specrag.indexing.kinds.dense.build import ivf_nlist, reusable_dense_embeddings
 from specrag.types import Corpus, Progress, no_progress
@@ -44,19 +45,21 @@ def build_binary(
     same model in the same version) and write the binary and int8 stores."""
     out_dir = Path(out_dir)
     emb = reusable_dense_embeddings(
-        out_dir.parent / "dense", config.model, config.normalize, len(corpus)
+        out_dir.parent / "dense", config.model, config.normalize, len(corpus), config.dtype
     )
     scratch = out_dir / ".float32.tmp.npy"
     if emb is None:
-        emb = encode_corpus(
-            load_model(config.model),
-            corpus,
-            batch_size=config.batch_size,
-            normalize=config.normalize,
-            out_path=scratch,
-            progress=progress,
-            stage="binary: encode",
-        )
+        model = load_model(config.model)
+        with encode_precision(model_device(model), config.dtype):
+            emb = encode_corpus(
+                model,
+                corpus,
+                batch_size=config.batch_size,
+                normalize=config.normalize,
+                out_path=scratch,
+                progress=progress,
+                stage="binary: encode",
+            )
     try:
         return write_binary_index(emb, out_dir, config)
     finally:

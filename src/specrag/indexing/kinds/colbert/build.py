@@ -32,7 +32,7 @@ CHUNK_ROWS = 65536
 
 
 def build_colbert(corpus: Corpus, out_dir: Path, config: ColbertConfig, progress: Progress) -> dict:
-    encoder = TokenEncoder(config.model, config.encoder, config.batch_size)
+    encoder = TokenEncoder(config.model, config.encoder, config.batch_size, dtype=config.dtype)
     total = len(corpus)
 
     def encoded() -> Iterator[list[np.ndarray]]:
@@ -143,6 +143,7 @@ def _index_spill(
         "dim": int(dim),
         "n_centroids": int(n_centroids),
         "compression": codec.name,
+        "kmeans": "/".join(kmeans_engine(config.kmeans_backend)),
         "bytes_per_token": codec.bytes_per_token,
         "bytes": int(index_bytes),
         "bytes_per_doc": round(index_bytes / max(n_docs, 1), 1),
@@ -155,6 +156,11 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
 
     if n_centroids >= len(sample):
         return np.ascontiguousarray(sample[:n_centroids], dtype=np.float32)
+    engine, device = kmeans_engine(config.kmeans_backend)
+    if engine == "torch":
+        from specrag.indexing.kinds.colbert.kmeans import spherical_kmeans
+
+        return spherical_kmeans(sample, n_centroids, config.kmeans_iters, config.seed, device)
     km = faiss.Kmeans(
         sample.shape[1],
         n_centroids,
@@ -166,6 +172,19 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
     )
     km.train(np.ascontiguousarray(sample, dtype=np.float32))
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def kmeans_engine(backend: str) -> tuple[str, str]:
+    """(engine, device) of the centroid k-means: auto is torch on cuda when cuda is
+    present (faiss-gpu does not install there), faiss on the CPU otherwise."""
+    from specrag.indexing.kinds.torchsearch.device import cuda_available
+
+    if backend == "faiss":
+        return "faiss", "cpu"
+    device = "cuda" if cuda_available() else "cpu"
+    if backend == "auto" and device == "cpu":
+        return "faiss", "cpu"
+    return "torch", device
 
 
 def _inverted_lists(

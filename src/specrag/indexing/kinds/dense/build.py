@@ -20,6 +20,7 @@ import numpy as np
 from specrag.atomic import write_json_atomic
 from specrag.indexing.encoders.embedding import encode_corpus, max_seq_length
 from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.kinds.dense.check import dense_self_check
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.types import Corpus, Progress, no_progress
@@ -35,7 +36,10 @@ def build_dense(
     """Encode ``corpus`` with ``config.model`` and write the index files into ``out_dir``."""
     out_dir = Path(out_dir)
     model = load_model(config.model)
-    with max_seq_length(model, config.max_seq_length):
+    with (
+        max_seq_length(model, config.max_seq_length),
+        encode_precision(model_device(model), config.dtype),
+    ):
         emb = encode_corpus(
             model,
             corpus,
@@ -75,6 +79,7 @@ def write_dense_index(
             "n_docs": n,
             "normalize": config.normalize,
             "max_seq_length": config.max_seq_length,
+            "dtype": config.dtype,
             "index": config.index,
             "metric": "inner_product",
         },
@@ -90,7 +95,7 @@ def write_dense_index(
 
 
 def reusable_dense_embeddings(
-    dense_dir: Path, model: str, normalize: bool, n_docs: int
+    dense_dir: Path, model: str, normalize: bool, n_docs: int, dtype: str = "float32"
 ) -> np.ndarray | None:
     """The float embeddings of a finished ``dense`` index in ``dense_dir`` (a sibling kind
     of the same version) when they were encoded exactly as wanted; None otherwise. Lets a
@@ -100,6 +105,8 @@ def reusable_dense_embeddings(
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     wanted = {"model": model, "normalize": normalize, "n_docs": n_docs, "max_seq_length": None}
+    meta.setdefault("dtype", "float32")  # written before the dtype knob existed
+    wanted["dtype"] = dtype
     if any(meta.get(key, "missing") != value for key, value in wanted.items()):
         return None
     emb = np.load(Path(dense_dir) / EMBEDDINGS_FILE, mmap_mode="r")

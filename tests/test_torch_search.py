@@ -64,14 +64,15 @@ def continuous():
     return docs, queries
 
 
-def test_keys_round_trip_and_order():
-    scores = torch.tensor([[1.5, -0.0, 0.0, -2.25, float("-inf"), 1.5, 3e-39]])
-    rows = torch.arange(7)
+@pytest.mark.parametrize("device", DEVICES)
+def test_keys_round_trip_and_order(device):
+    scores = torch.tensor([[1.5, -0.0, 0.0, -2.25, float("-inf"), 1.5, 3e-39]], device=device)
+    rows = torch.arange(7, device=device)
     keys = float_keys(scores, rows)
     assert key_rows(keys)[0].tolist() == list(range(7))
     assert key_scores(keys).tolist() == (scores + 0.0).tolist()
     order = keys.argsort(dim=1, descending=True)[0].tolist()
-    want = np.lexsort((np.arange(7), -(scores.numpy()[0] + 0.0))).tolist()
+    want = np.lexsort((np.arange(7), -(scores.cpu().numpy()[0] + 0.0))).tolist()
     assert order == want
 
 
@@ -102,12 +103,13 @@ def test_flat_equals_faiss(continuous, device):
         np.testing.assert_allclose(scores, want_scores[qi], rtol=1e-5, atol=1e-6)
 
 
-def test_popcount_matches_numpy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_popcount_matches_numpy(device):
     rng = np.random.default_rng(2)
     words = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 1000, dtype=np.int64)
     words[:3] = [-1, 0, np.iinfo(np.int64).min]
     want = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).sum(axis=1)
-    assert popcount64(torch.from_numpy(words)).tolist() == want.tolist()
+    assert popcount64(torch.from_numpy(words).to(device)).tolist() == want.tolist()
 
 
 def _binary_parts(docs: np.ndarray):

@@ -23,15 +23,22 @@ from specrag.indexing.kinds.torchsearch.keys import (
     to_numpy_hits,
 )
 
-_M1, _M2, _M4, _H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_LOW63 = 0x7FFFFFFFFFFFFFFF
 
 
 def popcount64(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of each int64 (two's-complement wrap-around is what the steps rely on)."""
+    """Set bits of each int64 (SWAR). The sign bit is counted apart, so every step works
+    on non-negative values: no signed overflow, no shift of a negative number."""
+    sign = (x < 0).to(torch.int64)
+    x = x & _LOW63
     x = x - ((x >> 1) & _M1)
     x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    return ((x * _H01) >> 56) & 0xFF
+    x = (x + (x >> 4)) & _M4  # one count per byte, each <= 8
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)
+    return (x & 0x7F) + sign
 
 
 def pack_words(codes: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ PIPFLAGS := -c constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test lint check-wheel clean install-lucene
+.PHONY: install install-postgres demo test lint check-wheel check-floors clean install-lucene
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# The PostgreSQL driver (extra `postgres`), for the tests against PostgreSQL (.ci/run).
+install-postgres: install
+	$(PIP) install -q $(PIPFLAGS) -e '.[dev,postgres]'
 
 PORT ?= 8000
 demo: install
@@ -33,6 +37,10 @@ lint: install
 # The shipped wheel in a fresh venv: imports, serves, searches, imports no torch (CI runs it).
 check-wheel: install
 	PYTHON=$(PY) .ci/check_wheel.sh
+
+# Every dependency at its pyproject.toml floor in a fresh venv, with a smoke suite (CI runs it).
+check-floors: install
+	PYTHON=$(PY) .ci/check_floors.sh
 
 # Lucene BM25 (comparison point): pyserini without its heavy hard dependencies.
 install-lucene: install

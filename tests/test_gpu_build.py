@@ -4,6 +4,10 @@ centroids against faiss's (the objective, not the exact centroids, is what must 
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -11,10 +15,10 @@ import torch
 from specrag.indexing.encoders.models import load_model
 from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.encodings.spaces import bi_encoder_space
 from specrag.indexing.kinds.colbert.build import build_token_index, kmeans_engine
 from specrag.indexing.kinds.colbert.config import ColbertConfig
 from specrag.indexing.kinds.colbert.kmeans import assign, spherical_kmeans
-from specrag.indexing.kinds.dense.build import reusable_dense_embeddings, write_dense_index
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.kinds.torchsearch import device as device_mod
 from specrag.indexing.versions import VersionStore
@@ -116,9 +120,12 @@ def test_float16_on_the_cpu_is_refused(tmp_path, texts):
         VersionStore(tmp_path).build(demo_documents(3), {"dense": {"dtype": "float16"}})
 
 
-def test_binary_reuses_dense_embeddings_only_at_the_same_dtype(tmp_path):
-    emb = clustered(n=20)
-    write_dense_index(emb, tmp_path, DenseConfig())
-    args = (tmp_path, "all-MiniLM-L6-v2", True, 20)
-    assert reusable_dense_embeddings(*args, "float32") is not None
-    assert reusable_dense_embeddings(*args, "bfloat16") is None
+def test_dtype_is_part_of_the_encoding_space():
+    """bf16 encodings are stored apart from float32 ones; a float32 space keeps the key it
+    had before spaces had a dtype (existing encoding stores stay valid)."""
+    full = bi_encoder_space("all-MiniLM-L6-v2")
+    half = bi_encoder_space("all-MiniLM-L6-v2", dtype="bfloat16")
+    assert full.dtype == "float32" and half.key != full.key
+    legacy = {k: v for k, v in asdict(full).items() if k not in ("model", "dtype")}
+    assert full.key == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:24]
+    assert DenseConfig(dtype="bfloat16").dtype == "bfloat16"

@@ -5,6 +5,8 @@ the brute-force lists."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -235,13 +237,24 @@ def test_hybrid_keeps_late_kinds_out_of_the_first_stage(late_version):
     assert [s.kind for s in explicit.specs] == ["colbert"]
 
 
-def test_default_rerank_only_for_unsaid_hybrid_requests(late_version, version):
-    default = HYBRID.rerank
-    assert default is not None and default.method == "maxsim"
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q")) == default
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=None)) is None
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", retriever="bm25")) is None
+def test_rerank_is_opt_in_by_default(late_version):
+    """The shipped recipe reranks nothing unasked (MaxSim's gain was not significant)."""
+    assert HYBRID.rerank is None
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q")) is None
     mine = RerankSpec(method="maxsim", top_n=7)
     assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=mine)) == mine
+
+
+def test_a_recipe_default_rerank_only_for_unsaid_hybrid_requests(late_version, version):
+    default = RerankSpec(method="maxsim", top_n=50)
+    recipe = replace(HYBRID, rerank=default)
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q"), recipe) == default
+    no_rerank = SearchRequest(query="q", rerank=None)
+    assert pipeline.rerank_spec(late_version, no_rerank, recipe) is None
+    bm25 = SearchRequest(query="q", retriever="bm25")
+    assert pipeline.rerank_spec(late_version, bm25, recipe) is None
+    mine = RerankSpec(method="maxsim", top_n=7)
+    asked = SearchRequest(query="q", rerank=mine)
+    assert pipeline.rerank_spec(late_version, asked, recipe) == mine
     # No late-interaction kind in the version: no default stage.
-    assert pipeline.rerank_spec(version, SearchRequest(query="q")) is None
+    assert pipeline.rerank_spec(version, SearchRequest(query="q"), recipe) is None

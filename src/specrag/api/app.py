@@ -12,18 +12,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from specrag import __version__
+from specrag.api.auth import Auth
+from specrag.api.console import mount_console
+from specrag.api.errors import validation_error
+from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
 from specrag.api.routes import ask, builds, collections, documents, health, search
-from specrag.api.service import CollectionService, NotReady, RequestTooLarge
+from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
 from specrag.settings import Settings, get_settings
 from specrag.storage.filters import FilterError
-from specrag.storage.store import AlreadyExists, NotFound
+from specrag.storage.keys import KeyStore
+from specrag.storage.store import AlreadyExists, InvalidDocument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,10 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotReady: status.HTTP_409_CONFLICT,
     IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
+    InvalidDocument: status.HTTP_400_BAD_REQUEST,
+    ModelNotAllowed: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
-    RequestTooLarge: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     ValueError: status.HTTP_400_BAD_REQUEST,
 }
@@ -49,6 +58,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or CollectionService(settings)
+        app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
+        for warning in app.state.auth.warnings():
+            log.warning("%s", warning)
         app.state.service.start()
         try:
             yield
@@ -63,10 +75,20 @@ def create_app(
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)
+    if settings.cors_origins:  # CORS stays off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
+    app.add_exception_handler(RequestValidationError, validation_error)
     for module in (health, collections, documents, builds, search, ask):
         app.include_router(module.router)
+    mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from specrag.api import keys_cli
+from specrag.errors import UserError as BaseUserError
 from specrag.settings import Settings
 
 DEMO_COLLECTION = "demo"
@@ -29,7 +31,7 @@ EXIT_USER_ERROR = 2
 EXIT_UNAVAILABLE = 3
 
 
-class UserError(Exception):
+class UserError(BaseUserError):
     """A problem with the command's input, reported without a traceback."""
 
 
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, LookupError, ValidationError, OSError) as exc:
+    except (BaseUserError, ValueError, LookupError, ValidationError, OSError) as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _address(p)
     p.set_defaults(handler=cmd_serve)
 
+    keys_cli.add_parser(sub)
+
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p.set_defaults(handler=cmd_collections)
@@ -192,17 +196,24 @@ def _kinds(raw: str | None) -> list[str] | dict[str, dict | None] | None:
 def _documents(path: Path, on_error: str):
     """Read the corpus once to validate it (so a bad line changes nothing in the store),
     then return a re-readable stream for the upsert."""
-    from specrag.indexing.readers import read_documents
+    from specrag.indexing.readers import ReaderError, read_documents
 
     if not path.exists():
         raise UserError(f"corpus not found: {path}")
     stats: dict = {}
-    n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    try:
+        n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    except ReaderError as exc:
+        if exc.line is None or on_error == "skip":
+            raise
+        raise UserError(f"{exc} (--on-error skip skips bad records)") from exc
     if n == 0:
         raise UserError(f"no documents in {path}")
     skipped = stats.get("skipped", 0)
     if skipped:
-        print(f"skipped {skipped} bad record(s) in {path}", file=sys.stderr)
+        print(f"skipped {skipped} bad record(s) in {path} (--on-error skip):", file=sys.stderr)
+        for message in stats.get("errors", [])[:5]:
+            print(f"  {message}", file=sys.stderr)
     return n, read_documents(path, on_error=on_error)
 
 
@@ -226,12 +237,17 @@ def cmd_index(args) -> int:
         version = service.index(args.collection, docs, kinds, progress_bar=True)
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)
+        encoded = service.versions(args.collection).manifest(version).get("encodings")
     finally:
         service.close()
     print(
         f"indexed {n} documents into {args.collection!r}: version {version} "
         f"({', '.join(info.kinds)}) in {seconds:.1f} s"
     )
+    if encoded:
+        from specrag.indexing.encodings.session import summary
+
+        print(f"documents encoded / reused from the encoding store: {summary(encoded)}")
     return 0
 
 
@@ -347,6 +363,9 @@ def cmd_serve(args) -> int:
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
+    warning = keys_cli.check_exposure(settings, args.host)  # no keys: loopback only
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from specrag.cache import LRUCache
 from specrag.generation.prompt import Passage, build_prompt
 
 EXTRACTIVE = "extractive"
@@ -77,19 +78,22 @@ class ExtractiveGenerator:
     def stream(
         self, question: str, passages: Sequence[Passage], options: AskOptions, datastore=None
     ) -> Iterator[tuple[str, Any]]:
-        from specrag.generation.extractive import extractive_answer
+        from specrag.generation.extractive import cite, extractive_sentences
 
         started = time.perf_counter()
-        text, cited = extractive_answer(question, passages)
-        if text:
-            yield "delta", text
+        units = extractive_sentences(question, passages)
+        # One delta per sentence, so a client shows the answer growing as with an LM.
+        parts = [cite(n, s) for n, s in units]
+        for i, part in enumerate(parts):
+            yield "delta", part if i == 0 else " " + part
+        text, cited = " ".join(parts), {n for n, _ in units}
         stats = {
             "generator": EXTRACTIVE,
             "generated_tokens": 0,
             "target_forwards": 0,
             "generation_ms": round((time.perf_counter() - started) * 1000, 2),
         }
-        yield "done", Answer(text, _citations(text, passages, set(cited)), stats)
+        yield "done", Answer(text, _citations(text, passages, cited), stats)
 
     def answer(self, question, passages, options, datastore=None) -> Answer:
         return _last(self.stream(question, passages, options, datastore))
@@ -195,8 +199,9 @@ def _last(events: Iterator[tuple[str, Any]]) -> Answer:
     return result
 
 
-_generators: dict[tuple[str, str | None], Any] = {}
-_generators_lock = threading.Lock()
+#: Language models kept loaded (each may take gigabytes): the least recently used goes.
+GENERATOR_CACHE_SIZE = 2
+_generators: LRUCache[Any] = LRUCache(GENERATOR_CACHE_SIZE)
 
 
 def get_generator(name: str | None, device: str | None = None):
@@ -206,15 +211,15 @@ def get_generator(name: str | None, device: str | None = None):
         raise GeneratorUnavailable(f"no generator model is configured: {SETTING_HINT}")
     if name == EXTRACTIVE:
         return ExtractiveGenerator()
-    key = (name, device)
-    with _generators_lock:
-        if key not in _generators:
-            from specrag.generation.model import load_causal_lm
 
-            try:
-                _generators[key] = LMGenerator(load_causal_lm(name, device))
-            except Exception as exc:  # noqa: BLE001 -- any load failure means 503
-                raise GeneratorUnavailable(
-                    f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
-                ) from exc
-        return _generators[key]
+    def load() -> LMGenerator:
+        from specrag.generation.model import load_causal_lm
+
+        try:
+            return LMGenerator(load_causal_lm(name, device))
+        except Exception as exc:  # noqa: BLE001 -- any load failure means 503
+            raise GeneratorUnavailable(
+                f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
+            ) from exc
+
+    return _generators.get_or_create((name, device), load)

@@ -50,10 +50,27 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     }
 
 
+class TrecFormatError(ValueError):
+    """A run the TREC format cannot hold: its columns are whitespace-separated, so an id
+    or tag with whitespace in it would shift them."""
+
+
 def write_trec_run(path: Path, run: Run, tag: str = "specrag", depth: int = 1000) -> None:
-    """Write ``qid Q0 docid rank score tag`` lines (top ``depth`` per query), atomically."""
+    """Write ``qid Q0 docid rank score tag`` lines (top ``depth`` per query), atomically.
+    Raises TrecFormatError (writing nothing) when an id or the tag holds whitespace."""
     lines = []
+    _check_trec_field("tag", tag)
     for qid, hits in run.items():
+        _check_trec_field("query id", qid)
         for rank, hit in enumerate(hits[:depth], start=1):
+            _check_trec_field("document id", hit.doc_id)
             lines.append(f"{qid} Q0 {hit.doc_id} {rank} {hit.score:.6f} {tag}")
     write_text_atomic(Path(path), "\n".join(lines) + ("\n" if lines else ""))
+
+
+def _check_trec_field(what: str, value: str) -> None:
+    if not value or any(ch.isspace() for ch in value):
+        raise TrecFormatError(
+            f"{what} {value!r} is empty or holds whitespace, which a TREC run file cannot "
+            "hold (its columns are whitespace-separated); no run file was written"
+        )

@@ -19,6 +19,7 @@ mention ``rerank``, the recipe's default when the version has a late-interaction
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,6 +157,9 @@ def search_batch(
         t0 = time.perf_counter()
         fused = stage(version, queries, fused)
         timings[stage.name] = _ms(t0)
+    # A hit whose final score is not finite could not match (-inf): never one to return
+    # (JSON has no -inf; it would come back as "score": null).
+    fused = [[h for h in hits if math.isfinite(h.score)] for hits in fused]
     if request.min_score is not None:
         fused = [[h for h in hits if h.score >= request.min_score] for hits in fused]
     timings["total"] = _ms(started)

@@ -104,15 +104,23 @@ class TokenEncoder:
             return [], np.zeros((0, self.dim), np.float32)
         with self._precision():
             rows = self.model.encode(list(texts), batch_size=self.batch_size, output_value=None)
-        tokens, pooled = [], []
-        for row in rows:
-            keep = row["attention_mask"].bool().cpu().numpy()
-            ids = row["input_ids"].cpu().numpy()
-            keep &= ~np.isin(ids, self._special_ids)
-            emb = row["token_embeddings"].float().cpu().numpy()[keep]
-            tokens.append(_normalize(emb))
-            pooled.append(row["sentence_embedding"].float().cpu().numpy())
-        return tokens, np.stack(pooled).astype(np.float32)
+        return split_forward(rows, self._special_ids)
+
+
+def split_forward(rows, special_ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The per-text outputs of one ``encode(..., output_value=None)`` call as (token
+    matrices: L2-normalized, padding and special tokens dropped; pooled sentence
+    embeddings, float32 as the model's modules left them). One forward gives both, so the
+    encoding store serves ``dense``, ``binary`` and ``colbert`` from one pass."""
+    tokens, pooled = [], []
+    for row in rows:
+        keep = row["attention_mask"].bool().cpu().numpy()
+        ids = row["input_ids"].cpu().numpy()
+        keep &= ~np.isin(ids, special_ids)
+        emb = row["token_embeddings"].float().cpu().numpy()[keep]
+        tokens.append(_normalize(emb))
+        pooled.append(row["sentence_embedding"].float().cpu().numpy())
+    return tokens, np.stack(pooled).astype(np.float32)
 
 
 def _as_f32(t) -> np.ndarray:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.encoders.tokens import detect_encoder_type
+from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.spaces import EncodingSpace, bi_encoder_space, model_fingerprint
 from specrag.indexing.kinds.colbert.config import ColbertConfig
 from specrag.indexing.kinds.colbert.token_store import TokenStore, TokenStoreWriter, make_codec
 from specrag.types import Corpus, Progress, no_progress
@@ -32,26 +34,37 @@ CHUNK_ROWS = 65536
 
 
 def build_colbert(corpus: Corpus, out_dir: Path, config: ColbertConfig, progress: Progress) -> dict:
-    encoder = TokenEncoder(config.model, config.encoder, config.batch_size, dtype=config.dtype)
+    """Read the documents' token vectors from the encoding store (encoding the ones it
+    lacks; on a bi-encoder, the same forward as ``dense``) and index them."""
+    (need,) = colbert_encodings(config)
     total = len(corpus)
+    with encodings_for(corpus, need, Path(out_dir), progress) as encoded:
 
-    def encoded() -> Iterator[list[np.ndarray]]:
-        batch: list[str] = []
-        done = 0
-        for doc in corpus:
-            batch.append(doc.full_text())
-            if len(batch) == ENCODE_BATCH_DOCS:
-                yield encoder.encode_documents(batch)
+        def batches() -> Iterator[list[np.ndarray]]:
+            done = 0
+            for batch in encoded.batches("tokens", ENCODE_BATCH_DOCS):
+                yield batch
                 done += len(batch)
-                progress(done, total, "colbert: encoding tokens")
-                batch = []
-        if batch:
-            yield encoder.encode_documents(batch)
-            progress(done + len(batch), total, "colbert: encoding tokens")
+                progress(done, total, "colbert: reading stored tokens")
 
-    stats = build_token_index(encoded(), Path(out_dir), config, progress)
-    stats["encoder"] = encoder.encoder_type
+        stats = build_token_index(batches(), Path(out_dir), config, progress)
+    stats["encoder"] = (
+        "multi_vector" if need.space.encoder == "multi_vector" else "token_embeddings"
+    )
     return stats
+
+
+def colbert_encodings(config: ColbertConfig) -> list[EncodingNeed]:
+    """Token vectors: a bi-encoder's contextual token embeddings (what ``encode`` sees,
+    no prompt), or a ColBERT checkpoint's ``encode_document`` output."""
+    encoder = detect_encoder_type(config.model) if config.encoder == "auto" else config.encoder
+    if encoder == "multi_vector":
+        space = EncodingSpace(
+            "multi_vector", config.model, model_fingerprint(config.model), dtype=config.dtype
+        )
+    else:
+        space = bi_encoder_space(config.model, None, "plain", config.dtype)
+    return [EncodingNeed(space, ("tokens",), config.batch_size)]
 
 
 def default_n_centroids(n_tokens: int) -> int:

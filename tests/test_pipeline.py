@@ -290,8 +290,11 @@ def dense_late_version(tmp_path_factory, docs):
 
 @pytest.mark.parametrize("query", [" ", "\x00", "\x01\x02", "\t\n"])
 def test_a_blank_query_gets_finite_scores_through_maxsim_rerank(dense_late_version, query):
+    from specrag.api.stages import StageBuilder
+
     request = SearchRequest(query=query, k=10, rerank=RerankSpec(method="maxsim"))
-    hits = pipeline.search(dense_late_version, request).hits[0]
+    stages = StageBuilder(store=None).for_request(dense_late_version, request)
+    hits = pipeline.search(dense_late_version, request, stages=stages).hits[0]
     assert len(hits) == 10
     for h in hits:
         assert np.isfinite(h.score) and all(np.isfinite(v) for v in h.scores.values())

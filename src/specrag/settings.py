@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    # Ray (extra `ray`, docs/scaling.md): builds run on Ray when ray_address is set.
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster for builds (`auto`, `host:6379`, `local`)."
+    )
+    ray_batch_size: int = Field(default=256, ge=1, description="Documents per encoder batch.")
+    ray_concurrency: int = Field(default=2, ge=1, description="Encoder actors in the pool.")
+    ray_num_gpus: float | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs per encoder actor; default 1 when the cluster has GPUs.",
+    )
 
     @property
     def db_url(self) -> str:

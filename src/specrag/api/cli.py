@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error", choices=["fail", "skip"], default="fail",
         help="a bad corpus record stops the run (fail, the default) or is skipped and counted",
     )  # fmt: skip
+    _scale_options(p)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("search", help="search a collection")
@@ -158,6 +159,30 @@ def _search_options(p: argparse.ArgumentParser, k_help: str, k_default: int = 10
     )
 
 
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    """--shards and --ray (docs/scaling.md)."""
+    p.add_argument(
+        "--shards", type=int, default=None,
+        help="split the collection into S shards (bm25, dense), built in parallel and searched "
+        "together; kept for later builds. Default: the collection's count (1 for a new one)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="build on Ray (extra `ray`): the dense encoder on a Ray Data actor pool, shards as "
+        "Ray tasks. ADDRESS: a cluster (auto, host:6379, ray://host:10001); none: the "
+        "RAY_ADDRESS cluster or a new local one",
+    )  # fmt: skip
+
+
+def _scale(args, settings) -> dict:
+    from specrag.indexing.scaleout import RayOptions
+
+    ray = None
+    if args.ray is not None:
+        ray = RayOptions.from_settings(settings, address=args.ray or None)
+    return {"shards": args.shards, "ray": ray}
+
+
 def _address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
@@ -223,7 +248,9 @@ def cmd_index(args) -> int:
     service = _service()
     try:
         started = time.perf_counter()
-        version = service.index(args.collection, docs, kinds, progress_bar=True)
+        version = service.index(
+            args.collection, docs, kinds, progress_bar=True, **_scale(args, service.settings)
+        )
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)
     finally:

@@ -32,6 +32,7 @@ from specrag.api.schemas import (
 )
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
+from specrag.indexing.scaleout import RayOptions, check_layout, read_shards, write_shards
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.calibration import calibration_path, fit_calibration
@@ -94,8 +95,14 @@ class CollectionService:
     def versions(self, name: str) -> VersionStore:
         return VersionStore(self.settings.collections_dir / name)
 
-    def create_collection(self, name: str, kinds: KindsSpec | None) -> CollectionOut:
-        info = self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+    def create_collection(
+        self, name: str, kinds: KindsSpec | None, shards: int = 1
+    ) -> CollectionOut:
+        parsed = parse_kinds(kinds or ["bm25"])
+        check_layout(shards, parsed)  # before the row exists; written once it does
+        info = self.store.create_collection(name, _dump(parsed))
+        if shards != 1:
+            write_shards(self.versions(name).root, shards, parsed)
         return self._collection_out(info)
 
     def get_collection(self, name: str) -> CollectionOut:
@@ -110,8 +117,7 @@ class CollectionService:
         # Index files go after the row, so a crash leaves orphan files, not a dangling row.
         shutil.rmtree(self.settings.collections_dir / name, ignore_errors=True)
 
-    @staticmethod
-    def _collection_out(info) -> CollectionOut:
+    def _collection_out(self, info) -> CollectionOut:
         return CollectionOut(
             name=info.name,
             kinds=dict(info.kinds or {}),
@@ -119,6 +125,7 @@ class CollectionService:
             created_at=info.created_at,
             current_version=info.current_version,
             generation=info.generation,
+            shards=read_shards(self.versions(info.name).root),
         )
 
     # -- documents -------------------------------------------------------------------
@@ -156,7 +163,8 @@ class CollectionService:
         try:
             from specrag.indexing.jobs import run_build
 
-            version_id = run_build(self.store, self.versions(name), name, job_id=job_id)
+            ray = RayOptions.from_settings(self.settings) if self.settings.ray_address else None
+            version_id = run_build(self.store, self.versions(name), name, job_id=job_id, ray=ray)
         except BaseException as exc:
             # run_build records its own failures; this covers anything before it could.
             if self.store.get_job(job_id).status not in ("succeeded", "failed"):
@@ -182,6 +190,7 @@ class CollectionService:
         return the kinds a build will write: all of the collection's."""
         info = self.store.get_collection(name)
         merged = _dump(merge_kinds(info.kinds or {}, kinds))
+        check_layout(read_shards(self.versions(name).root), merged)
         if merged != dict(info.kinds or {}):
             self.store.set_kinds(name, merged)
         return list(merged)
@@ -192,21 +201,30 @@ class CollectionService:
         documents: Iterable[Document],
         kinds: KindsSpec | None = None,
         progress_bar: bool = False,
+        shards: int | None = None,
+        ray: RayOptions | None = None,
     ) -> str:
         """Create the collection if needed, upsert ``documents`` and build synchronously
-        (the CLI's path; the REST path is :meth:`start_build`). Returns the version id."""
+        (the CLI's path; the REST path is :meth:`start_build`). ``shards``: set the
+        collection's shard count first; ``ray``: build on Ray. Returns the version id."""
         from specrag.indexing.jobs import run_build
 
         try:
-            self.store.get_collection(name)
+            configured = self.store.get_collection(name).kinds or {}
         except NotFound:
+            configured = None
+        if shards is not None:  # checked before anything changes
+            check_layout(shards, merge_kinds(configured or {}, kinds or configured or ["bm25"]))
+        if configured is None:
             self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+        if shards is not None:
+            write_shards(self.versions(name).root, shards)
         kind_names = self._configure_kinds(name, kinds)
         for chunk in _chunks(documents, UPSERT_CHUNK):
             self.store.upsert(name, chunk)
         job = self.store.create_job(name, kind_names)
         return run_build(
-            self.store, self.versions(name), name, job_id=job.id, progress_bar=progress_bar
+            self.store, self.versions(name), name, job_id=job.id, progress_bar=progress_bar, ray=ray
         )
 
     # -- search ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ router = APIRouter(prefix="/collections", tags=["collections"])
 
 @router.post("", response_model=CollectionOut, status_code=status.HTTP_201_CREATED)
 def create_collection(body: CollectionCreate, service: ServiceDep) -> CollectionOut:
-    return service.create_collection(body.name, body.kinds)
+    return service.create_collection(body.name, body.kinds, shards=body.shards)
 
 
 @router.get("", response_model=list[CollectionOut])

@@ -92,3 +92,44 @@ def test_cli_index_with_ray_and_shards(cluster, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert json.loads(out[out.index("[") :])[0]["shards"] == 2
     assert main(["search", "--collection", "c", "--query", "cancer", "--retriever", "bm25"]) == 0
+
+
+def test_serve_runs_the_app_as_a_deployment(cluster, tmp_path):
+    import socket
+    import time
+
+    import httpx
+    from ray import serve
+
+    from specrag.api import ray_serve
+    from specrag.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_serve.run(Settings(home=tmp_path / "home"), "127.0.0.1", port, blocking=False)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "Serve did not answer /health"
+            time.sleep(1)
+        docs = [{"id": d.id, "text": d.text} for d in demo_documents(30)]
+        r = httpx.post(f"{base}/collections", json={"name": "s", "kinds": ["bm25"], "shards": 2})
+        assert r.status_code == 201, r.text
+        assert httpx.post(f"{base}/collections/s/documents", json={"documents": docs}).is_success
+        job = httpx.post(f"{base}/collections/s/builds").json()
+        while job["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = httpx.get(f"{base}/jobs/{job['id']}").json()
+        assert job["status"] == "succeeded", job
+        query = {"query": docs[3]["text"][:100], "k": 3, "retriever": "bm25"}
+        hits = httpx.post(f"{base}/collections/s/search", json=query, timeout=30).json()["hits"]
+        assert hits[0]["doc_id"] == docs[3]["id"]
+    finally:
+        serve.shutdown()

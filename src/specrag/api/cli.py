@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the REST API (uvicorn)")
     _address(p)
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="serve as a Ray Serve deployment (extra `ray`; docs/scaling.md) on the cluster at "
+        "ADDRESS (none: RAY_ADDRESS or a new local one)",
+    )  # fmt: skip
+    p.add_argument("--replicas", type=int, default=1, help="Serve replicas with --ray (1)")
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("collections", help="list collections")
@@ -374,6 +380,11 @@ def cmd_serve(args) -> int:
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
+    if getattr(args, "ray", None) is not None:
+        from specrag.api import ray_serve
+
+        ray_serve.run(settings, args.host, args.port, args.replicas, args.ray or None)
+        return 0
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
 

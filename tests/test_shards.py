@@ -149,7 +149,7 @@ def assert_same_ranking(got, want, atol=1e-5):
 @pytest.mark.parametrize("n_shards", SHARD_COUNTS)
 def test_dense_flat_sharded_equals_unsharded(hybrid_versions, n_shards):
     docs, plain, sharded = hybrid_versions
-    queries = demo_queries(20)
+    queries = demo_queries(10)
     for filter_ in FILTERS:
         allowed = mask_of(docs, filter_)
         for k in (10, 100):
@@ -167,10 +167,10 @@ def test_fusion_and_rerank_see_the_merged_lists(hybrid_versions, n_shards=4):
     text_of = {d.id: d.full_text() for d in docs}
     stage = RerankStage(
         MaxSimReranker(TokenEncoder("all-MiniLM-L6-v2"), None, {"first": 0.5}),
-        top_n=20,
+        top_n=10,
         texts=lambda _version, ids: [text_of[i] for i in ids],
     )
-    queries = demo_queries(6)
+    queries = demo_queries(3)
     requests = [
         SearchRequest(query="-", k=10),  # hybrid: rrf of bm25 and dense
         SearchRequest(query="-", k=10, fusion="convex", filter={"topic": "bio"}),

@@ -90,11 +90,23 @@ class ShardedSearcher:
             jobs.append((searcher, min(k, len(rows)), sub))
         if not jobs:
             return [[] for _ in queries]
+        first = jobs[0][0]
+        if hasattr(first, "encode") and hasattr(first, "search_embeddings"):
+            # Vector kinds: encode the queries once, not once per shard.
+            encoded = first.encode(queries)
+
+            def one(searcher, kk, sub):
+                return searcher.search_embeddings(encoded, kk, sub)
+        else:
+
+            def one(searcher, kk, sub):
+                return searcher.search(queries, kk, sub)
+
         if self.parallel and len(jobs) > 1:
-            futures = [_threads().submit(s.search, queries, kk, sub) for s, kk, sub in jobs]
+            futures = [_threads().submit(one, *job) for job in jobs]
             lists = [f.result() for f in futures]
         else:
-            lists = [s.search(queries, kk, sub) for s, kk, sub in jobs]
+            lists = [one(*job) for job in jobs]
         return [self._merge([hits[q] for hits in lists], k) for q in range(len(queries))]
 
     def _merge(self, lists: list[list[Hit]], k: int) -> list[Hit]:

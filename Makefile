@@ -7,7 +7,7 @@ PIPFLAGS := -c constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test lint check-wheel check-floors clean install-lucene install-ray
+.PHONY: install install-postgres demo test lint check-wheel check-floors clean install-lucene install-ray
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# The PostgreSQL driver (extra `postgres`), for the tests against PostgreSQL (.ci/run).
+install-postgres: install
+	$(PIP) install -q $(PIPFLAGS) -e '.[dev,postgres]'
 
 PORT ?= 8000
 demo: install

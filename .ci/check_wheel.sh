@@ -63,6 +63,16 @@ with urllib.request.urlopen(req, timeout=30) as r:
     hits = json.loads(r.read())["hits"]
     assert r.status == 200 and len(hits) == 3, hits
     print("   search:", [h["doc_id"] for h in hits])
+# the console's files are package data: the wheel serves every one of them
+
+with urllib.request.urlopen(base + "/ui/", timeout=10) as r:
+    page = r.read().decode()
+    assert r.status == 200 and "specrag console" in page, page[:200]
+modules = ["main.js", "api.js", "dom.js", "hits.js", "settings.js", "search.js", "compare.js", "ask.js", "collections.js"]
+for path in ["console.css"] + [f"js/{m}" for m in modules]:
+    with urllib.request.urlopen(f"{base}/ui/{path}", timeout=10) as r:
+        assert r.status == 200 and r.read(), path
+print("   console: /ui/ and its", len(modules) + 1, "files")
 PY
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 HEAVY=$(grep -E "\| +(torch|sentence_transformers|transformers)$" "$WORK/serve.err" || true)

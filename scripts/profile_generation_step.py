@@ -28,13 +28,19 @@ import bench_results  # noqa: E402
 from bench_generation import CACHE, SCENARIOS, corpus_datastore, scenario_prompts  # noqa: E402
 from scifact_cache import add_data_argument  # noqa: E402
 
-from specrag.generation import decode  # noqa: E402
+from specrag.generation import decode, runner  # noqa: E402
 from specrag.generation.decode import DecodeConfig, generate  # noqa: E402
 from specrag.generation.drafters import ContextDrafter, DatastoreDrafter  # noqa: E402
 
 TIMES: dict[str, float] = defaultdict(float)
-#: The decode loop's functions that are timed (looked up in ``decode``'s namespace).
-PHASES = ["merge_trees", "tree_forward", "accept_greedy", "keep_in_cache", "_prefill"]
+#: (owner, attribute, label): the loop's module functions and the dynamic runner's calls.
+PHASES = [
+    (decode, "merge_trees", "merge_trees"),
+    (decode, "accept_greedy", "accept_greedy"),
+    (runner.DynamicRunner, "forward", "tree_forward"),
+    (runner.DynamicRunner, "keep", "keep_in_cache"),
+    (runner.DynamicRunner, "prefill", "_prefill"),
+]
 COLUMNS = [
     "draft:context",
     "draft:datastore",
@@ -163,14 +169,14 @@ def main() -> None:
         "context": lambda: [ContextDrafter()],
         "context+datastore": lambda: [ContextDrafter(), DatastoreDrafter(store)],
     }
-    originals = {p: getattr(decode, p) for p in PHASES}
-    for p in PHASES:
-        setattr(decode, p, timed(p, originals[p]))
+    originals = {(owner, attr): getattr(owner, attr) for owner, attr, _ in PHASES}
+    for owner, attr, label in PHASES:
+        setattr(owner, attr, timed(label, originals[owner, attr]))
     try:
         rows = profile(model, prompts, cfg, setups, args.repeats)
     finally:
-        for p, fn in originals.items():
-            setattr(decode, p, fn)
+        for (owner, attr), fn in originals.items():
+            setattr(owner, attr, fn)
     prompt = prompts["A"][0]
     fwd_min, fwd_median = plain_forward_ms(model, prompt)
 

@@ -3,9 +3,13 @@ no ../shared, so tests read only files committed in the repo)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,59 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "src" / "specrag" / "demo" / "scifact-1k.jsonl"
 DEMO_QUERIES = REPO / "src" / "specrag" / "demo" / "queries.jsonl"
 DEMO_QRELS = REPO / "src" / "specrag" / "demo" / "qrels.tsv"
+
+
+#: A PostgreSQL database the tests may create scratch databases next to (``.ci/run`` starts
+#: a throwaway cluster and sets it); unset, the PostgreSQL cases skip with the reason.
+POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
+
+
+def _postgres_skip_reason() -> str | None:
+    if not POSTGRES_URL:
+        return os.environ.get("SPECRAG_TEST_POSTGRES_SKIP") or (
+            "SPECRAG_TEST_POSTGRES_URL is not set (.ci/run starts a throwaway PostgreSQL)"
+        )
+    if importlib.util.find_spec("psycopg") is None:
+        return "psycopg is not installed: pip install -e '.[postgres]'"
+    return None
+
+
+POSTGRES_SKIP_REASON = _postgres_skip_reason()
+#: Parametrize a fixture with these to run its tests on SQLite and on PostgreSQL.
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            POSTGRES_SKIP_REASON is not None, reason=str(POSTGRES_SKIP_REASON)
+        ),
+    ),
+]
+
+
+@contextlib.contextmanager
+def database_url(backend: str, folder: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file in ``folder``, or a new database on the
+    test PostgreSQL server (dropped afterwards), so tests never see each other's rows."""
+    if backend == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{folder / 'specrag.db'}"
+        return
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from specrag.storage.db import create_engine_for
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine_for(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def demo_documents(n: int | None = None) -> list[Document]:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from specrag.api.app import create_app
 from specrag.settings import Settings
-from tests.conftest import demo_documents, demo_queries
+from tests.conftest import BACKENDS, database_url, demo_documents, demo_queries
 
 N_DOCS = 60
 MAX_BATCH = 100
@@ -22,18 +22,21 @@ def doc_json(doc) -> dict:
     return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def client(request, tmp_path_factory):
+    """The app over SQLite and over PostgreSQL (when the test server is there)."""
     home = tmp_path_factory.mktemp("api-home")
-    settings = Settings(
-        home=home,
-        max_k=50,
-        max_query_chars=200,
-        max_body_bytes=256 * 1024,
-        max_batch_documents=MAX_BATCH,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
+    with database_url(request.param, home / "db") as url:
+        settings = Settings(
+            home=home,
+            database_url=url,
+            max_k=50,
+            max_query_chars=200,
+            max_body_bytes=256 * 1024,
+            max_batch_documents=MAX_BATCH,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            yield c
 
 
 def wait_for_job(client, job_id: str, timeout: float = 120.0) -> dict:
@@ -90,7 +93,6 @@ def test_build_job_and_collection_info(client, built):
 
 def test_search_after_build_matches_reference(client, built):
     """The top hits of a bm25 search are the brute-force top-k of the kind's reference."""
-    from specrag.indexing.versions import VersionStore
     from specrag.retrieval.version import open_version
 
     docs, job = built
@@ -103,8 +105,7 @@ def test_search_after_build_matches_reference(client, built):
     body = r.json()
     assert body["version"] == job["version_id"]
     hits = body["hits"]
-    home = client.app.state.settings.home
-    version = open_version(VersionStore(home / "collections" / "docs"))
+    version = open_version(client.app.state.service.versions("docs"))
     ref = version.searchers["bm25"].reference_scores([query])[0]
     want = np.argsort(-ref, kind="stable")[:5]
     np.testing.assert_allclose([h["score"] for h in hits], ref[want], rtol=1e-4)
@@ -178,9 +179,17 @@ def test_create_collection_errors(client, built, body, code, fragment):
             "needs `model`",
         ),
         ("/collections/docs/search", {"query": "x", "min_relevance": 0.5}, 400, "min_relevance"),
+        (
+            "/collections/docs/search",
+            {"query": "x", "rerank": {"method": "cross-encoder", "model": "someone/else"}},
+            400,
+            "'someone/else' is not one of the configured models: all-MiniLM-L6-v2, extractive",
+        ),
+        ("/collections/docs/ask", {"question": "x", "model": "gpt2"}, 400, "ALLOWED_MODELS"),
+        ("/collections/docs/ask", {"question": "x", "draft_model": "gpt2"}, 400, "draft_model"),
         ("/collections/docs/search", {"query": "x", "bogus": 1}, 422, "bogus"),
         ("/collections/nope/documents", {"documents": [{"id": "a", "text": "t"}]}, 404, "nope"),
-        ("/collections/docs/documents", {"documents": [{"id": "a"}]}, 422, "text"),
+        ("/collections/docs/documents", {"documents": [{"id": "a", "text": 5}]}, 422, "text"),
         ("/collections/docs/documents", {"documents": [{"id": "", "text": "t"}]}, 422, "id"),
         ("/collections/docs/documents", {"documents": []}, 422, "documents"),
         (
@@ -260,9 +269,83 @@ def test_search_on_an_index_of_an_older_format_is_409_asking_for_a_rebuild(clien
     job = wait_for_job(client, client.post("/collections/stale/builds").json()["id"])
     assert job["status"] == "succeeded", job
     settings = client.app.state.service.settings
-    header = next(settings.collections_dir.glob("stale/versions/*/bm25/impact_index.json"))
+    header = next(settings.collections_dir.glob("stale.*/versions/*/bm25/impact_index.json"))
     header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
     # A restarted service (the running one keeps the version it opened) finds the old format.
     with TestClient(create_app(settings), raise_server_exceptions=False) as restarted:
         r = restarted.post("/collections/stale/search", json={"query": "cells"})
     assert r.status_code == 409 and "rebuild" in detail(r)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "code", "fragment"),
+    [
+        ("/collections/docs/search", '{"query": "x", "min_score": NaN}', 422, "finite"),
+        ("/collections/docs/search", '{"query": "x", "rrf_k": Infinity}', 422, "finite"),
+        (
+            "/collections/docs/search",
+            '{"query": "x", "retrievers": [{"kind": "bm25", "weight": -Infinity}]}',
+            422,
+            "finite",
+        ),
+        ("/collections/docs/search", '{"query": "x", "filter": {"y": NaN}}', 400, "finite"),
+        ("/collections/docs/documents", '{"documents": [{"id": "n", "x": NaN}]}', 422, "x"),
+        (
+            "/collections/docs/documents",
+            '{"documents": [{"id": "n", "metadata": {"x": NaN}}]}',
+            400,
+            "NaN",
+        ),
+        ("/collections/docs/builds", '{"kinds": {"bm25": {"k1": NaN}}}', 400, "finite"),
+        ("/collections", '{"name": "nan", "kinds": {"bm25": {"b": Infinity}}}', 422, "finite"),
+    ],
+)
+def test_nan_and_infinity_give_a_4xx_whose_body_serializes(
+    client, built, path, raw, code, fragment
+):
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == code, r.text
+    assert fragment in json.dumps(r.json())  # the body is JSON, NaN echoed as a string
+
+
+def test_metadata_too_deep_or_too_large_is_400_and_an_empty_document_is_kept(client, built):
+    deep: dict = {"leaf": 1}
+    for _ in range(40):
+        deep = {"a": deep}
+    r = client.post(
+        "/collections/docs/documents", json={"documents": [{"id": "z", "metadata": deep}]}
+    )
+    assert r.status_code == 400 and "max_metadata_depth" in detail(r)
+    big = {"s": "x" * (64 * 1024)}
+    r = client.post(
+        "/collections/docs/documents", json={"documents": [{"id": "z", "metadata": big}]}
+    )
+    assert r.status_code == 400 and "max_metadata_bytes" in detail(r)
+    assert client.get("/collections/docs/documents/z").status_code == 404
+    assert (
+        client.post("/collections", json={"name": "empties", "kinds": ["bm25"]}).status_code == 201
+    )
+    r = client.post(
+        "/collections/empties/documents",
+        json={"documents": [{"id": "e", "metadata": {"t": 1}}, {"id": "f", "text": "cells"}]},
+    )
+    assert r.status_code == 200, r.text
+    job = wait_for_job(client, client.post("/collections/empties/builds").json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.get("/collections/empties/documents/e").json()["text"] == ""
+    r = client.post("/collections/empties/search", json={"query": "cells", "filter": {"t": 1}})
+    assert r.status_code == 200 and r.json()["hits"] == []
+
+
+@pytest.mark.parametrize("doc_id", ["a/b", "a/b/", "/lead", "x%y", "sp ace", "a?b#c"])
+def test_document_ids_with_slashes_are_fetched_and_deleted_by_path(client, built, doc_id):
+    from urllib.parse import quote
+
+    assert client.post("/collections", json={"name": "slashes"}).status_code in (201, 409)
+    body = {"documents": [{"id": doc_id, "text": "t"}]}
+    assert client.post("/collections/slashes/documents", json=body).status_code == 200
+    path = f"/collections/slashes/documents/{quote(doc_id, safe='/')}"
+    r = client.get(path)
+    assert r.status_code == 200 and r.json()["id"] == doc_id, r.text
+    assert client.delete(path).json() == {"deleted": 1}
+    assert client.get(path).status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from specrag.api import cli
 from specrag.api.app import ERROR_STATUS, _handler
+from specrag.api.auth import Auth
 from specrag.api.deps import get_service
 from specrag.api.routes import ask as ask_route
 from specrag.api.schemas import SearchHit, SearchResponse
@@ -83,6 +85,7 @@ def make_client(generator: str) -> tuple[TestClient, FakeService]:
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
     app.include_router(ask_route.router)
+    app.state.auth = Auth(Settings(auth="off"), keys=None)  # the route's key check: off
     svc = FakeService(Settings(generator=generator, device="cpu"))
     app.dependency_overrides[get_service] = lambda: svc
     return TestClient(app), svc
@@ -101,6 +104,28 @@ def test_extractive_mode_quotes_sentences_with_citations():
     assert "retrieval_ms" in body["stats"]
     assert svc.requests[0].query == "How does sunlight change vitamin D?"
     assert "text" in svc.requests[0].include
+
+
+def test_extractive_stream_sends_one_delta_per_sentence():
+    """The SSE stream of the extractive mode grows by whole cited sentences: one delta
+    each, in answer order, and they add up to the final answer."""
+    client, _ = make_client("extractive")
+    req = {"question": "How does sunlight change vitamin D?", "k": 2, "stream": True}
+    events, name = [], None
+    with client.stream("POST", "/collections/c/ask", json=req) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    deltas = [d["text"] for k, d in events if k == "delta"]
+    assert [k for k, _ in events] == ["delta"] * len(deltas) + ["done"]
+    final = events[-1][1]
+    assert len(deltas) == 3 and "".join(deltas) == final["answer"]
+    assert deltas[0] == "Sunlight exposure raises vitamin D levels in the skin. [1]"
+    for delta in deltas:
+        assert re.fullmatch(r" ?[A-Z][^\[\]]*[.!?] \[\d\]", delta), delta  # one sentence, cited
 
 
 @pytest.mark.parametrize("generator", ["", "/nonexistent/model/path"])

@@ -200,6 +200,27 @@ def test_skip_bad_lines(env, tmp_path, capsys):
     assert "indexed 3 documents" in out.out
 
 
+def test_a_line_that_is_not_utf8_is_a_bad_record_named_with_its_line_and_the_option(
+    env, tmp_path, capsys
+):
+    bad = tmp_path / "latin1.jsonl"
+    good = DEMO_CORPUS.read_text().splitlines()[:3]
+    lines = [
+        good[0].encode(),
+        '{"_id": "x", "text": "caf\u00e9"}'.encode("latin-1"),
+        good[1].encode(),
+    ]
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    args = ["index", "--collection", "latin", "--corpus", str(bad), "--kinds", "bm25"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "line 2: not valid UTF-8" in err and "--on-error skip" in err
+    assert main([*args, "--on-error", "skip"]) == 0
+    out = capsys.readouterr()
+    assert "indexed 2 documents" in out.out
+    assert "line 2: not valid UTF-8" in out.err and "--on-error skip" in out.err
+
+
 def test_kinds_as_json_configure_a_splade_index(env, corpus, tmp_path, capsys):
     # SPLADE needs a model: --kinds takes the REST API's JSON object of kinds and configs.
     import numpy as np
@@ -221,7 +242,7 @@ def test_kinds_as_json_configure_a_splade_index(env, corpus, tmp_path, capsys):
     assert rc == 0, out.err
     got = [h["doc_id"] for h in json.loads(out.out)["hits"]]
     # Against scipy over the stored impacts, by the searcher the index was built for.
-    version = open_version(VersionStore(env / "collections" / "sparse"))
+    version = open_version(VersionStore(next((env / "collections").glob("sparse.*"))))
     searcher = version.searchers["splade"]
     assert searcher.config.model == str(model)
     scores = searcher.reference_scores([query])[0]
@@ -252,9 +273,27 @@ def test_demo_rebuilds_a_collection_it_cannot_read(env, corpus, capsys):
     service = _service()
     try:
         assert _demo_version_opens(service)
-        header = next(env.glob(f"collections/{DEMO_COLLECTION}/versions/*/bm25/impact_index.json"))
+        header = next(
+            env.glob(f"collections/{DEMO_COLLECTION}.*/versions/*/bm25/impact_index.json")
+        )
         header.write_text(json.dumps({**json.loads(header.read_text()), "format": 1}))
         assert not _demo_version_opens(service)
     finally:
         service.close()
     assert "rebuild" in capsys.readouterr().out
+
+
+def test_reindexing_says_what_was_encoded_and_reused(env, tmp_path, capsys):
+    small = tmp_path / "small.jsonl"
+    with open(DEMO_CORPUS) as src:
+        lines = [next(src) for _ in range(12)]
+    small.write_text("".join(lines))
+    args = ["index", "--collection", "live", "--corpus", str(small), "--kinds", "dense"]
+    assert main(args) == 0
+    assert "all-MiniLM-L6-v2 (dense): encoded 12, reused 0" in capsys.readouterr().out
+    row = json.loads(lines[3])
+    row["text"] += " (revised)"
+    lines[3] = json.dumps(row) + "\n"
+    small.write_text("".join(lines))
+    assert main(args) == 0
+    assert "all-MiniLM-L6-v2 (dense): encoded 1, reused 11" in capsys.readouterr().out

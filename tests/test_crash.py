@@ -4,7 +4,7 @@ A first small bm25 version is built; a second `specrag index` (dense over the 1k
 corpus: long enough to be caught mid-build) is killed with SIGKILL once its hidden
 ``.tmp-*`` directory exists under versions/. Then CURRENT still names the first version,
 that version opens and answers, no partial version is listed, and the build job left
-running by the dead process is marked failed at the next service start.
+running by the dead process is marked failed by a running server and at the next start.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
         timeout=180,
     )
     assert first.returncode == 0, first.stderr
-    versions = VersionStore(home / "collections" / COLLECTION)
+    versions = VersionStore(next((home / "collections").glob(f"{COLLECTION}.*")))
     v1 = versions.current()
     assert v1 is not None and versions.list() == [v1]
 
@@ -82,6 +82,15 @@ def test_kill_during_build_keeps_previous_version(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+
+    # A server that was already running when the CLI build died fails its job too.
+    server = CollectionService(Settings(home=home))
+    try:
+        server._stale_checked = float("-inf")  # as if its last look was long ago
+        jobs = server.list_jobs(COLLECTION)
+        assert jobs[0].status == "failed" and "stopped before it finished" in jobs[0].message
+    finally:
+        server.close()
 
     assert versions.current() == v1
     assert versions.list() == [v1], "a partial version is listed"

@@ -5,7 +5,6 @@ PostgreSQL runs the same equivalence test when SPECRAG_TEST_POSTGRES_URL is set.
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
 
@@ -18,28 +17,19 @@ from specrag.storage.filters import FilterError, compile_filter, matches, valida
 from specrag.storage.models import DocumentRow
 from specrag.storage.store import DocumentStore
 from specrag.types import Document
-
-POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"),
-    ),
-]
+from tests.conftest import BACKENDS, database_url
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}" if request.param == "sqlite" else POSTGRES_URL
-    engine = create_engine_for(url)
-    init_db(engine)
-    store = DocumentStore(engine)
-    store.name = f"filters-{uuid.uuid4().hex[:8]}"  # unique on a shared server
-    store.create_collection(store.name)
-    yield store
-    store.delete_collection(store.name)
-    engine.dispose()
+    with database_url(request.param, tmp_path / "db") as url:
+        engine = create_engine_for(url)
+        init_db(engine)
+        store = DocumentStore(engine)
+        store.name = f"filters-{uuid.uuid4().hex[:8]}"
+        store.create_collection(store.name)
+        yield store
+        engine.dispose()
 
 
 # -- random metadata and filters ------------------------------------------------------

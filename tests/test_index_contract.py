@@ -36,6 +36,9 @@ BMP_FORCED = {
     "term_block_cost": 0.0,
     "early_probe_blocks": None,
 }
+#: The torch engine on the CPU (the same code runs on cuda: tests/test_torch_search.py).
+TORCH_CPU = {"backend": "torch", "device": "cpu"}
+HAMMING_FORCED = {"min_candidates": 12, "rescore_factor": 2}
 #: (path name, config) per kind; the first is the exact path.
 PATHS: dict[str, list[tuple[str, dict]]] = {
     "bm25": [("exhaustive", {"mode": "exhaustive"}), ("bmp", BMP_FORCED)],
@@ -45,18 +48,42 @@ PATHS: dict[str, list[tuple[str, dict]]] = {
     "dense": [
         ("exact-scan", {"exact_filter_min_rows": N_DOCS}),
         ("faiss-selector", {"exact_filter_min_rows": 0, "exact_filter_fraction": 0.0}),
+        ("torch-flat", TORCH_CPU),
     ],
-    "binary": [("rescore-all", {}), ("hamming", {"min_candidates": 12, "rescore_factor": 2})],
+    "binary": [
+        ("rescore-all", {}),
+        ("hamming", HAMMING_FORCED),
+        ("torch-rescore-all", TORCH_CPU),
+        ("torch-hamming", {**HAMMING_FORCED, **TORCH_CPU}),
+    ],
     "colbert": [
         ("exhaustive", {}),
         (
             "centroids",
-            {"exhaustive_max_docs": 0, "n_centroids": 1024, "nprobe": 1, "candidates": 40},
+            # pruned on purpose: its self-check recall may fall below the default floor
+            {
+                "exhaustive_max_docs": 0,
+                "n_centroids": 1024,
+                "nprobe": 1,
+                "candidates": 40,
+                "self_check_floor": 0.0,
+            },
         ),
     ],
     "lucene": [("lucene", {})],
 }
-EXACT_PATHS = {"exhaustive", "bmp", "exact-scan", "faiss-selector", "rescore-all", "lucene"}
+EXACT_PATHS = {
+    "exhaustive",
+    "bmp",
+    "exact-scan",
+    "faiss-selector",
+    "torch-flat",
+    "rescore-all",
+    "torch-rescore-all",
+    "lucene",
+}
+#: Paths whose truth is another path's (the same rule on another engine).
+SAME_TRUTH = {"torch-hamming": "hamming"}
 
 
 def _cases() -> list[tuple[str, str, dict]]:
@@ -159,6 +186,9 @@ def check_path(version, kind: str, path: str, queries: list[str], allowed=None) 
     """Check one batch of queries; returns what the pruned path did (for the 'it really
     pruned' assertions)."""
     searcher = version.searchers[kind]
+    if path.startswith("torch"):
+        assert searcher.backend.engine == "torch", f"{kind}: {path} did not run on torch"
+    path = SAME_TRUTH.get(path, path)
     ref = searcher.reference_scores(queries)
     assert ref.shape == (len(queries), version.n_docs)
     results = searcher.search(queries, K, allowed)
@@ -214,7 +244,7 @@ def test_search_equals_the_paths_truth(built):
     version = open_version(store)
     queries = demo_queries(8)
     did = check_path(version, kind, path, queries)
-    if path in ("bmp", "hamming", "centroids"):
+    if SAME_TRUTH.get(path, path) in ("bmp", "hamming", "centroids"):
         # The forced path ran and pruned on at least some queries.
         assert did["queries"] == len(queries) and did["pruned"] > 0, did
 

@@ -183,3 +183,22 @@ def test_a_slow_build_of_older_documents_does_not_roll_back(env, test_kind):
     slow_job = next(j for j in store.list_jobs("c") if j.version_id == result["v"])
     assert slow_job.status == "succeeded" and "not made current" in slow_job.message
     assert {v.id for v in store.list_versions("c")} == {fast, result["v"]}
+
+
+def test_a_running_build_beats_so_a_server_can_tell_it_from_a_dead_one(env):
+    import time
+
+    store, _versions = env
+    job = store.create_job("c", ["bm25"])
+    store.update_job(job.id, status="running")
+    with store.engine.connect() as conn:
+        first = conn.exec_driver_sql(
+            "SELECT heartbeat_at FROM build_jobs WHERE id = ?", (job.id,)
+        ).scalar()
+    with jobs.Heartbeat(store, job.id, interval=0.05):
+        time.sleep(0.4)
+    with store.engine.connect() as conn:
+        last = conn.exec_driver_sql(
+            "SELECT heartbeat_at FROM build_jobs WHERE id = ?", (job.id,)
+        ).scalar()
+    assert first is not None and last > first

@@ -106,14 +106,13 @@ def test_parquet_streams_record_batches(tmp_path, monkeypatch):
         Document("7", "third text", None, {}),
     ]
     pq.write_table(pa.table({"_id": ["a", "b"], "text": ["ok", ""]}), path)
-    with pytest.raises(ReaderError, match=r"c.parquet, row 2: document 'b': empty text"):
-        list(read_documents(path))
+    assert [d.text for d in read_documents(path)] == ["ok", ""]  # an empty document is one
 
 
 BAD_LINES = [
     ('{"_id": "ok1", "text": "fine"}', None),
     ('{"title": "no id", "text": "t"}', "line 2: missing id"),
-    ('{"_id": "n", "text": ""}', "line 3: document 'n': empty text"),
+    ('{"_id": "n", "text": 5}', "line 3: document 'n': text must be a string, got a number"),
     ('{"_id": "m"}', "line 4: document 'm': missing text"),
     ('{"_id": "j", "text": "t"', "line 5: invalid JSON"),
     ('["an", "array"]', "line 6: expected an object, got an array"),
@@ -206,3 +205,56 @@ def test_qrels_beir_and_trec(tmp_path):
     trec.write_text("1 0 d1 2\n1 0 d2 high\n")
     with pytest.raises(ReaderError, match="line 2: relevance 'high'"):
         read_qrels(trec)
+
+
+@pytest.mark.parametrize("name", ["c.jsonl", "c.jsonl.gz", "c.tsv", "c.csv.gz"])
+def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path, name):
+    sep = "\t" if ".tsv" in name else ","
+    if ".jsonl" in name:
+        lines = [
+            b'{"_id": "a", "text": "ok"}',
+            '{"_id": "b", "text": "caf\u00e9"}'.encode("latin-1"),
+        ]
+        lines.append(b'{"_id": "c", "text": "ok"}')
+        bad_line = 2
+    else:
+        lines = [
+            f"_id{sep}text".encode(),
+            f"a{sep}ok".encode(),
+            f"b{sep}caf\u00e9".encode("latin-1"),
+        ]
+        lines.append(f"c{sep}ok".encode())
+        bad_line = 3
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(ReaderError) as info:
+        list(read_documents(path))
+    assert str(info.value) == f"{path}, line {bad_line}: not valid UTF-8 (byte 0xe9 at byte " + (
+        "26 of the line)" if ".jsonl" in name else "6 of the line)"
+    )
+    stats = ReadStats()
+    assert [d.id for d in read_documents(path, on_error="skip", stats=stats)] == ["a", "c"]
+    assert stats.skipped == 1 and f"line {bad_line}: not valid UTF-8" in stats.errors[0]
+
+
+def test_beir_qrels_split_on_tabs_so_ids_with_spaces_load(tmp_path):
+    path = tmp_path / "qrels.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq 1\tdoc one\t1\nq 1\tdoc two\t0\nq2\td3\t2\n")
+    assert read_qrels(path) == {"q 1": {"doc one": 1, "doc two": 0}, "q2": {"d3": 2}}
+    trec = tmp_path / "qrels.trec"
+    trec.write_text("q1 0 d1 1\nq1  0  d2  0\n")  # TREC: any whitespace
+    assert read_qrels(trec) == {"q1": {"d1": 1, "d2": 0}}
+
+
+def test_a_trec_run_with_whitespace_in_an_id_is_refused_and_nothing_is_written(tmp_path):
+    from specrag.retrieval.evaluation import TrecFormatError, write_trec_run
+    from specrag.types import Hit
+
+    path = tmp_path / "run.trec"
+    write_trec_run(path, {"q1": [Hit("d1", 1.0, {})]})
+    assert path.read_text() == "q1 Q0 d1 1 1.000000 specrag\n"
+    for run in ({"q 1": [Hit("d1", 1.0, {})]}, {"q1": [Hit("d\t1", 1.0, {})]}):
+        with pytest.raises(TrecFormatError, match="whitespace"):
+            write_trec_run(tmp_path / "bad.trec", run)
+    assert not (tmp_path / "bad.trec").exists()

@@ -174,3 +174,26 @@ def test_make_reranker_reuses_the_versions_token_store(tmp_path, encoder):
     )
     # another model than the version's: no store, texts are encoded on the fly
     assert make_reranker("maxsim", model="minilm", version=version).needs_texts
+
+
+@pytest.mark.parametrize("query", [" ", "\x00", "\x01\x02", "\t\n"])
+def test_a_query_without_tokens_keeps_the_first_stage_order_with_finite_scores(
+    encoder, candidates, token_store, query
+):
+    docs, hits = candidates
+    reranker = MaxSimReranker(encoder, token_store, fusion_weights={"first": 0.7, "dense": 0.2})
+    out = reranker.rerank(query, hits, rows=np.arange(len(docs)), k=10)
+    assert [h.doc_id for h in out] == [h.doc_id for h in hits[:10]]
+    assert all(np.isfinite(h.score) and all(np.isfinite(list(h.scores.values()))) for h in out)
+
+
+def test_a_candidate_without_tokens_gets_the_lowest_maxsim_not_minus_inf(encoder, candidates):
+    docs, hits = candidates
+    texts = [d.full_text() for d in docs[:6]]
+    texts[2] = ""  # an empty document
+    out = MaxSimReranker(encoder, fusion_weights={"first": 0.7}).rerank(
+        demo_queries(1)[0], hits[:6], texts=texts
+    )
+    assert all(np.isfinite(h.score) and np.isfinite(h.scores["maxsim"]) for h in out)
+    by_id = {h.doc_id: h.scores["maxsim"] for h in out}
+    assert by_id[docs[2].id] == min(by_id.values())

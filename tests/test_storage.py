@@ -4,7 +4,6 @@ and on PostgreSQL too when SPECRAG_TEST_POSTGRES_URL names a scratch database.""
 from __future__ import annotations
 
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -13,35 +12,28 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text, update
+from sqlalchemy import inspect, update
 
 from specrag.storage.db import create_engine_for, init_db
 from specrag.storage.models import Base, BuildJobRow
-from specrag.storage.store import AlreadyExists, DocumentStore, NotFound
+from specrag.storage.store import (
+    AlreadyExists,
+    DocumentStore,
+    InvalidDocument,
+    MetadataLimits,
+    NotFound,
+)
 from specrag.types import Document
-
-POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SPECRAG_TEST_POSTGRES_URL is not set"),
-    ),
-]
+from tests.conftest import BACKENDS, database_url
 
 
 @pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = create_engine_for(f"sqlite:///{tmp_path / 'db' / 'specrag.db'}")
-    else:  # a scratch database: start from an empty schema
-        engine = create_engine_for(POSTGRES_URL)
-        with engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    init_db(engine)
-    yield engine
-    engine.dispose()
+    with database_url(request.param, tmp_path / "db") as url:
+        engine = create_engine_for(url)
+        init_db(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture
@@ -118,7 +110,7 @@ def test_upsert_is_all_or_nothing_and_rejects_bad_documents(store):
     assert store.count("c") == 0 and store.get_collection("c").generation == 0
     cases = [
         (Document("", "t"), "non-empty string"),
-        (Document("x", "  "), "text must be"),
+        (Document("x", None), "text must be a string"),
         (Document("x", "t", metadata={1: "a"}), "not a string"),
         (Document("x", "t", metadata={"a": {"b": {1, 2}}}), "a.b has type set"),
     ]
@@ -127,6 +119,31 @@ def test_upsert_is_all_or_nothing_and_rejects_bad_documents(store):
             store.upsert("c", [bad])
     with pytest.raises(NotFound):
         store.upsert("nope", good)
+
+
+def test_metadata_past_the_depth_or_size_limit_is_refused_and_an_empty_document_is_kept(
+    engine,
+):
+    store = DocumentStore(engine, MetadataLimits(max_depth=4, max_bytes=1000))
+    store.create_collection("c")
+
+    def nested(levels: int) -> dict:
+        value: dict = {"leaf": 1}
+        for _ in range(levels - 1):
+            value = {"a": value}
+        return value
+
+    store.upsert("c", [doc(1, **nested(3)["a"])])  # 3 levels with the metadata object
+    store.upsert("c", [Document("list", "t", metadata={"a": {"b": {"c": [1]}}})])
+    for bad in (nested(5), {"a": {"b": {"c": [[1]]}}}, nested(100_000)):
+        with pytest.raises(InvalidDocument, match="deeper than 4 levels.*max_metadata_depth"):
+            store.upsert("c", [Document("deep", "t", metadata=bad)])
+    with pytest.raises(InvalidDocument, match="limit is 1000.*max_metadata_bytes"):
+        store.upsert("c", [Document("big", "t", metadata={"s": "x" * 1000})])
+    assert store.get_document("c", "deep") is None and store.get_document("c", "big") is None
+    store.upsert("c", [Document("empty", "", metadata={"tag": "e"})])
+    assert store.get_document("c", "empty") == Document("empty", "", None, {"tag": "e"})
+    assert store.matching_ids("c", {"tag": "e"}) == ["empty"]
 
 
 def test_document_count_stays_exact_and_empty_writes_change_nothing(store, engine):
@@ -292,6 +309,36 @@ def test_fail_stale_jobs_fails_only_jobs_of_dead_processes(store, engine):
     assert store.fail_stale_jobs() == 0
 
 
+def test_a_running_job_whose_heartbeat_stopped_is_failed(store, engine):
+    from datetime import timedelta
+
+    from specrag.storage.models import utcnow
+
+    store.create_collection("c")
+    beats = {"silent": utcnow() - timedelta(seconds=600), "beating": utcnow(), "never": None}
+    jobs = {}
+    for label, beat in beats.items():
+        jobs[label] = store.create_job("c", ["bm25"])
+        with engine.begin() as conn:
+            conn.execute(
+                update(BuildJobRow)
+                .where(BuildJobRow.id == jobs[label].id)
+                .values(
+                    worker="some-other-host:1:token",  # a pid check cannot tell
+                    status="running",
+                    started_at=utcnow() - timedelta(seconds=900),
+                    heartbeat_at=beat,
+                )
+            )
+    assert store.fail_stale_jobs() == 0  # without a heartbeat limit: left alone
+    assert store.fail_stale_jobs(stale_after_s=120) == 2
+    status = {label: store.get_job(j.id) for label, j in jobs.items()}
+    assert status["silent"].status == "failed" and "heartbeat" in status["silent"].message
+    assert status["never"].status == "failed"
+    assert status["beating"].status == "running"
+    assert store.heartbeat(jobs["beating"].id) and not store.heartbeat(jobs["silent"].id)
+
+
 def test_concurrent_writers_queue_instead_of_failing(store):
     store.create_collection("c")
     errors: list[BaseException] = []
@@ -329,3 +376,48 @@ def test_get_documents_matches_get_document_across_chunks(store, monkeypatch):
     got = store.get_documents("c", wanted)
     expected = {i: store.get_document("c", i) for i in wanted}
     assert got == {i: d for i, d in expected.items() if d is not None}
+
+
+def test_collections_made_before_folders_keep_their_files_and_new_ones_get_a_unique_folder(
+    tmp_path,
+):
+    from alembic import command
+
+    from specrag.storage.db import migrations_config, write_connection
+
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = migrations_config()
+    with write_connection(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO collections (name, kinds, created_at, generation, n_documents) "
+            "VALUES ('legacy', '{}', '2025-01-01', 0, 0)"
+        )
+    init_db(engine)
+    store = DocumentStore(engine)
+    assert store.get_collection("legacy").folder == "legacy"
+    first = store.create_collection("again").folder
+    store.delete_collection("again")
+    second = store.create_collection("again").folder
+    assert first != second and first.startswith("again.") and second.startswith("again.")
+    engine.dispose()
+
+
+def test_api_keys_are_stored_hashed_and_revoked_on_every_backend(engine):
+    from specrag.storage.keys import InvalidKeyRequest, KeyStore
+
+    keys = KeyStore(engine)
+    assert not keys.has_active_keys() and keys.verify("sk_nothing") is None
+    info, key = keys.create("ops", "admin")
+    assert keys.has_active_keys() and keys.verify(key).scope == "admin"
+    with pytest.raises(AlreadyExists):
+        keys.create("ops", "read")
+    with pytest.raises(InvalidKeyRequest):
+        keys.create("ops", "root")
+    keys.revoke("ops")
+    assert keys.verify(key) is None and not keys.has_active_keys()
+    again, key2 = keys.create("ops", "read")  # the name is free again
+    assert [(k.name, k.revoked_at is None) for k in keys.list()] == [("ops", False), ("ops", True)]
+    with pytest.raises(NotFound):
+        keys.revoke("nobody")

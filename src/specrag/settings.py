@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
@@ -35,6 +36,37 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    auth: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: API keys are required once one exists (with none, the server "
+        "runs open on loopback only); off: no keys checked, on any address (logged loudly).",
+    )
+    public_read: bool = Field(
+        default=False, description="Search, ask and reads need no key (writes still do)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API (JSON list, e.g. ["https://app.example"]); '
+        "none by default: CORS off and cross-origin writes refused.",
+    )
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Models a request may name (/ask model and draft_model, rerank.model) "
+        "besides the configured generator and draft model and the collection's kinds' "
+        "models (JSON list). Anything else is refused: loading a model is expensive.",
+    )
+    job_stale_after_s: float = Field(
+        default=120.0,
+        ge=30.0,
+        description="A running build in another process whose heartbeat (every 10 s) is "
+        "older than this is marked failed (its process died, e.g. kill -9).",
+    )
+    max_metadata_depth: int = Field(
+        default=32, ge=1, le=256, description="Nesting levels one document's metadata may have."
+    )
+    max_metadata_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Bytes (as JSON) one document's metadata may take."
+    )
     # Ray (extra `ray`, docs/scaling.md): builds run on Ray when ray_address is set.
     ray_address: str | None = Field(
         default=None, description="Ray cluster for builds (`auto`, `host:6379`, `local`)."

@@ -1,8 +1,10 @@
 """The FastAPI application: ``create_app(settings)``.
 
 Heavy objects (the CollectionService with its engine, opened versions and build worker)
-are created once in the lifespan and injected through ``api/deps.py``. User errors map to
-4xx responses with a message (``{"detail": ...}``); nothing a client sends produces a 500.
+are created once in the lifespan and injected through ``api/deps.py``. User errors (typed:
+``specrag.errors.UserError`` and its subclasses) map to 4xx responses with a message
+(``{"detail": ...}``); anything else is a defect: a 500 with a request id, logged with its
+traceback (``api/errors.py``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from specrag import __version__
+from specrag.api.auth import Auth
+from specrag.api.console import mount_console
+from specrag.api.errors import internal_error, validation_error
+from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
-from specrag.api.routes import ask, builds, collections, documents, health, search
-from specrag.api.service import CollectionService, NotReady, RequestTooLarge
+from specrag.api.routes import ask, builds, collections, documents, health, keys, search
+from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
+from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
 from specrag.settings import Settings, get_settings
 from specrag.storage.filters import FilterError
-from specrag.storage.store import AlreadyExists, NotFound
+from specrag.storage.keys import KeyStore
+from specrag.storage.store import AlreadyExists, InvalidDocument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +44,13 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotReady: status.HTTP_409_CONFLICT,
     IndexFormatError: status.HTTP_409_CONFLICT,
     FilterError: status.HTTP_400_BAD_REQUEST,
+    InvalidDocument: status.HTTP_400_BAD_REQUEST,
+    ModelNotAllowed: status.HTTP_400_BAD_REQUEST,
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
-    ValueError: status.HTTP_400_BAD_REQUEST,
+    # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
+    UserError: status.HTTP_400_BAD_REQUEST,
 }
 
 
@@ -49,6 +62,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or CollectionService(settings)
+        app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
+        for warning in app.state.auth.warnings():
+            log.warning("%s", warning)
         app.state.service.start()
         try:
             yield
@@ -63,10 +79,21 @@ def create_app(
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)
+    if settings.cors_origins:  # CORS stays off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
-    for module in (health, collections, documents, builds, search, ask):
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
+    for module in (health, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
+    mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 
 

@@ -3,7 +3,9 @@
 Every command works on the same CollectionService as the REST API (settings from
 ``SPECRAG_*`` environment variables; the home folder is printed on stderr). Commands parse
 their files and print; the work is the service's. User errors (a bad corpus line, an
-unknown collection, a bad filter) print one ``error: ...`` line and exit with status 2.
+unknown collection, a bad filter: ``specrag.errors.UserError``, a pydantic validation error,
+an OS error such as a missing file) print one ``error: ...`` line and exit with status 2;
+anything else is a defect and prints its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from specrag.api import keys_cli
+from specrag.errors import UserError as BaseUserError
 from specrag.settings import Settings
 
 DEMO_COLLECTION = "demo"
@@ -26,10 +31,11 @@ DEMO_CORPUS = Path(__file__).resolve().parent.parent / "demo" / "scifact-1k.json
 #: colbert kind's token store (MiniLM token embeddings, int8).
 DEMO_KINDS = ["bm25", "dense", "colbert"]
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 EXIT_UNAVAILABLE = 3
 
 
-class UserError(Exception):
+class UserError(BaseUserError):
     """A problem with the command's input, reported without a traceback."""
 
 
@@ -40,9 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, LookupError, ValidationError, OSError) as exc:
+    except (BaseUserError, ValidationError, OSError) as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - a defect: show where it happened
+        traceback.print_exc()
+        print(
+            f"error: internal error ({type(exc).__name__}: {exc}); the traceback above says "
+            "where: please report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--replicas", type=int, default=1, help="Serve replicas with --ray (1)")
     p.set_defaults(handler=cmd_serve)
+
+    keys_cli.add_parser(sub)
 
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true", help="print them as JSON")
@@ -223,17 +239,24 @@ def _kinds(raw: str | None) -> list[str] | dict[str, dict | None] | None:
 def _documents(path: Path, on_error: str):
     """Read the corpus once to validate it (so a bad line changes nothing in the store),
     then return a re-readable stream for the upsert."""
-    from specrag.indexing.readers import read_documents
+    from specrag.indexing.readers import ReaderError, read_documents
 
     if not path.exists():
         raise UserError(f"corpus not found: {path}")
     stats: dict = {}
-    n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    try:
+        n = sum(1 for _ in read_documents(path, on_error=on_error, stats=stats))
+    except ReaderError as exc:
+        if exc.line is None or on_error == "skip":
+            raise
+        raise UserError(f"{exc} (--on-error skip skips bad records)") from exc
     if n == 0:
         raise UserError(f"no documents in {path}")
     skipped = stats.get("skipped", 0)
     if skipped:
-        print(f"skipped {skipped} bad record(s) in {path}", file=sys.stderr)
+        print(f"skipped {skipped} bad record(s) in {path} (--on-error skip):", file=sys.stderr)
+        for message in stats.get("errors", [])[:5]:
+            print(f"  {message}", file=sys.stderr)
     return n, read_documents(path, on_error=on_error)
 
 
@@ -259,12 +282,17 @@ def cmd_index(args) -> int:
         )
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)
+        encoded = service.versions(args.collection).manifest(version).get("encodings")
     finally:
         service.close()
     print(
         f"indexed {n} documents into {args.collection!r}: version {version} "
         f"({', '.join(info.kinds)}) in {seconds:.1f} s"
     )
+    if encoded:
+        from specrag.indexing.encodings.session import summary
+
+        print(f"documents encoded / reused from the encoding store: {summary(encoded)}")
     return 0
 
 
@@ -380,6 +408,9 @@ def cmd_serve(args) -> int:
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
+    warning = keys_cli.check_exposure(settings, args.host)  # no keys: loopback only
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if getattr(args, "ray", None) is not None:
         from specrag.api import ray_serve
 

@@ -36,7 +36,7 @@ __all__ = [
 
 
 class CollectionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         pattern=COLLECTION_NAME_PATTERN, description="1 to 64 letters, digits, _ or -."
@@ -71,10 +71,12 @@ class CollectionOut(BaseModel):
 
 
 class DocumentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=512)
-    text: str
+    text: str = Field(
+        "", description="May be empty: the document is still fetchable and filterable."
+    )
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -91,19 +93,19 @@ class DocumentOut(DocumentIn):
 
 
 class UpsertDocuments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     documents: list[DocumentIn] = Field(min_length=1)
 
 
 class DeleteDocuments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ids: list[str] = Field(min_length=1)
 
 
 class BuildRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kinds: dict[str, dict[str, Any] | None] | list[str] | None = Field(
         None,
@@ -129,6 +131,19 @@ class JobOut(BaseModel):
     finished_at: datetime | None = None
 
 
+class RefreshOut(BaseModel):
+    """A delta segment made live by ``POST /collections/{name}/refresh``."""
+
+    id: str
+    base: str
+    generation: int
+    n_docs: int
+    n_superseded: int
+    kinds: list[str]
+    encoded: int
+    reused: int
+
+
 class SearchHit(BaseModel):
     doc_id: str
     score: float
@@ -149,6 +164,10 @@ class Health(BaseModel):
     status: str = "ok"
     version: str
     collections: int
+    auth: str | None = Field(
+        None, description="keys (required), open (no key exists yet: loopback only) or off."
+    )
+    warnings: list[str] = Field(default_factory=list)
 
 
 #: SearchRequest fields an /ask request passes through to retrieval (query = question).
@@ -158,7 +177,7 @@ SEARCH_FIELDS = set(SearchRequest.model_fields) - {"query", "include"}
 class AskRequest(SearchRequest):
     """The /search options (``k`` = passages put into the prompt) plus generation options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     question: str = Field(min_length=1)
     query: str | None = Field(None, description="Ignored: the question is the query.")

@@ -8,7 +8,9 @@ builds in one background worker thread so that no request waits for a build.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -27,20 +29,23 @@ from specrag.api.schemas import (
     DocumentOut,
     Health,
     JobOut,
+    RefreshOut,
     SearchHit,
     SearchResponse,
 )
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
+from specrag.errors import UserError
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.scaleout import RayOptions, check_layout, read_shards, write_shards
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.calibration import calibration_path, fit_calibration
+from specrag.retrieval.live import live_id, with_delta
 from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
 from specrag.storage.db import create_engine_for, init_db
-from specrag.storage.store import DocumentStore, NotFound
+from specrag.storage.store import CollectionInfo, DocumentStore, MetadataLimits, NotFound
 from specrag.types import DocMask, Document, Hit
 
 log = logging.getLogger(__name__)
@@ -49,14 +54,22 @@ log = logging.getLogger(__name__)
 UPSERT_CHUNK = 1000
 #: Tombstone masks kept (one per collection and generation in practice).
 MASK_CACHE_SIZE = 64
+#: Least seconds between two looks for jobs whose process died.
+STALE_CHECK_INTERVAL_S = 2.0
+#: Seconds a collection delete waits for its running build to stop.
+BUILD_STOP_TIMEOUT_S = 60.0
 
 
-class NotReady(LookupError):
+class NotReady(UserError, LookupError):
     """The collection has no built index version yet (HTTP 409)."""
 
 
-class RequestTooLarge(ValueError):
+class RequestTooLarge(UserError, ValueError):
     """A request over one of the service's limits (HTTP 422)."""
+
+
+class ModelNotAllowed(UserError, ValueError):
+    """A request names a model that is not configured (HTTP 400)."""
 
 
 class CollectionService:
@@ -65,20 +78,32 @@ class CollectionService:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine_for(settings.db_url)
         init_db(self.engine)
-        self.store = DocumentStore(self.engine)
+        self.store = DocumentStore(
+            self.engine,
+            MetadataLimits(settings.max_metadata_depth, settings.max_metadata_bytes),
+        )
         #: Rerank and calibrated-relevance stages, bound to the document store.
         self.stages = StageBuilder(self.store)
         self._versions: dict[str, OpenVersion] = {}
+        self._bases: dict[str, OpenVersion] = {}  # the version under a live delta
+        self._refresh_locks: dict[str, threading.Lock] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
         self._masks_guard = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
+        self._stale_checked = float("-inf")
+        #: Builds running in this process per storage folder, and folders being deleted.
+        self._building: dict[str, int] = {}
+        self._cancelled: set[str] = set()
+        self._builds_guard = threading.Lock()
+        self._builds_changed = threading.Condition(self._builds_guard)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Mark jobs left running by a dead process as failed; start the build worker."""
-        self.store.fail_stale_jobs()
+        self.store.fail_stale_jobs(self.settings.job_stale_after_s)
+        self._stale_checked = time.monotonic()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specrag-build")
 
@@ -92,8 +117,10 @@ class CollectionService:
         return Health(version=specrag_version, collections=len(self.store.list_collections()))
 
     # -- collections -----------------------------------------------------------------
-    def versions(self, name: str) -> VersionStore:
-        return VersionStore(self.settings.collections_dir / name)
+    def versions(self, name: str | CollectionInfo) -> VersionStore:
+        """The index versions of the collection, in its own storage folder."""
+        info = self.store.get_collection(name) if isinstance(name, str) else name
+        return VersionStore(self.settings.collections_dir / info.folder)
 
     def create_collection(
         self, name: str, kinds: KindsSpec | None, shards: int = 1
@@ -112,10 +139,34 @@ class CollectionService:
         return [self._collection_out(info) for info in self.store.list_collections()]
 
     def delete_collection(self, name: str) -> None:
-        self.store.delete_collection(name)
-        self._versions.pop(name, None)
-        # Index files go after the row, so a crash leaves orphan files, not a dangling row.
-        shutil.rmtree(self.settings.collections_dir / name, ignore_errors=True)
+        """Delete the collection, fence its builds, then remove its index files.
+
+        Its builds in this process are cancelled and waited for (one in another process
+        stops at its next progress report: its job row is gone); the files go after the
+        row, so a crash leaves orphan files, never a dangling row, and the folder is
+        unique to this collection, so no later collection reads them. A failure to
+        remove them is raised, not ignored."""
+        info = self.store.get_collection(name)
+        with self._builds_guard:
+            self._cancelled.add(info.folder)
+        try:
+            self.store.delete_collection(name)
+            self._wait_for_builds(info.folder)
+        finally:
+            with self._builds_guard:
+                self._cancelled.discard(info.folder)
+        self._versions.pop(info.folder, None)
+        self._bases.pop(info.folder, None)
+        remove_folder(self.settings.collections_dir / info.folder)
+
+    def _wait_for_builds(self, folder: str, timeout: float = BUILD_STOP_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        with self._builds_changed:
+            while self._building.get(folder):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the build in {folder!r} did not stop in {timeout} s")
+                self._builds_changed.wait(left)
 
     def _collection_out(self, info) -> CollectionOut:
         return CollectionOut(
@@ -125,7 +176,7 @@ class CollectionService:
             created_at=info.created_at,
             current_version=info.current_version,
             generation=info.generation,
-            shards=read_shards(self.versions(info.name).root),
+            shards=read_shards(self.versions(info).root),
         )
 
     # -- documents -------------------------------------------------------------------
@@ -159,26 +210,69 @@ class CollectionService:
         future.add_done_callback(_log_failure)
         return self.job_out(job)
 
-    def _run_job(self, name: str, job_id: str) -> str:
-        try:
-            from specrag.indexing.jobs import run_build
+    def _run_job(self, name: str, job_id: str) -> str | None:
+        from specrag.indexing.jobs import BuildCancelled
 
+        try:
             ray = RayOptions.from_settings(self.settings) if self.settings.ray_address else None
-            version_id = run_build(self.store, self.versions(name), name, job_id=job_id, ray=ray)
+            version_id = self._build(name, job_id, ray=ray)
+        except (BuildCancelled, NotFound) as exc:
+            log.info("build job %s of %r stopped: %s", job_id, name, exc)
+            return None
         except BaseException as exc:
             # run_build records its own failures; this covers anything before it could.
-            if self.store.get_job(job_id).status not in ("succeeded", "failed"):
-                self.store.update_job(job_id, status="failed", stage="failed", error=str(exc))
+            with contextlib.suppress(NotFound):
+                if self.store.get_job(job_id).status not in ("succeeded", "failed"):
+                    self.store.update_job(job_id, status="failed", stage="failed", error=str(exc))
             raise
         self.version_for(name)  # warm the new version before the first query needs it
         return version_id
 
+    def _build(
+        self, name: str, job_id: str, progress_bar: bool = False, ray: RayOptions | None = None
+    ) -> str:
+        """run_build in the collection's folder, registered so that a delete can cancel it
+        and wait for it. ``ray``: build on Ray (docs/scaling.md)."""
+        from specrag.indexing.jobs import run_build
+
+        info = self.store.get_collection(name)
+        folder = info.folder
+        with self._builds_guard:
+            self._building[folder] = self._building.get(folder, 0) + 1
+        try:
+            return run_build(
+                self.store,
+                self.versions(info),
+                name,
+                job_id=job_id,
+                progress_bar=progress_bar,
+                cancelled=lambda: folder in self._cancelled,
+                ray=ray,
+            )
+        finally:
+            with self._builds_changed:
+                self._building[folder] -= 1
+                if not self._building[folder]:
+                    del self._building[folder]
+                self._builds_changed.notify_all()
+
     def get_job(self, job_id: str) -> JobOut:
+        self._fail_stale_jobs()
         return self.job_out(self.store.get_job(job_id))
 
     def list_jobs(self, name: str) -> list[JobOut]:
         self.store.get_collection(name)
+        self._fail_stale_jobs()
         return [self.job_out(job) for job in self.store.list_jobs(name)]
+
+    def _fail_stale_jobs(self) -> None:
+        """Fail jobs whose process died (a CLI build killed with -9) at most every few
+        seconds, when someone looks at jobs: no job stays "running" forever."""
+        now = time.monotonic()
+        if now - self._stale_checked < STALE_CHECK_INTERVAL_S:
+            return
+        self._stale_checked = now
+        self.store.fail_stale_jobs(self.settings.job_stale_after_s)
 
     @staticmethod
     def job_out(job) -> JobOut:
@@ -207,8 +301,6 @@ class CollectionService:
         """Create the collection if needed, upsert ``documents`` and build synchronously
         (the CLI's path; the REST path is :meth:`start_build`). ``shards``: set the
         collection's shard count first; ``ray``: build on Ray. Returns the version id."""
-        from specrag.indexing.jobs import run_build
-
         try:
             configured = self.store.get_collection(name).kinds or {}
         except NotFound:
@@ -223,16 +315,32 @@ class CollectionService:
         for chunk in _chunks(documents, UPSERT_CHUNK):
             self.store.upsert(name, chunk)
         job = self.store.create_job(name, kind_names)
-        return run_build(
-            self.store, self.versions(name), name, job_id=job.id, progress_bar=progress_bar, ray=ray
-        )
+        return self._build(name, job.id, progress_bar=progress_bar, ray=ray)
 
     # -- search ----------------------------------------------------------------------
-    def version_for(self, name: str) -> OpenVersion:
-        """The open CURRENT version of ``name``, loading it when CURRENT changed. While a
-        new version loads, other requests keep getting the old one."""
-        current = self.versions(name).current()
-        cached = self._versions.get(name)
+    def refresh(self, name: str) -> RefreshOut:
+        """Make every document upserted since the current version searchable by the
+        kinds a delta segment covers (``indexing/delta.py``), without a full build."""
+        from specrag.indexing.delta import build_delta
+
+        info = self.store.get_collection(name)
+        with self._locks_guard:
+            lock = self._refresh_locks.setdefault(info.folder, threading.Lock())
+        with lock, self.store.corpus(name) as corpus:
+            manifest = build_delta(corpus, self.versions(info), corpus.generation)
+        return RefreshOut(**{k: manifest[k] for k in RefreshOut.model_fields})
+
+    def version_for(self, name: str, info: CollectionInfo | None = None) -> OpenVersion:
+        """The open CURRENT version of ``name`` with its live delta segment
+        (``retrieval/live.py``), loading it when CURRENT or DELTA changed. While a new one
+        loads, other requests keep getting the old one. Cached per storage folder, so a
+        collection created again under the same name starts empty."""
+        info = info or self.store.get_collection(name)
+        versions = self.versions(info)
+        key = info.folder
+        base = versions.current()
+        current = live_id(versions, base) if base is not None else None
+        cached = self._versions.get(key)
         if current is None:
             if cached is not None:
                 return cached
@@ -241,16 +349,20 @@ class CollectionService:
             )
         if cached is not None and cached.id == current:
             return cached
-        lock = self._lock_for(name)
+        lock = self._lock_for(key)
         if cached is not None and not lock.acquire(blocking=False):
             return cached  # another thread is loading the new version
         if cached is None:
             lock.acquire()
         try:
-            cached = self._versions.get(name)
+            cached = self._versions.get(key)
             if cached is None or cached.id != current:
-                cached = open_version(self.versions(name), current)
-                self._versions[name] = cached
+                opened = self._bases.get(key)
+                if opened is None or opened.id != base:
+                    opened = open_version(versions, base)
+                    self._bases[key] = opened
+                cached = with_delta(versions, opened)
+                self._versions[key] = cached
             return cached
         finally:
             lock.release()
@@ -296,11 +408,41 @@ class CollectionService:
                     f"retriever {spec.kind!r} k={spec.k} is over the limit max_k={self.settings.max_k}"
                 )
 
+    def allowed_models(self, version: OpenVersion | None = None) -> set[str]:
+        """Models a request may name: the configured generator and draft model, the
+        settings' allow-list, the default MaxSim model and every model the version's kinds
+        were built with."""
+        from specrag.rerank import DEFAULT_MAXSIM_MODEL
+
+        allowed = {"extractive", DEFAULT_MAXSIM_MODEL, *self.settings.allowed_models}
+        allowed |= {m for m in (self.settings.generator, self.settings.draft_model) if m}
+        if version is not None:
+            for entry in version.manifest.get("kinds", {}).values():
+                config = entry.get("config", {}) if isinstance(entry, dict) else {}
+                allowed |= {
+                    config[key]
+                    for key in ("model", "tokenizer")
+                    if isinstance(config.get(key), str)
+                }
+        return allowed
+
+    def check_model(self, field: str, model: str | None, version: OpenVersion | None) -> None:
+        if model is None:
+            return
+        allowed = self.allowed_models(version)
+        if model not in allowed:
+            raise ModelNotAllowed(
+                f"{field} {model!r} is not one of the configured models: "
+                f"{', '.join(sorted(allowed))} (add it to SPECRAG_ALLOWED_MODELS)"
+            )
+
     def search(self, name: str, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         self.check_limits(request)
         info = self.store.get_collection(name)
-        version = self.version_for(name)
+        version = self.version_for(name, info)
+        if request.rerank is not None:
+            self.check_model("rerank.model", request.rerank.model, version)
         t0 = time.perf_counter()
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         filter_ms = _ms(t0)
@@ -319,7 +461,9 @@ class CollectionService:
         kind: what evaluation and calibration run. Returns the version searched."""
         self.check_limits(request)
         info = self.store.get_collection(name)
-        version = self.version_for(name)
+        version = self.version_for(name, info)
+        if request.rerank is not None:
+            self.check_model("rerank.model", request.rerank.model, version)
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         stages = self.stages.for_request(version, request)
         return version, pipeline.search_batch(version, queries, request, allowed, stages).hits
@@ -350,6 +494,9 @@ class CollectionService:
         from specrag.generation.prompt import Passage
         from specrag.generation.service import get_generator
 
+        version = self.version_for(name) if body.model or body.draft_model else None
+        self.check_model("model", body.model, version)
+        self.check_model("draft_model", body.draft_model, version)
         generator = get_generator(body.model or self.settings.generator, self.settings.device)
         started = time.perf_counter()
         found = self.search(name, body.search_request())
@@ -414,10 +561,24 @@ def _chunks(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield chunk
 
 
+def remove_folder(path) -> None:
+    """Remove a deleted collection's folder: renamed aside first (one atomic step, so no
+    half-removed folder is ever read as a collection), then removed; errors raise."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".deleted-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
+    os.replace(path, trash)
+    shutil.rmtree(trash)
+
+
 def _log_failure(future: Future) -> None:
     exc = future.exception()
-    if exc is not None:
+    if exc is None:
+        return
+    if isinstance(exc, UserError):
         log.error("build failed: %s", exc)
+    else:  # a defect: keep where it happened
+        log.error("build failed: %s", exc, exc_info=exc)
 
 
 def _ms(since: float) -> float:

@@ -7,8 +7,7 @@ from the store, which ``retrieval/`` must not reach.
 
 from __future__ import annotations
 
-import threading
-
+from specrag.cache import LRUCache
 from specrag.rerank import Reranker, make_reranker
 from specrag.rerank.stage import RerankStage
 from specrag.retrieval import pipeline
@@ -24,13 +23,18 @@ from specrag.storage.store import DocumentStore
 CALIBRATION_NAME = "search"
 
 
+#: Rerankers (a model and a version's token store each) and calibrators kept loaded; the
+#: least recently used go, so old index versions and unused models are released.
+RERANKER_CACHE_SIZE = 4
+CALIBRATOR_CACHE_SIZE = 16
+
+
 class StageBuilder:
     def __init__(self, store: DocumentStore, recipe: Recipe = HYBRID):
         self.store = store
         self.recipe = recipe
-        self._rerankers: dict[tuple[str, str, str | None], Reranker] = {}
-        self._calibrators: dict[str, Calibrator] = {}
-        self._lock = threading.Lock()
+        self._rerankers: LRUCache[Reranker] = LRUCache(RERANKER_CACHE_SIZE)
+        self._calibrators: LRUCache[Calibrator] = LRUCache(CALIBRATOR_CACHE_SIZE)
 
     def for_request(self, version: OpenVersion, request: SearchRequest) -> list[Stage]:
         stages: list[Stage] = []
@@ -42,29 +46,26 @@ class StageBuilder:
         return stages
 
     def _reranker(self, version: OpenVersion, spec: RerankSpec) -> Reranker:
-        key = (version.id, spec.method, spec.model)
-        with self._lock:
-            if key not in self._rerankers:
-                try:
-                    self._rerankers[key] = make_reranker(
-                        spec.method, spec.model, version, self.recipe.maxsim_fusion
-                    )
-                except (ValueError, OSError) as exc:
-                    raise NotAvailable(f"rerank {spec.method}: {exc}") from exc
-            return self._rerankers[key]
+        def load() -> Reranker:
+            try:
+                return make_reranker(spec.method, spec.model, version, self.recipe.maxsim_fusion)
+            except (ValueError, OSError) as exc:
+                raise NotAvailable(f"rerank {spec.method}: {exc}") from exc
+
+        return self._rerankers.get_or_create((version.id, spec.method, spec.model), load)
 
     def _texts(self, version: OpenVersion, doc_ids: list[str]) -> list[str]:
         docs = self.store.get_documents(version.manifest.get("collection"), doc_ids)
         return [docs[d].full_text() if d in docs else "" for d in doc_ids]
 
     def calibrator(self, version: OpenVersion) -> Calibrator:
-        with self._lock:
-            if version.id not in self._calibrators:
-                path = calibration_path(version.path, CALIBRATION_NAME)
-                if not path.exists():
-                    raise NotAvailable(
-                        "min_relevance needs a calibration of this index version: run "
-                        "`specrag calibrate --collection NAME --queries FILE --qrels FILE`"
-                    )
-                self._calibrators[version.id] = Calibrator.load(path)
-            return self._calibrators[version.id]
+        def load() -> Calibrator:
+            path = calibration_path(version.path, CALIBRATION_NAME)
+            if not path.exists():
+                raise NotAvailable(
+                    "min_relevance needs a calibration of this index version: run "
+                    "`specrag calibrate --collection NAME --queries FILE --qrels FILE`"
+                )
+            return Calibrator.load(path)
+
+        return self._calibrators.get_or_create(version.id, load)

@@ -14,16 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
+from specrag.generation.runner import CACHE_KINDS, close_runner, needed_slots, open_runner
 from specrag.generation.tree import TokenTree, merge_trees
-from specrag.generation.verify import (
-    accept_greedy,
-    accept_sampling,
-    keep_in_cache,
-    sample_token,
-    tree_forward,
-)
+from specrag.generation.verify import accept_greedy, accept_sampling, sample_token
 
 
 @dataclass(frozen=True)
@@ -39,6 +33,12 @@ class DecodeConfig:
     # costs ~1.6 ms + ~0.12 ms per node there); a GPU verifies larger trees almost free.
     max_nodes: int = 16
     adaptive: bool = True
+    # The target's KV cache: "dynamic" grows per step (exact-length attention, the CPU
+    # default); "static" preallocates slots and pads every verify to ``max_nodes`` nodes,
+    # so each step has static shapes (runner.py). ``cuda_graphs`` (static only) replays
+    # each step as a captured CUDA graph on cuda; elsewhere the same code runs eagerly.
+    cache: str = "dynamic"
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -49,6 +49,10 @@ class DecodeConfig:
             raise ValueError("need 1 <= min_depth <= max_depth")
         if self.max_nodes < 2:
             raise ValueError("max_nodes must be >= 2")
+        if self.cache not in CACHE_KINDS:
+            raise ValueError(f"cache must be one of {CACHE_KINDS}, got {self.cache!r}")
+        if self.cuda_graphs and self.cache != "static":
+            raise ValueError('cuda_graphs needs cache="static"')
 
 
 @dataclass
@@ -137,16 +141,17 @@ def _generator(config: DecodeConfig) -> torch.Generator | None:
     return g
 
 
-@torch.inference_mode()
-def _prefill(model, prompt_ids: Sequence[int]):
+def _open(model, prompt_ids: Sequence[int], config: DecodeConfig):
+    """The target's runner for this sequence (runner.py), prefilled: (runner, logits)."""
     if len(prompt_ids) == 0:
         raise ValueError("empty prompt")
-    cache = DynamicCache()
-    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=model.device)
-    # Only the last position's logits are needed: the LM head over every prompt position
-    # would cost more than the transformer layers for a small model with a large vocabulary.
-    out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-    return cache, out.logits[0, -1].float()
+    slots = needed_slots(len(prompt_ids), config.max_new_tokens, config.max_nodes)
+    runner = open_runner(model, config.cache, config.cuda_graphs, slots)
+    try:
+        return runner, runner.prefill(prompt_ids)
+    except BaseException:
+        close_runner(runner)
+        raise
 
 
 def plain_stream(
@@ -161,24 +166,25 @@ def plain_stream(
     stop = StopRule(config, tokenizer)
     gen = _generator(config)
     started = time.perf_counter()
-    cache, logits = _prefill(model, prompt_ids)
-    stats.target_forwards += 1
-    stats.prefill_seconds = time.perf_counter() - started
-    out: list[int] = []
-    while True:
-        out.append(sample_token(logits, config.temperature, gen))
-        keep, done = stop.cut(out, len(out) - 1)
-        del out[keep:]
-        stats.new_tokens = len(out)
-        stats.seconds = time.perf_counter() - started
-        yield out[-1:]
-        if done:
-            return
-        with torch.inference_mode():
-            ids = torch.tensor([[out[-1]]], dtype=torch.long, device=model.device)
-            logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0, -1].float()
+    runner, logits = _open(model, prompt_ids, config)
+    try:
         stats.target_forwards += 1
-        stats.verify_steps += 1
+        stats.prefill_seconds = time.perf_counter() - started
+        out: list[int] = []
+        while True:
+            out.append(sample_token(logits, config.temperature, gen))
+            keep, done = stop.cut(out, len(out) - 1)
+            del out[keep:]
+            stats.new_tokens = len(out)
+            stats.seconds = time.perf_counter() - started
+            yield out[-1:]
+            if done:
+                return
+            logits = runner.step(out[-1])
+            stats.target_forwards += 1
+            stats.verify_steps += 1
+    finally:
+        close_runner(runner)
 
 
 class DepthPolicy:
@@ -222,9 +228,18 @@ def speculative_stream(
     stats = stats if stats is not None else DecodeStats()
     stop = StopRule(config, tokenizer)
     gen = _generator(config)
-    policy = DepthPolicy(config)
     started = time.perf_counter()
-    cache, logits = _prefill(model, prompt_ids)
+    runner, logits = _open(model, prompt_ids, config)
+    try:
+        yield from _speculate(
+            runner, logits, prompt_ids, drafters, config, stop, gen, stats, started
+        )
+    finally:
+        close_runner(runner)
+
+
+def _speculate(runner, logits, prompt_ids, drafters, config, stop, gen, stats, started):
+    policy = DepthPolicy(config)
     stats.target_forwards += 1
     stats.prefill_seconds = time.perf_counter() - started
     n_prompt = len(prompt_ids)
@@ -250,8 +265,8 @@ def speculative_stream(
             tree = merge_trees(out[-1], proposals, policy.max_nodes(depth))
         else:
             tree = TokenTree.with_root(out[-1])
-        past_len = cache.get_seq_length()
-        logits = tree_forward(model, cache, tree)
+        # a static runner pads every tree of 2+ nodes to max_nodes (one verify shape)
+        logits = runner.forward(tree, config.max_nodes)
         stats.target_forwards += 1
         stats.verify_steps += 1
         stats.drafted_tokens += tree.n_drafted
@@ -259,7 +274,7 @@ def speculative_stream(
             path, next_token = accept_sampling(tree, logits, config.temperature, gen)
         else:
             path, next_token = accept_greedy(tree, logits)
-        keep_in_cache(cache, past_len, path, len(tree))
+        runner.keep(path, len(tree))
         accepted = [tree.tokens[i] for i in path[1:]]
         policy.update(len(accepted))
         stats.accepted_per_step.append(len(accepted))

@@ -36,7 +36,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)  # with the generator cache: at most two LMs loaded
 def _load(name: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from specrag.cache import LRUCache
+from specrag.errors import UserError
 from specrag.generation.prompt import Passage, build_prompt
 
 EXTRACTIVE = "extractive"
@@ -23,7 +25,11 @@ SETTING_HINT = (
 )
 
 
-class GeneratorUnavailable(RuntimeError):
+class AskOptionsError(UserError, ValueError):
+    """Answer options that do not fit together (HTTP 400)."""
+
+
+class GeneratorUnavailable(UserError, RuntimeError):
     """No usable generator: the API answers 503 with this message."""
 
 
@@ -42,7 +48,7 @@ class AskOptions:
     def __post_init__(self):
         unknown = set(self.drafters) - set(DRAFTER_NAMES)
         if unknown:
-            raise ValueError(
+            raise AskOptionsError(
                 f"unknown drafters {sorted(unknown)}; known: {', '.join(DRAFTER_NAMES)}"
             )
 
@@ -77,19 +83,22 @@ class ExtractiveGenerator:
     def stream(
         self, question: str, passages: Sequence[Passage], options: AskOptions, datastore=None
     ) -> Iterator[tuple[str, Any]]:
-        from specrag.generation.extractive import extractive_answer
+        from specrag.generation.extractive import cite, extractive_sentences
 
         started = time.perf_counter()
-        text, cited = extractive_answer(question, passages)
-        if text:
-            yield "delta", text
+        units = extractive_sentences(question, passages)
+        # One delta per sentence, so a client shows the answer growing as with an LM.
+        parts = [cite(n, s) for n, s in units]
+        for i, part in enumerate(parts):
+            yield "delta", part if i == 0 else " " + part
+        text, cited = " ".join(parts), {n for n, _ in units}
         stats = {
             "generator": EXTRACTIVE,
             "generated_tokens": 0,
             "target_forwards": 0,
             "generation_ms": round((time.perf_counter() - started) * 1000, 2),
         }
-        yield "done", Answer(text, _citations(text, passages, set(cited)), stats)
+        yield "done", Answer(text, _citations(text, passages, cited), stats)
 
     def answer(self, question, passages, options, datastore=None) -> Answer:
         return _last(self.stream(question, passages, options, datastore))
@@ -114,7 +123,9 @@ class LMGenerator:
             retrieval.append(DatastoreDrafter(datastore))
         if "draft-model" in options.drafters:
             if not options.draft_model:
-                raise ValueError("drafter 'draft-model' needs a draft_model (SPECRAG_DRAFT_MODEL)")
+                raise AskOptionsError(
+                    "drafter 'draft-model' needs a draft_model (SPECRAG_DRAFT_MODEL)"
+                )
             draft = load_causal_lm(options.draft_model, self.loaded.device)
             from specrag.generation.drafters import CombinedDrafter
 
@@ -195,8 +206,9 @@ def _last(events: Iterator[tuple[str, Any]]) -> Answer:
     return result
 
 
-_generators: dict[tuple[str, str | None], Any] = {}
-_generators_lock = threading.Lock()
+#: Language models kept loaded (each may take gigabytes): the least recently used goes.
+GENERATOR_CACHE_SIZE = 2
+_generators: LRUCache[Any] = LRUCache(GENERATOR_CACHE_SIZE)
 
 
 def get_generator(name: str | None, device: str | None = None):
@@ -206,15 +218,15 @@ def get_generator(name: str | None, device: str | None = None):
         raise GeneratorUnavailable(f"no generator model is configured: {SETTING_HINT}")
     if name == EXTRACTIVE:
         return ExtractiveGenerator()
-    key = (name, device)
-    with _generators_lock:
-        if key not in _generators:
-            from specrag.generation.model import load_causal_lm
 
-            try:
-                _generators[key] = LMGenerator(load_causal_lm(name, device))
-            except Exception as exc:  # noqa: BLE001 -- any load failure means 503
-                raise GeneratorUnavailable(
-                    f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
-                ) from exc
-        return _generators[key]
+    def load() -> LMGenerator:
+        from specrag.generation.model import load_causal_lm
+
+        try:
+            return LMGenerator(load_causal_lm(name, device))
+        except Exception as exc:  # noqa: BLE001 -- any load failure means 503
+            raise GeneratorUnavailable(
+                f"generator {name!r} cannot be loaded ({type(exc).__name__}: {exc}); {SETTING_HINT}"
+            ) from exc
+
+    return _generators.get_or_create((name, device), load)

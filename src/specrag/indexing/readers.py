@@ -5,12 +5,13 @@ Records map to documents the same way in every format:
 
 - id: ``_id``, else ``id`` (a string, or an integer turned into one); when both are
   present ``_id`` is the id and ``id`` stays in the metadata;
-- ``text``: required, a non-empty string; ``title``: optional string (empty means none);
+- ``text``: required, a string, which may be empty (the document is still fetchable and
+  filterable); ``title``: optional string (empty means none);
 - every other field goes to ``metadata``, and a nested ``metadata`` object is merged on
   top (its keys win). CSV/TSV cells are strings and empty cells are left out; Parquet
   nulls are left out; JSON ``null`` is kept.
 
-Error policy: a record with a missing id, a missing or empty text, invalid JSON, a
+Error policy: a record with a missing id, a missing text, invalid JSON, a
 non-object line or an id already seen in the same file is a :class:`ReaderError` that
 names the file, the line (or row) and the reason. ``on_error="fail"`` (the default) stops
 at the first one; ``on_error="skip"`` skips the record (for a duplicate id, the later
@@ -28,11 +29,12 @@ import gzip
 import io
 import json
 import math
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from specrag.errors import UserError
 from specrag.types import Document
 
 OnError = Literal["fail", "skip"]
@@ -42,7 +44,7 @@ _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _QUERY_HEADER_IDS = {"query-id", "query_id", "qid", "id", "_id"}
 
 
-class ReaderError(ValueError):
+class ReaderError(UserError, ValueError):
     """A bad input record or file; ``str()`` names the file, the line or row, and why."""
 
     def __init__(self, path: Path | str, reason: str, line: int | None = None, unit: str = "line"):
@@ -168,8 +170,6 @@ def record_to_document(record: Any, path: Path | str, number: int, unit: str = "
         raise fail(f"document {doc_id!r}: missing text")
     if not isinstance(text, str):
         raise fail(f"document {doc_id!r}: text must be a string, got {_json_kind(text)}")
-    if not text.strip():
-        raise fail(f"document {doc_id!r}: empty text")
     title = fields.pop("title", None)
     if title is not None and not isinstance(title, str):
         raise fail(f"document {doc_id!r}: title must be a string, got {_json_kind(title)}")
@@ -203,14 +203,38 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _utf8_lines(raw: Iterable[bytes], bad: dict[int, str]) -> Iterator[str]:
+    """Decode line by line, so one line that is not UTF-8 is a bad record (its number and
+    reason land in ``bad``; the line is decoded with replacement characters) rather than
+    an unreadable file."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad[number] = (
+                f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1} of the line)"
+            )
+            yield line.decode("utf-8", errors="replace")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Any, str]]:
-    with _open_text(path) as f:
+    bad: dict[int, str] = {}
+    with _open_bytes(path) as f:
         try:
-            for number, line in enumerate(f, start=1):
+            for number, line in enumerate(_utf8_lines(f, bad), start=1):
+                if number in bad:
+                    yield number, ReaderError(path, bad.pop(number), number), "line"
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -226,9 +250,10 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any, str]]:
 
 def _csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, Any, str]]:
     csv.field_size_limit(2**31 - 1)  # documents longer than csv's 128 KiB default
-    with _open_text(path) as f:
+    bad: dict[int, str] = {}
+    with _open_bytes(path) as f:
         try:
-            reader = csv.DictReader(f, delimiter=delimiter)
+            reader = csv.DictReader(_utf8_lines(f, bad), delimiter=delimiter)
             header = reader.fieldnames or []
             if not ({"_id", "id"} & set(header)) or "text" not in header:
                 raise ReaderError(
@@ -236,8 +261,18 @@ def _csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, Any, str]]:
                     f"the header must name an id column ('_id' or 'id') and 'text'; got {header}",
                     1,
                 )
+            if 1 in bad:
+                raise ReaderError(path, f"header: {bad[1]}", 1)
+            last = reader.line_num
             for row in reader:
-                number = reader.line_num
+                first, number, last = last + 1, reader.line_num, reader.line_num
+                undecodable = [n for n in range(first, number + 1) if n in bad]
+                if undecodable:  # a row (quoted cells may span lines) with a bad line
+                    reason = bad[undecodable[0]]
+                    for n in undecodable:
+                        del bad[n]
+                    yield number, ReaderError(path, reason, undecodable[0]), "line"
+                    continue
                 if None in row:
                     yield (
                         number,
@@ -356,15 +391,17 @@ def _add_query(queries: dict[str, str], qid: str, text: str, path: Path, number:
 def read_qrels(path: Path | str) -> dict[str, dict[str, int]]:
     """Query id -> {document id: graded relevance} from a BEIR qrels TSV (``query-id
     corpus-id score``, header row first) or TREC qrels (``qid iter docid rel``).
-    A pair listed twice with different grades is an error."""
+    A line with a tab is split on tabs only (BEIR TSV: ids may hold spaces), other lines
+    on whitespace. A pair listed twice with different grades is an error."""
     path = Path(path)
     if not path.is_file():
         raise ReaderError(path, "no such file")
     qrels: dict[str, dict[str, int]] = {}
     with _open_text(path) as f:
         for number, line in enumerate(f, start=1):
-            cells = line.split()
-            if not cells:
+            line = line.rstrip("\r\n")
+            cells = [c.strip() for c in line.split("\t")] if "\t" in line else line.split()
+            if not any(cells):
                 continue
             if len(cells) == 3:
                 qid, docid, grade = cells

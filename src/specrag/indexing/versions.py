@@ -1,10 +1,12 @@
 """Immutable index versions on disk, switched in atomically.
 
 ```
-<collection_dir>/versions/<id>/   manifest.json  ids.npy  <kind>/...
+<collection_dir>/versions/<id>/   manifest.json  ids.npy  <kind>/...  encodings/<space>.npy
 <collection_dir>/CURRENT          the live version id
+<collection_dir>/encodings/       the encoding store (indexing/encodings/)
 ```
-A build writes into a hidden temporary directory, fsyncs it, renames it into
+A build first encodes what the encoding store lacks (once per encoder space, for all the
+kinds), then writes into a hidden temporary directory, fsyncs it, renames it into
 ``versions/`` and only then replaces ``CURRENT``. A crash (even ``kill -9``) at any point
 leaves the previous version serving and no partial version visible.
 """
@@ -21,7 +23,11 @@ from typing import Any
 import numpy as np
 
 from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from specrag.indexing.encodings.gc import STORE_DIR, collect_garbage
+from specrag.indexing.encodings.session import BuildEncodings
+from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.kinds.selfcheck import SelfCheckError, failed_checks
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.types import Corpus, Progress, no_progress
 
@@ -75,10 +81,23 @@ class VersionStore:
         parsed: dict[str, KindConfig] = parse_kinds(kinds)
         version_id = new_version_id()
         started = time.time()
-        with atomic_directory(self.path(version_id)) as tmp:
+        encodings = EncodingStore(self.root / STORE_DIR)
+        # Held shared until the version is renamed into place: GC never removes what
+        # this build is about to refer to.
+        with encodings.lock(), atomic_directory(self.path(version_id)) as tmp:
             ids = np.array([doc.id for doc in corpus], dtype=object)
             if len(ids) == 0:
                 raise ValueError("cannot build an index over an empty collection")
+            session = BuildEncodings(
+                encodings,
+                corpus,
+                {
+                    name: get_kind(name).encodings(cfg)
+                    for name, cfg in parsed.items()
+                    if get_kind(name).encodings is not None
+                },
+            )
+            session.prepare(progress)
             np.save(tmp / "ids.npy", ids.astype(str))
             manifest: dict[str, Any] = {
                 "format": MANIFEST_FORMAT,
@@ -88,34 +107,50 @@ class VersionStore:
                 "kinds": {},
                 **(extra_manifest or {}),
             }
-            for position, (name, cfg) in enumerate(parsed.items(), start=1):
-                kind_started = time.time()
-                out = tmp / name
-                out.mkdir()
-                label = f"{name} ({position}/{len(parsed)})"
-                stats = get_kind(name).build(corpus, out, cfg, _labelled(progress, label))
-                manifest["kinds"][name] = {
-                    "config": cfg.model_dump(),
-                    "stats": stats or {},
-                    "build_seconds": round(time.time() - kind_started, 3),
-                }
+            manifest["encodings"] = session.stats()
+            with session.active():
+                for position, (name, cfg) in enumerate(parsed.items(), start=1):
+                    kind_started = time.time()
+                    out = tmp / name
+                    out.mkdir()
+                    label = f"{name} ({position}/{len(parsed)})"
+                    stats = get_kind(name).build(corpus, out, cfg, _labelled(progress, label))
+                    manifest["kinds"][name] = {
+                        "config": cfg.model_dump(),
+                        "stats": stats or {},
+                        "build_seconds": round(time.time() - kind_started, 3),
+                    }
+            session.write_references(tmp / STORE_DIR)
             manifest["build_seconds"] = round(time.time() - started, 3)
             write_json_atomic(tmp / "manifest.json", manifest)
         if activate:
             self.activate(version_id)
         return version_id
 
-    def activate(self, version_id: str) -> None:
+    def activate(self, version_id: str, *, force: bool = False) -> None:
+        """Make ``version_id`` current. Refused (SelfCheckError) when one of its kinds
+        failed the build's recall self-check, unless ``force``; the version stays on
+        disk and listed."""
         if not (self.path(version_id) / "manifest.json").exists():
             raise ValueError(f"version {version_id!r} does not exist")
+        failed = failed_checks(self.manifest(version_id))
+        if failed and not force:
+            raise SelfCheckError(
+                f"version {version_id} was built but not activated: "
+                + "; ".join(failed)
+                + ". Raise the search knobs (ivf_nprobe, hnsw_ef_search, nprobe, candidates), "
+                "use an exact index, or lower self_check_floor."
+            )
         write_text_atomic(self.root / "CURRENT", version_id + "\n")
 
     def prune(self, keep: int = 2) -> list[str]:
-        """Delete old versions, never the current one; returns the removed ids."""
+        """Delete old versions, never the current one, then the stored encodings no
+        remaining version refers to; returns the removed ids."""
         current = self.current()
         old = [v for v in self.list() if v != current][: max(0, len(self.list()) - keep)]
         for vid in old:
             shutil.rmtree(self.path(vid), ignore_errors=True)
+        collect_garbage(self.root)
         return old
 
 

@@ -71,6 +71,14 @@ class MaxSimReranker:
             return []
         check_lengths(hits, texts, rows)
         maxsim = self.maxsim_scores(query, texts, rows).astype(np.float64)
+        finite = np.isfinite(maxsim)
+        if not finite.any():
+            # A query with no tokens (blank, control characters) or candidates without
+            # any: MaxSim tells nothing, so the first stage's order stands.
+            return list(hits[:k] if k is not None else hits)
+        # A candidate without tokens gets the list's lowest MaxSim, not -inf (which would
+        # turn every fused score into -inf or NaN).
+        maxsim = np.where(finite, maxsim, maxsim[finite].min())
         final = maxsim
         if self.fusion_weights:
             final = zscore(maxsim)

@@ -37,6 +37,9 @@ class RerankStage:
             return hits
         rows = np.array([version.row_of(h.doc_id) for h in hits], dtype=np.int64)
         texts = None
-        if self.reranker.needs_texts:
+        if self.reranker.needs_texts or ("delta" in version.manifest and self.texts):
+            # Under a live delta segment (retrieval/live.py) stored token rows exist only
+            # for the base version's documents: rerank from the texts instead.
+            rows = None
             texts = self.texts(version, [h.doc_id for h in hits])
         return self.reranker.rerank(query, hits, texts=texts, rows=rows)

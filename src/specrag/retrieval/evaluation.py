@@ -14,6 +14,7 @@ import ir_measures
 from ir_measures import RR, R, nDCG
 
 from specrag.atomic import write_text_atomic
+from specrag.errors import UserError
 from specrag.types import Hit
 
 #: The measures reported everywhere: nDCG@10, Recall@100, MRR@10.
@@ -34,7 +35,7 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     (a judged query missing from the run counts as 0, as in trec_eval -c)."""
     judged = {qid: dict(rels) for qid, rels in qrels.items() if qid in run and rels}
     if not judged:
-        raise ValueError("no query of the run has relevance judgments")
+        raise EvaluationError("no query of the run has relevance judgments")
     ranked = {
         qid: {hit.doc_id: float(len(hits) - i) for i, hit in enumerate(hits)}
         for qid, hits in run.items()
@@ -50,10 +51,31 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     }
 
 
+class EvaluationError(UserError, ValueError):
+    """Runs and judgments that cannot be evaluated together."""
+
+
+class TrecFormatError(UserError, ValueError):
+    """A run the TREC format cannot hold: its columns are whitespace-separated, so an id
+    or tag with whitespace in it would shift them."""
+
+
 def write_trec_run(path: Path, run: Run, tag: str = "specrag", depth: int = 1000) -> None:
-    """Write ``qid Q0 docid rank score tag`` lines (top ``depth`` per query), atomically."""
+    """Write ``qid Q0 docid rank score tag`` lines (top ``depth`` per query), atomically.
+    Raises TrecFormatError (writing nothing) when an id or the tag holds whitespace."""
     lines = []
+    _check_trec_field("tag", tag)
     for qid, hits in run.items():
+        _check_trec_field("query id", qid)
         for rank, hit in enumerate(hits[:depth], start=1):
+            _check_trec_field("document id", hit.doc_id)
             lines.append(f"{qid} Q0 {hit.doc_id} {rank} {hit.score:.6f} {tag}")
     write_text_atomic(Path(path), "\n".join(lines) + ("\n" if lines else ""))
+
+
+def _check_trec_field(what: str, value: str) -> None:
+    if not value or any(ch.isspace() for ch in value):
+        raise TrecFormatError(
+            f"{what} {value!r} is empty or holds whitespace, which a TREC run file cannot "
+            "hold (its columns are whitespace-separated); no run file was written"
+        )

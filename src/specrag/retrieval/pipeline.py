@@ -19,12 +19,14 @@ mention ``rerank``, the recipe's default when the version has a late-interaction
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from specrag.errors import UserError
 from specrag.indexing.registry import searchable
 from specrag.retrieval.fusion import convex, rrf
 from specrag.retrieval.recipe import HYBRID, Recipe
@@ -34,7 +36,7 @@ from specrag.retrieval.version import OpenVersion
 from specrag.types import DocMask, Hit
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A request that cannot run against this collection (a client error, HTTP 400)."""
 
 
@@ -156,6 +158,9 @@ def search_batch(
         t0 = time.perf_counter()
         fused = stage(version, queries, fused)
         timings[stage.name] = _ms(t0)
+    # A hit whose final score is not finite could not match (-inf): never one to return
+    # (JSON has no -inf; it would come back as "score": null).
+    fused = [[h for h in hits if math.isfinite(h.score)] for hits in fused]
     if request.min_score is not None:
         fused = [[h for h in hits if h.score >= request.min_score] for hits in fused]
     timings["total"] = _ms(started)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class RetrieverSpec(BaseModel):
     """One first-stage retriever: an index kind of the collection."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str = Field(description="Index kind, e.g. bm25, dense, splade, binary, colbert.")
     weight: float = Field(1.0, ge=0, description="Weight in the fusion.")
@@ -18,7 +18,7 @@ class RetrieverSpec(BaseModel):
 
 
 class RerankSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: Literal["maxsim", "cross-encoder"] = "maxsim"
     model: str | None = Field(None, description="Model name or path; default per method.")
@@ -26,7 +26,7 @@ class RerankSpec(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     query: str = Field(min_length=1)
     k: int = Field(10, ge=1)

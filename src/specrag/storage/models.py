@@ -34,7 +34,10 @@ class Base(DeclarativeBase):
 
 class CollectionRow(Base):
     __tablename__ = "collections"
-    __table_args__ = (UniqueConstraint("name", name="uq_collections_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_collections_name"),
+        Index("ix_collections_folder", "folder", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -47,6 +50,9 @@ class CollectionRow(Base):
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     #: Kept exact by upsert and delete, so that reading a collection never counts rows.
     n_documents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: The folder of its index files under ``collections/``: unique per collection ever
+    #: created, so a new collection with a deleted one's name never sees its files.
+    folder: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class DocumentRow(Base):
@@ -124,3 +130,30 @@ class BuildJobRow(Base):
     #: "host:pid:token" of the process that owns the job, so a restart can tell its own
     #: dead jobs from another live process's.
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Written every few seconds while the build runs: a running job whose heartbeat is
+    #: old lost its process (even on another host, or a reused pid).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored (``storage/keys.py``). A revoked key keeps
+    its row (``revoked_at``), so its name stays in the listing; an active name is unique."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="uq_api_keys_hash"),
+        Index("ix_api_keys_prefix", "prefix"),
+        Index("ix_api_keys_name", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: read | write | admin (each includes the ones before it)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: The key's first characters after ``sk_``: finds the row without the whole key.
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -14,6 +14,7 @@ Policies (see docs/storage.md):
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from specrag.errors import UserError
 from specrag.storage.db import write_connection
 from specrag.storage.filters import compile_filter
 from specrag.storage.models import BuildJobRow, CollectionRow, DocumentRow, IndexVersionRow, utcnow
@@ -49,12 +51,30 @@ CORPUS_PAGE = 1000
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-class NotFound(LookupError):
+class NotFound(UserError, LookupError):
     """A collection, document, version or job that does not exist (HTTP 404)."""
 
 
-class AlreadyExists(ValueError):
+class AlreadyExists(UserError, ValueError):
     """A collection name that is taken (HTTP 409)."""
+
+
+class InvalidDocument(UserError, ValueError):
+    """A document the store refuses: bad id, types, NaN, metadata too deep or too large
+    (HTTP 400)."""
+
+
+#: Nesting no stored JSON value may pass, whatever the settings say (stack safety).
+HARD_DEPTH_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class MetadataLimits:
+    """How deep (objects/arrays, the metadata object itself is level 1) and how large (bytes
+    of JSON) one document's metadata may be: settings max_metadata_depth/_bytes."""
+
+    max_depth: int = 32
+    max_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,8 @@ class CollectionInfo:
     created_at: datetime
     current_version: str | None
     generation: int
+    #: Folder of its index files under ``collections/`` (unique per collection created).
+    folder: str
 
 
 @dataclass(frozen=True)
@@ -96,17 +118,27 @@ class JobInfo:
     finished_at: datetime | None
 
 
+class InvalidName(UserError, ValueError):
+    """A collection name outside the safe alphabet (HTTP 400)."""
+
+
 def validate_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
-        raise ValueError(
+        raise InvalidName(
             f"invalid collection name {name!r}: use 1 to 64 letters, digits, '_' or '-'"
         )
     return name
 
 
+def new_folder(name: str) -> str:
+    """A storage folder never used before: the name (readable on disk) and a random part."""
+    return f"{name}.{uuid.uuid4().hex[:12]}"
+
+
 class DocumentStore:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, limits: MetadataLimits | None = None):
         self.engine = engine
+        self.limits = limits or MetadataLimits()
 
     # -- collections -----------------------------------------------------------------
     def create_collection(self, name: str, kinds: dict[str, dict] | None = None) -> CollectionInfo:
@@ -117,7 +149,12 @@ class DocumentStore:
             with write_connection(self.engine) as conn:
                 conn.execute(
                     CollectionRow.__table__.insert().values(
-                        name=name, kinds=kinds, created_at=utcnow(), generation=0, n_documents=0
+                        name=name,
+                        kinds=kinds,
+                        created_at=utcnow(),
+                        generation=0,
+                        n_documents=0,
+                        folder=new_folder(name),
                     )
                 )
         except IntegrityError:
@@ -144,7 +181,9 @@ class DocumentStore:
             .subquery()
         )
         query = (
-            select(c.name, c.kinds, c.created_at, c.generation, c.n_documents, current.c.vid)
+            select(
+                c.name, c.kinds, c.created_at, c.generation, c.n_documents, c.folder, current.c.vid
+            )
             .outerjoin(current, current.c.collection_id == c.id)
             .order_by(c.name)
         )
@@ -158,6 +197,7 @@ class DocumentStore:
                 created_at=_aware(row.created_at),
                 current_version=row.vid,
                 generation=int(row.generation),
+                folder=row.folder or row.name,
             )
             for row in conn.execute(query)
         ]
@@ -224,7 +264,7 @@ class DocumentStore:
                 rows: dict[str, dict[str, Any]] = {}
                 now = utcnow()
                 for doc in batch:
-                    _check_document(doc)
+                    check_document(doc, self.limits)
                     rows[doc.id] = {
                         "collection_id": cid,
                         "ext_id": doc.id,
@@ -337,10 +377,23 @@ class DocumentStore:
         n_docs: int,
         generation: int | None = None,
         current: bool = False,
+        job_id: str | None = None,
     ) -> None:
-        """Record a built version (for listing); ``current=True`` also marks it current."""
+        """Record a built version (for listing); ``current=True`` also marks it current.
+        ``job_id``: the build's job, which must still be there (NotFound otherwise): a
+        collection deleted, and maybe created again, during the build loses its jobs, so
+        the build can never record into the new collection."""
         with write_connection(self.engine) as conn:
             cid = self._collection_id(conn, name)
+            if job_id is not None and (
+                conn.scalar(
+                    select(BuildJobRow.id).where(
+                        BuildJobRow.id == job_id, BuildJobRow.collection_id == cid
+                    )
+                )
+                is None
+            ):
+                raise NotFound(f"job {job_id!r} of collection {name!r} not found")
             conn.execute(
                 IndexVersionRow.__table__.insert().values(
                     id=version_id,
@@ -459,6 +512,7 @@ class DocumentStore:
             fields["progress"] = progress
         if status == "running":
             fields.setdefault("started_at", utcnow())
+            fields["heartbeat_at"] = utcnow()
             fields["worker"] = WORKER_ID
         if status in ("succeeded", "failed"):
             fields.setdefault("finished_at", utcnow())
@@ -489,37 +543,66 @@ class DocumentStore:
             )
             return [_job(row) for row in rows]
 
-    def fail_stale_jobs(self) -> int:
-        """At startup: mark failed the queued/running jobs whose owning process is gone.
+    def heartbeat(self, job_id: str) -> bool:
+        """Stamp a running job's heartbeat; False when the job is gone or not running."""
+        with write_connection(self.engine) as conn:
+            result = conn.execute(
+                update(BuildJobRow)
+                .where(BuildJobRow.id == job_id, BuildJobRow.status == "running")
+                .values(heartbeat_at=utcnow())
+            )
+        return result.rowcount > 0
+
+    def fail_stale_jobs(self, stale_after_s: float | None = None) -> int:
+        """Mark failed the queued/running jobs whose owning process is gone (at startup,
+        and from time to time while serving, so a CLI build killed with -9 does not stay
+        "running").
 
         A job is stale when it has no owner, or its owner ran on this host and that
         process no longer exists (or its pid now belongs to this process, i.e. a restart
-        that reused it). Jobs owned by a live process, or by another host, are left
-        alone: they may still be running there. Returns the number of jobs failed."""
+        that reused it), or (``stale_after_s`` given) it is running in another process
+        and its heartbeat (``run_build`` stamps it every few seconds) is older than that:
+        a dead owner on another host, or a pid reused. Returns the number of jobs failed."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(BuildJobRow.id, BuildJobRow.worker, BuildJobRow.status).where(
-                    BuildJobRow.status.in_(("queued", "running"))
-                )
+                select(
+                    BuildJobRow.id,
+                    BuildJobRow.worker,
+                    BuildJobRow.status,
+                    BuildJobRow.heartbeat_at,
+                    BuildJobRow.started_at,
+                ).where(BuildJobRow.status.in_(("queued", "running")))
             ).all()
-        stale = [row for row in rows if _owner_is_gone(row.worker)]
-        for row in stale:
+        now = utcnow()
+        failed = 0
+        for row in rows:
+            if _owner_is_gone(row.worker):
+                why = "stopped before it finished"
+            elif (
+                stale_after_s is not None
+                and row.status == "running"
+                and row.worker != WORKER_ID
+                and _older_than(row.heartbeat_at or row.started_at, now, stale_after_s)
+            ):
+                why = f"sent no heartbeat for over {stale_after_s:g} s"
+            else:
+                continue
             with write_connection(self.engine) as conn:
-                conn.execute(
+                result = conn.execute(
                     update(BuildJobRow)
                     .where(BuildJobRow.id == row.id, BuildJobRow.status == row.status)
                     .values(
                         status="failed",
-                        finished_at=utcnow(),
+                        finished_at=now,
                         error="interrupted",
                         message=(
                             f"the process that owned this {row.status} build "
-                            f"({row.worker or 'unknown'}) stopped before it finished; "
-                            "start the build again"
+                            f"({row.worker or 'unknown'}) {why}; start the build again"
                         ),
                     )
                 )
-        return len(stale)
+            failed += result.rowcount
+        return failed
 
 
 class CorpusSnapshot:
@@ -640,39 +723,60 @@ def _upsert_statement(dialect: str):
     )
 
 
-def _check_document(doc: Document) -> None:
+def check_document(doc: Document, limits: MetadataLimits | None = None) -> None:
+    """Refuse a document the store cannot hold faithfully (InvalidDocument). Its text may
+    be empty: a document with an id and metadata only is still fetchable and filterable."""
+    limits = limits or MetadataLimits()
     if not isinstance(doc, Document):
-        raise ValueError(f"expected a Document, got {type(doc).__name__}")
+        raise InvalidDocument(f"expected a Document, got {type(doc).__name__}")
     if not isinstance(doc.id, str) or not doc.id:
-        raise ValueError(f"document id must be a non-empty string, got {doc.id!r}")
-    if not isinstance(doc.text, str) or not doc.text.strip():
-        raise ValueError(f"document {doc.id!r}: text must be a non-empty string")
+        raise InvalidDocument(f"document id must be a non-empty string, got {doc.id!r}")
+    if not isinstance(doc.text, str):
+        raise InvalidDocument(f"document {doc.id!r}: text must be a string")
     if doc.title is not None and not isinstance(doc.title, str):
-        raise ValueError(f"document {doc.id!r}: title must be a string or None")
+        raise InvalidDocument(f"document {doc.id!r}: title must be a string or None")
     if not isinstance(doc.metadata, Mapping):
-        raise ValueError(f"document {doc.id!r}: metadata must be an object")
-    _check_json(doc.metadata, f"document {doc.id!r} metadata")
+        raise InvalidDocument(f"document {doc.id!r}: metadata must be an object")
+    where = f"document {doc.id!r} metadata"
+    _check_json(doc.metadata, where, max_depth=limits.max_depth)
+    size = len(json.dumps(doc.metadata, ensure_ascii=False).encode())
+    if size > limits.max_bytes:
+        raise InvalidDocument(
+            f"{where} is {size} bytes as JSON; the limit is {limits.max_bytes} "
+            "(setting max_metadata_bytes)"
+        )
 
 
-def _check_json(value: Any, where: str, path: str = "") -> None:
-    """Reject what JSON cannot store faithfully: non-string keys, NaN/inf, other types."""
+def _check_json(
+    value: Any, where: str, path: str = "", max_depth: int = HARD_DEPTH_LIMIT, depth: int = 0
+) -> None:
+    """Reject what JSON cannot store faithfully: non-string keys, NaN/inf, other types,
+    and nesting deeper than ``max_depth`` objects/arrays (checked before recursing, so a
+    hostile value never exhausts the stack)."""
     if value is None or isinstance(value, bool | str | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where}: {path or 'value'} is {value}; JSON has no NaN/inf")
+            raise InvalidDocument(f"{where}: {path or 'value'} is {value}; JSON has no NaN/inf")
         return
+    if isinstance(value, Mapping | list | tuple) and depth + 1 > max_depth:
+        raise InvalidDocument(
+            f"{where}: nested deeper than {max_depth} levels at {path or 'top level'} "
+            "(setting max_metadata_depth)"
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{where}: key {key!r} at {path or 'top level'} is not a string")
-            _check_json(item, where, f"{path}.{key}" if path else key)
+                raise InvalidDocument(
+                    f"{where}: key {key!r} at {path or 'top level'} is not a string"
+                )
+            _check_json(item, where, f"{path}.{key}" if path else key, max_depth, depth + 1)
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_json(item, where, f"{path}[{i}]")
+            _check_json(item, where, f"{path}[{i}]", max_depth, depth + 1)
         return
-    raise ValueError(
+    raise InvalidDocument(
         f"{where}: {path or 'value'} has type {type(value).__name__}, which JSON cannot store"
     )
 
@@ -721,6 +825,12 @@ def _job(row) -> JobInfo:
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
     )
+
+
+def _older_than(stamp: datetime | None, now: datetime, seconds: float) -> bool:
+    if stamp is None:
+        return True
+    return (now - _aware(stamp)).total_seconds() > seconds
 
 
 def _owner_is_gone(worker: str | None) -> bool:

@@ -9,6 +9,7 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
 from specrag.api.schemas import AskRequest, AskResponse
 
@@ -19,7 +20,7 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-@router.post("/collections/{name}/ask", response_model=AskResponse)
+@router.post("/collections/{name}/ask", response_model=AskResponse, dependencies=READ)
 def ask(name: str, body: AskRequest, service: ServiceDep):
     events = service.ask(name, body)
     if body.stream:

@@ -2,25 +2,37 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from specrag.api.auth import READ, WRITE
 from specrag.api.deps import ServiceDep
-from specrag.api.schemas import BuildRequest, JobOut
+from specrag.api.schemas import BuildRequest, JobOut, RefreshOut
 
 router = APIRouter(tags=["builds"])
 
 
 @router.post(
-    "/collections/{name}/builds", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED
+    "/collections/{name}/builds",
+    response_model=JobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=WRITE,
 )
 def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
     """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
     return service.start_build(name, body.kinds if body else None)
 
 
-@router.get("/collections/{name}/builds", response_model=list[JobOut])
+@router.post("/collections/{name}/refresh", response_model=RefreshOut, dependencies=WRITE)
+def refresh(name: str, service: ServiceDep) -> RefreshOut:
+    """Make documents upserted since the current version searchable now (``dense``: a
+    delta segment beside the version; other kinds at the next build). Synchronous: it
+    encodes only the new and changed documents."""
+    return service.refresh(name)
+
+
+@router.get("/collections/{name}/builds", response_model=list[JobOut], dependencies=READ)
 def list_builds(name: str, service: ServiceDep) -> list[JobOut]:
     return service.list_jobs(name)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut)
+@router.get("/jobs/{job_id}", response_model=JobOut, dependencies=READ)
 def get_job(job_id: str, service: ServiceDep) -> JobOut:
     return service.get_job(job_id)

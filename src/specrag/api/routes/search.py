@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
 from specrag.api.schemas import SearchResponse
 from specrag.retrieval.request import SearchRequest
@@ -9,6 +10,6 @@ from specrag.retrieval.request import SearchRequest
 router = APIRouter(tags=["search"])
 
 
-@router.post("/collections/{name}/search", response_model=SearchResponse)
+@router.post("/collections/{name}/search", response_model=SearchResponse, dependencies=READ)
 def search(name: str, request: SearchRequest, service: ServiceDep) -> SearchResponse:
     return service.search(name, request)

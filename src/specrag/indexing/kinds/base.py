@@ -18,6 +18,7 @@ imports torch.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
@@ -31,7 +32,7 @@ from specrag.types import Corpus, DocMask, Hit, Progress
 class KindConfig(BaseModel):
     """Base of every kind's config: unknown fields are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def with_changes(self, **changes: Any) -> Self:
         """A validated copy with some fields changed (benchmarks and tests tune knobs this
@@ -84,6 +85,10 @@ class IndexKind:
     #: False for kinds that are not document retrievers (the generator's datastore):
     #: the pipeline does not search them; the contract test checks their own truth.
     searchable: bool = True
+    #: What the kind reads from the encoding store, given its config
+    #: (``list[encodings.session.EncodingNeed]``); None for kinds with no neural encoder.
+    #: The build encodes every need once per space before any builder runs.
+    encodings: Callable[[Any], list[Any]] | None = None
 
     def parse_config(self, raw: KindConfig | dict[str, Any] | None) -> KindConfig:
         if isinstance(raw, BaseModel):

@@ -35,7 +35,7 @@ from specrag.atomic import atomic_directory, write_json_atomic
 from specrag.indexing.kinds.base import KindConfig
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.shards import bm25 as sharded_bm25
-from specrag.indexing.shards.routing import ROUTING, check_shards, shard_of
+from specrag.indexing.shards.routing import ROUTING, ShardingError, check_shards, shard_of
 from specrag.indexing.shards.runners import Runner, make_runner
 from specrag.indexing.versions import MANIFEST_FORMAT, VersionStore, new_version_id
 from specrag.types import Corpus, Document, Progress, no_progress
@@ -71,7 +71,7 @@ class FileCorpus:
 def check_shardable(kinds: dict[str, KindConfig]) -> None:
     other = sorted(set(kinds) - set(SHARDABLE))
     if other:
-        raise ValueError(
+        raise ShardingError(
             f"kinds {', '.join(other)} cannot be sharded yet; a sharded collection may hold "
             f"{', '.join(SHARDABLE)}"
         )

@@ -13,17 +13,23 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from specrag.errors import UserError
+
 #: Written into the manifest, so a reader can tell how the rows were routed.
 ROUTING = "blake2b-64(utf8(id)) mod shards"
 #: The most shards a collection may have (each shard is a process at build time).
 MAX_SHARDS = 256
 
 
+class ShardingError(UserError, ValueError):
+    """A shard count or a kind that a sharded collection cannot have (HTTP 400)."""
+
+
 def check_shards(n_shards: int) -> int:
     if isinstance(n_shards, bool) or not isinstance(n_shards, int | np.integer):
-        raise ValueError(f"shards must be an integer, got {n_shards!r}")
+        raise ShardingError(f"shards must be an integer, got {n_shards!r}")
     if not 1 <= n_shards <= MAX_SHARDS:
-        raise ValueError(f"shards must be in [1, {MAX_SHARDS}], got {n_shards}")
+        raise ShardingError(f"shards must be in [1, {MAX_SHARDS}], got {n_shards}")
     return int(n_shards)
 
 

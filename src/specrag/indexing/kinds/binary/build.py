@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from specrag.atomic import write_json_atomic
-from specrag.indexing.encoders.embedding import encode_corpus
-from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.spaces import bi_encoder_space
 from specrag.indexing.kinds.binary.config import BinaryConfig
-from specrag.indexing.kinds.dense.build import ivf_nlist, reusable_dense_embeddings
+from specrag.indexing.kinds.dense.build import ivf_nlist
 from specrag.types import Corpus, Progress, no_progress
 
 CODES_FILE = "codes.npy"
@@ -40,28 +40,34 @@ _CHUNK = 65536
 def build_binary(
     corpus: Corpus, out_dir: Path, config: BinaryConfig, progress: Progress = no_progress
 ) -> dict:
-    """Encode ``corpus`` (or reuse the float embeddings of a ``dense`` index built with the
-    same model in the same version) and write the binary and int8 stores."""
+    """Read ``corpus``'s float embeddings from the encoding store (the ones a ``dense``
+    kind on the same model uses: encoded once) and write the binary and int8 stores."""
     out_dir = Path(out_dir)
-    emb = reusable_dense_embeddings(
-        out_dir.parent / "dense", config.model, config.normalize, len(corpus)
-    )
     scratch = out_dir / ".float32.tmp.npy"
-    if emb is None:
-        emb = encode_corpus(
-            load_model(config.model),
-            corpus,
-            batch_size=config.batch_size,
-            normalize=config.normalize,
-            out_path=scratch,
-            progress=progress,
-            stage="binary: encode",
-        )
+    (need,) = binary_encodings(config)
     try:
-        return write_binary_index(emb, out_dir, config)
-    finally:
+        with encodings_for(corpus, need, out_dir, progress) as encoded:
+            first = next(encoded.rows("pooled"))
+            emb = np.lib.format.open_memmap(
+                scratch, mode="w+", dtype=np.float32, shape=(len(encoded), first.shape[1])
+            )
+            encoded.pooled(config.normalize, out=emb)
+        stats = write_binary_index(emb, out_dir, config)
         del emb
+        return stats
+    finally:
         scratch.unlink(missing_ok=True)
+
+
+def binary_encodings(config: BinaryConfig) -> list[EncodingNeed]:
+    """The same pooled vectors as the ``dense`` kind on the same model."""
+    return [
+        EncodingNeed(
+            bi_encoder_space(config.model, None, "document", config.dtype),
+            ("pooled",),
+            config.batch_size,
+        )
+    ]
 
 
 def write_binary_index(embeddings: np.ndarray, out_dir: Path, config: BinaryConfig) -> dict:

@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
+from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
 
-class BinaryConfig(KindConfig):
+class BinaryConfig(SearchDeviceConfig):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     index: Literal["flat", "hnsw", "ivf"] = "flat"
     rescore_factor: int = Field(
@@ -26,6 +27,7 @@ class BinaryConfig(KindConfig):
     ivf_nlist: int | None = Field(None, ge=1, description="Default: about 4*sqrt(n).")
     ivf_nprobe: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1)
+    dtype: EncodeDType = dtype_field()
     ivf_overfetch: float = Field(
         2.0,
         ge=1,

@@ -14,6 +14,9 @@ query's sign bits, each rescored as ``q . dequantize(int8 row)``, best k kept.
   faiss's IndexBinaryIVF rejects selectors, so ``ivf`` over-fetches candidates in
   proportion to the mask's selectivity and drops the disallowed ones. Any query left with
   fewer than min(k, allowed) candidates is answered by rescoring every allowed document.
+- Engine: the config's ``backend`` / ``device``. The ``torch`` engine
+  (``torchsearch/binary.py``; on cuda by default when there is one) runs the same two
+  stages on the device with the mask inside the scan; faiss has no GPU path here.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from specrag.indexing.kinds.binary.build import (
 from specrag.indexing.kinds.binary.config import BinaryConfig
 from specrag.indexing.kinds.dense.search import EmbeddingSearcher
 from specrag.indexing.kinds.topk import bitmap_selector, check_k, check_mask, top_k
+from specrag.indexing.kinds.torchsearch.device import resolve_backend
 from specrag.types import DocMask
 
 
@@ -52,10 +56,20 @@ class BinarySearcher(EmbeddingSearcher):
         self.codes = codes
         self.int8 = int8
         self.calibration = calibration
-        self.index = index
         self.config = config
         self.doc_ids = doc_ids
         self._lo, self._step = calibration
+        self.backend = resolve_backend(config.backend, config.device, config.index, faiss_gpu=False)
+        self._torch = None
+        if self.backend.engine == "torch":
+            from specrag.indexing.kinds.torchsearch.binary import TorchBinary
+
+            self._torch = TorchBinary(
+                codes, int8, calibration, self.backend.device, config.torch_memory_mib
+            )
+        elif index is None:
+            index = make_binary_index(codes, config)
+        self.index = index
 
     @classmethod
     def load(cls, index_dir: Path, config: BinaryConfig, doc_ids: np.ndarray) -> BinarySearcher:
@@ -72,10 +86,11 @@ class BinarySearcher(EmbeddingSearcher):
         calibration = np.load(index_dir / CALIBRATION_FILE)
         if int8.shape != (meta["n_docs"], meta["dim"]) or calibration.shape != (2, meta["dim"]):
             raise ValueError(f"{index_dir}: stored arrays disagree with meta.json")
-        if config.index == "flat":
-            index = make_binary_index(codes, config)
-        else:
-            index = faiss.read_index_binary(str(index_dir / INDEX_FILE))
+        # A flat Hamming index is made from the codes by the constructor (or not at all,
+        # when the torch engine searches them).
+        index = (
+            None if config.index == "flat" else faiss.read_index_binary(str(index_dir / INDEX_FILE))
+        )
         return cls(codes, int8, calibration, index, config, doc_ids)
 
     def search_rows(
@@ -94,6 +109,8 @@ class BinarySearcher(EmbeddingSearcher):
             return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in q]
         kk = min(k, n_allowed)
         n_cand = max(self.config.rescore_factor * k, self.config.min_candidates)
+        if self._torch is not None:
+            return self._torch.search(q, binarize(q), kk, n_cand, mask)
         allowed_rows = np.arange(self.n_docs) if mask is None else np.flatnonzero(mask)
         if n_cand >= n_allowed:  # rescore everything allowed: exact
             return self._rescore_rows(q, allowed_rows, kk)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from specrag.indexing.encoders.tokens import TokenEncoder
+from specrag.indexing.encoders.tokens import detect_encoder_type
+from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.spaces import EncodingSpace, bi_encoder_space, model_fingerprint
 from specrag.indexing.kinds.colbert.config import ColbertConfig
 from specrag.indexing.kinds.colbert.token_store import TokenStore, TokenStoreWriter, make_codec
 from specrag.types import Corpus, Progress, no_progress
@@ -32,26 +34,37 @@ CHUNK_ROWS = 65536
 
 
 def build_colbert(corpus: Corpus, out_dir: Path, config: ColbertConfig, progress: Progress) -> dict:
-    encoder = TokenEncoder(config.model, config.encoder, config.batch_size)
+    """Read the documents' token vectors from the encoding store (encoding the ones it
+    lacks; on a bi-encoder, the same forward as ``dense``) and index them."""
+    (need,) = colbert_encodings(config)
     total = len(corpus)
+    with encodings_for(corpus, need, Path(out_dir), progress) as encoded:
 
-    def encoded() -> Iterator[list[np.ndarray]]:
-        batch: list[str] = []
-        done = 0
-        for doc in corpus:
-            batch.append(doc.full_text())
-            if len(batch) == ENCODE_BATCH_DOCS:
-                yield encoder.encode_documents(batch)
+        def batches() -> Iterator[list[np.ndarray]]:
+            done = 0
+            for batch in encoded.batches("tokens", ENCODE_BATCH_DOCS):
+                yield batch
                 done += len(batch)
-                progress(done, total, "colbert: encoding tokens")
-                batch = []
-        if batch:
-            yield encoder.encode_documents(batch)
-            progress(done + len(batch), total, "colbert: encoding tokens")
+                progress(done, total, "colbert: reading stored tokens")
 
-    stats = build_token_index(encoded(), Path(out_dir), config, progress)
-    stats["encoder"] = encoder.encoder_type
+        stats = build_token_index(batches(), Path(out_dir), config, progress)
+    stats["encoder"] = (
+        "multi_vector" if need.space.encoder == "multi_vector" else "token_embeddings"
+    )
     return stats
+
+
+def colbert_encodings(config: ColbertConfig) -> list[EncodingNeed]:
+    """Token vectors: a bi-encoder's contextual token embeddings (what ``encode`` sees,
+    no prompt), or a ColBERT checkpoint's ``encode_document`` output."""
+    encoder = detect_encoder_type(config.model) if config.encoder == "auto" else config.encoder
+    if encoder == "multi_vector":
+        space = EncodingSpace(
+            "multi_vector", config.model, model_fingerprint(config.model), dtype=config.dtype
+        )
+    else:
+        space = bi_encoder_space(config.model, None, "plain", config.dtype)
+    return [EncodingNeed(space, ("tokens",), config.batch_size)]
 
 
 def default_n_centroids(n_tokens: int) -> int:
@@ -127,6 +140,9 @@ def _index_spill(
     np.save(out_dir / "token_centroids.npy", token_centroids)
     np.save(out_dir / "ivf_offsets.npy", ivf_offsets)
     np.save(out_dir / "ivf_docs.npy", ivf_docs)
+    from specrag.indexing.kinds.colbert.check import colbert_self_check
+
+    self_check = colbert_self_check(out_dir, config)
     index_bytes = (
         store.nbytes()
         + token_centroids.nbytes
@@ -140,9 +156,11 @@ def _index_spill(
         "dim": int(dim),
         "n_centroids": int(n_centroids),
         "compression": codec.name,
+        "kmeans": "/".join(kmeans_engine(config.kmeans_backend)),
         "bytes_per_token": codec.bytes_per_token,
         "bytes": int(index_bytes),
         "bytes_per_doc": round(index_bytes / max(n_docs, 1), 1),
+        **({"self_check": self_check} if self_check else {}),
     }
 
 
@@ -151,6 +169,11 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
 
     if n_centroids >= len(sample):
         return np.ascontiguousarray(sample[:n_centroids], dtype=np.float32)
+    engine, device = kmeans_engine(config.kmeans_backend)
+    if engine == "torch":
+        from specrag.indexing.kinds.colbert.kmeans import spherical_kmeans
+
+        return spherical_kmeans(sample, n_centroids, config.kmeans_iters, config.seed, device)
     km = faiss.Kmeans(
         sample.shape[1],
         n_centroids,
@@ -162,6 +185,19 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
     )
     km.train(np.ascontiguousarray(sample, dtype=np.float32))
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def kmeans_engine(backend: str) -> tuple[str, str]:
+    """(engine, device) of the centroid k-means: auto is torch on cuda when cuda is
+    present (faiss-gpu does not install there), faiss on the CPU otherwise."""
+    from specrag.indexing.kinds.torchsearch.device import cuda_available
+
+    if backend == "faiss":
+        return "faiss", "cpu"
+    device = "cuda" if cuda_available() else "cpu"
+    if backend == "auto" and device == "cpu":
+        return "faiss", "cpu"
+    return "torch", device
 
 
 def _inverted_lists(

@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
+from specrag.indexing.kinds.selfcheck import SelfCheckConfig
 
 
-class ColbertConfig(KindConfig):
+class ColbertConfig(SelfCheckConfig):
     """PLAID-style late interaction: query tokens probe ``nprobe`` centroids each; the docs
     in those centroids are pruned to ``candidates`` by centroid-interaction scores, then
     scored by exact MaxSim over the stored (compressed) tokens. Corpora of at most
@@ -42,5 +43,19 @@ class ColbertConfig(KindConfig):
         131072, ge=256, description="Tokens sampled to fit the codec and the centroids."
     )
     kmeans_iters: int = Field(8, ge=1)
+    kmeans_backend: Literal["auto", "faiss", "torch"] = Field(
+        "auto",
+        description="Centroid k-means: faiss on the CPU, or torch (on cuda when present, "
+        "else the CPU); auto: torch when cuda is present, faiss otherwise.",
+    )
+    self_check_queries: int = Field(
+        32,
+        ge=0,
+        description="Documents sampled as queries (their first 16 tokens) for the build's "
+        "recall@10 self-check of the centroid stage against exhaustive MaxSim; fewer than "
+        "the dense kind's, exhaustive MaxSim being costly (0: no check; no check either "
+        "when the corpus is at most exhaustive_max_docs, searched exactly).",
+    )
     seed: int = 0
     batch_size: int = Field(32, ge=1)
+    dtype: EncodeDType = dtype_field()

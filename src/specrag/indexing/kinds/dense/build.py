@@ -11,15 +11,15 @@ Files in the kind's directory:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from specrag.atomic import write_json_atomic
-from specrag.indexing.encoders.embedding import encode_corpus, max_seq_length
-from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.spaces import bi_encoder_space
+from specrag.indexing.kinds.dense.check import dense_self_check
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.types import Corpus, Progress, no_progress
 
@@ -31,20 +31,27 @@ META_FILE = "meta.json"
 def build_dense(
     corpus: Corpus, out_dir: Path, config: DenseConfig, progress: Progress = no_progress
 ) -> dict:
-    """Encode ``corpus`` with ``config.model`` and write the index files into ``out_dir``."""
+    """Read ``corpus``'s embeddings by ``config.model`` from the encoding store (encoding
+    the documents it lacks) and write the index files into ``out_dir``."""
     out_dir = Path(out_dir)
-    model = load_model(config.model)
-    with max_seq_length(model, config.max_seq_length):
-        emb = encode_corpus(
-            model,
-            corpus,
-            batch_size=config.batch_size,
-            normalize=config.normalize,
-            out_path=out_dir / EMBEDDINGS_FILE,
-            progress=progress,
-            stage="dense: encode",
+    (need,) = dense_encodings(config)
+    with encodings_for(corpus, need, out_dir, progress) as encoded:
+        first = next(encoded.rows("pooled"))
+        emb = np.lib.format.open_memmap(
+            out_dir / EMBEDDINGS_FILE,
+            mode="w+",
+            dtype=np.float32,
+            shape=(len(encoded), first.shape[1]),
         )
+        encoded.pooled(config.normalize, out=emb)
+        emb.flush()
     return write_dense_index(emb, out_dir, config, embeddings_written=True)
+
+
+def dense_encodings(config: DenseConfig) -> list[EncodingNeed]:
+    """The pooled vectors of the model's document encodings (``encode_document``)."""
+    space = bi_encoder_space(config.model, config.max_seq_length, "document", config.dtype)
+    return [EncodingNeed(space, ("pooled",), config.batch_size)]
 
 
 def write_dense_index(
@@ -58,12 +65,14 @@ def write_dense_index(
     if not embeddings_written:
         np.save(out_dir / EMBEDDINGS_FILE, emb)
     index_bytes = 0
+    self_check = None
     if config.index != "flat":
         import faiss
 
         index = make_faiss_index(emb, config)
         faiss.write_index(index, str(out_dir / INDEX_FILE))
         index_bytes = (out_dir / INDEX_FILE).stat().st_size
+        self_check = dense_self_check(emb, index, config)
     write_json_atomic(
         out_dir / META_FILE,
         {
@@ -72,6 +81,7 @@ def write_dense_index(
             "n_docs": n,
             "normalize": config.normalize,
             "max_seq_length": config.max_seq_length,
+            "dtype": config.dtype,
             "index": config.index,
             "metric": "inner_product",
         },
@@ -82,24 +92,8 @@ def write_dense_index(
         "index": config.index,
         "embedding_bytes_per_doc": 4 * dim,
         "index_bytes_per_doc": round(index_bytes / n, 1),
+        **({"self_check": self_check} if self_check else {}),
     }
-
-
-def reusable_dense_embeddings(
-    dense_dir: Path, model: str, normalize: bool, n_docs: int
-) -> np.ndarray | None:
-    """The float embeddings of a finished ``dense`` index in ``dense_dir`` (a sibling kind
-    of the same version) when they were encoded exactly as wanted; None otherwise. Lets a
-    version holding ``dense`` and ``binary`` encode the corpus once."""
-    try:
-        meta = json.loads((Path(dense_dir) / META_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    wanted = {"model": model, "normalize": normalize, "n_docs": n_docs, "max_seq_length": None}
-    if any(meta.get(key, "missing") != value for key, value in wanted.items()):
-        return None
-    emb = np.load(Path(dense_dir) / EMBEDDINGS_FILE, mmap_mode="r")
-    return emb if emb.shape == (n_docs, meta["dim"]) else None
 
 
 def ivf_nlist(n_docs: int, configured: int | None) -> int:

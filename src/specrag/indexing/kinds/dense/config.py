@@ -6,10 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from specrag.indexing.kinds.base import KindConfig
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
+from specrag.indexing.kinds.selfcheck import SelfCheckConfig
+from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
 
-class DenseConfig(KindConfig):
+class DenseConfig(SearchDeviceConfig, SelfCheckConfig):
     model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     index: Literal["flat", "hnsw", "ivf"] = "flat"
     hnsw_m: int = Field(32, ge=4, le=128)
@@ -23,6 +25,7 @@ class DenseConfig(KindConfig):
         "ANCE, whose scores are unnormalized inner products.",
     )
     batch_size: int = Field(64, ge=1)
+    dtype: EncodeDType = dtype_field()
     max_seq_length: int | None = Field(None, ge=8)
     exact_filter_fraction: float = Field(
         0.05,

@@ -9,8 +9,11 @@ returns fewer than min(k, allowed) hits, that query is completed by the exact sc
 ``flat`` always returns exactly min(k, allowed) hits and the others never return fewer.
 The switch-over point was measured on SciFact (docs/benchmarks.md).
 
-On a machine with faiss-gpu and a GPU, unfiltered flat/IVF searches run on the GPU;
-filtered ones stay on the CPU index (faiss GPU indexes take no IDSelector).
+Where it runs is the config's ``backend`` / ``device`` (``torchsearch/device.py``): with
+faiss-gpu and a GPU, unfiltered flat/IVF searches run on a GPU copy of the index and
+filtered ones stay on the CPU index (faiss GPU indexes take no IDSelector); with the
+``torch`` engine (cuda without faiss-gpu, or asked for) a flat index is searched exactly
+on the device, every mask applied inside the scan (``torchsearch/flat.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from specrag.indexing.encoders.embedding import encode_queries
 from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE, INDEX_FILE, META_FILE
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.kinds.topk import (
@@ -33,6 +37,7 @@ from specrag.indexing.kinds.topk import (
     to_hits,
     top_k,
 )
+from specrag.indexing.kinds.torchsearch.device import resolve_backend
 from specrag.types import DocMask, Hit
 
 #: faiss GPU indexes answer at most this many neighbours per query.
@@ -51,9 +56,10 @@ class EmbeddingSearcher:
     def encode(self, queries: list[str]) -> np.ndarray:
         """Query embeddings, as the index's documents were encoded."""
         model = load_model(self.config.model)
-        return encode_queries(
-            model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
-        )
+        with encode_precision(model_device(model), self.config.dtype):
+            return encode_queries(
+                model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
+            )
 
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)
@@ -86,10 +92,21 @@ class DenseSearcher(EmbeddingSearcher):
                 f"dense index holds {len(embeddings)} vectors but the version has {len(doc_ids)} ids"
             )
         self.embeddings = embeddings
-        self.index = index
         self.config = config
         self.doc_ids = doc_ids
-        self._gpu_index, self._gpu_resources = _to_gpu(index, config)
+        self.backend = resolve_backend(config.backend, config.device, config.index)
+        self._torch = None
+        self._gpu_index = self._gpu_resources = None
+        if self.backend.engine == "torch":
+            from specrag.indexing.kinds.torchsearch.flat import TorchFlat
+
+            self._torch = TorchFlat(embeddings, self.backend.device, config.torch_memory_mib)
+            index = None  # the torch engine holds the vectors; no faiss copy in memory
+        elif index is None:
+            index = _flat_index(embeddings)
+        self.index = index
+        if self.backend.engine == "faiss-gpu":
+            self._gpu_index, self._gpu_resources = _to_gpu(index)
 
     @classmethod
     def load(cls, index_dir: Path, config: DenseConfig, doc_ids: np.ndarray) -> DenseSearcher:
@@ -104,12 +121,9 @@ class DenseSearcher(EmbeddingSearcher):
             raise ValueError(
                 f"{index_dir}: built as {meta['index']!r}, config says {config.index!r}"
             )
-        if config.index == "flat":
-            index = faiss.IndexFlatIP(emb.shape[1])
-            for start in range(0, len(emb), 65536):
-                index.add(np.ascontiguousarray(emb[start : start + 65536]))
-        else:
-            index = faiss.read_index(str(index_dir / INDEX_FILE))
+        # A flat index is made from the embeddings by the constructor (or not at all, when
+        # the torch engine searches them).
+        index = None if config.index == "flat" else faiss.read_index(str(index_dir / INDEX_FILE))
         return cls(emb, index, config, doc_ids)
 
     def search_rows(
@@ -123,6 +137,8 @@ class DenseSearcher(EmbeddingSearcher):
         if n_allowed == 0:
             return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in q]
         kk = min(k, n_allowed)
+        if self._torch is not None:
+            return self._torch.search(q, kk, mask)
         cfg = self.config
         if mask is not None and n_allowed <= max(
             cfg.exact_filter_min_rows, cfg.exact_filter_fraction * self.n_docs
@@ -174,13 +190,19 @@ def _check_queries(query_emb: np.ndarray, dim: int) -> np.ndarray:
     return q
 
 
-def _to_gpu(index, config: DenseConfig):
-    """A GPU copy of a flat/IVF index when faiss-gpu sees a GPU; (None, None) otherwise."""
+def _flat_index(emb: np.ndarray):
+    """A faiss flat inner-product index over the (memory-mapped) embeddings."""
     import faiss
 
-    if config.index == "hnsw" or not hasattr(faiss, "StandardGpuResources"):
-        return None, None
-    if faiss.get_num_gpus() == 0:
-        return None, None
+    index = faiss.IndexFlatIP(emb.shape[1])
+    for start in range(0, len(emb), 65536):
+        index.add(np.ascontiguousarray(emb[start : start + 65536], dtype=np.float32))
+    return index
+
+
+def _to_gpu(index):
+    """A faiss-gpu copy of a flat/IVF index (the backend resolved to ``faiss-gpu``)."""
+    import faiss
+
     resources = faiss.StandardGpuResources()
     return faiss.index_cpu_to_gpu(resources, 0, index), resources

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from specrag.indexing.encoders.sparse import encode_sparse_flat
+from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.spaces import EncodingSpace, model_fingerprint
 from specrag.indexing.kinds.impact.index import ImpactIndex, quantize, term_major
 from specrag.indexing.kinds.impact.reorder import reorder_triples
 from specrag.indexing.kinds.splade.config import SpladeConfig
@@ -25,32 +26,24 @@ ENCODER = "splade"
 def build_splade(
     corpus: Corpus, out_dir: Path, config: SpladeConfig, progress: Progress = no_progress
 ) -> dict[str, Any]:
-    n_terms = 0
     total = len(corpus)
     term_parts, doc_parts, value_parts = [], [], []
-    batch: list[str] = []
     row = 0
-
-    def flush() -> None:
-        nonlocal row, n_terms
-        rows, terms, weights, dim = encode_sparse_flat(
-            config.model, batch, "document", config.batch_size, config.max_seq_length
-        )
-        # Flat arrays per batch, not per document (1M documents were 3M small arrays).
-        term_parts.append(terms.astype(np.int32))
-        doc_parts.append((rows + row).astype(np.int32))
-        value_parts.append(weights)
-        row += len(batch)
-        n_terms = max(n_terms, dim)
-        batch.clear()
-        progress(row, total, "splade: encode")
-
-    for doc in corpus:
-        batch.append(doc.full_text())
-        if len(batch) >= config.batch_size * 8:
-            flush()
-    if batch:
-        flush()
+    (need,) = splade_encodings(config)
+    with encodings_for(corpus, need, Path(out_dir), progress) as encoded:
+        n_terms = max([d for d in encoded.store.chunk_extra("dim") if d] or [0])
+        pending: tuple[list, list, list] = ([], [], [])
+        for terms, weights in zip(encoded.rows("terms"), encoded.rows("weights"), strict=True):
+            pending[0].append(np.asarray(terms, np.int32))
+            pending[1].append(np.full(len(terms), row, np.int32))
+            pending[2].append(np.asarray(weights, np.float32))
+            row += 1
+            if row % 4096 == 0 or row == total:
+                # Flat arrays per batch, not per document (1M documents were 3M arrays).
+                for parts, batch in zip((term_parts, doc_parts, value_parts), pending, strict=True):
+                    parts.append(np.concatenate(batch))
+                    batch.clear()
+                progress(row, total, "splade: reading stored weights")
     if row == 0:
         raise ValueError("cannot build a splade index over an empty corpus")
     term_ids = np.concatenate(term_parts)
@@ -78,3 +71,11 @@ def build_splade(
     stats = index.save(out_dir)
     progress(row, row, "splade: written")
     return {**stats, "model": config.model}
+
+
+def splade_encodings(config: SpladeConfig) -> list[EncodingNeed]:
+    """The SparseEncoder's document term weights."""
+    space = EncodingSpace(
+        "sparse", config.model, model_fingerprint(config.model), config.max_seq_length
+    )
+    return [EncodingNeed(space, ("terms", "weights"), config.batch_size)]

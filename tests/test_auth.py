@@ -199,3 +199,25 @@ def test_keys_commands(tmp_path, monkeypatch, capsys, make_client):
     assert main(["keys", "revoke", "ci"]) == 2
     assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2  # no active key left
     assert "refusing to serve on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_keys_over_rest_need_admin(make_client):
+    client = make_client()
+    # open mode (no key yet): the first admin key can be made over REST from loopback
+    r = client.post("/keys", json={"name": "root", "scope": "admin"})
+    assert r.status_code == 201, r.text
+    admin = r.json()["key"]
+    assert r.json()["prefix"] == admin[3:11]
+    assert client.get("/keys").status_code == 401
+    r = client.post("/keys", json={"name": "w", "scope": "write"}, headers={"x-api-key": admin})
+    write = r.json()["key"]
+    assert client.get("/keys", headers={"x-api-key": write}).status_code == 403
+    listing = client.get("/keys", headers={"x-api-key": admin}).json()
+    assert [k["name"] for k in listing] == ["root", "w"] and "key" not in listing[0]
+    r = client.post("/keys", json={"name": "w", "scope": "read"}, headers={"x-api-key": admin})
+    assert r.status_code == 409
+    r = client.post("/keys", json={"name": "x", "scope": "owner"}, headers={"x-api-key": admin})
+    assert r.status_code == 422
+    assert client.delete("/keys/w", headers={"x-api-key": admin}).status_code == 204
+    assert client.get("/collections", headers={"x-api-key": write}).status_code == 401
+    assert client.delete("/keys/w", headers={"x-api-key": admin}).status_code == 404

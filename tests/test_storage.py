@@ -402,3 +402,22 @@ def test_collections_made_before_folders_keep_their_files_and_new_ones_get_a_uni
     second = store.create_collection("again").folder
     assert first != second and first.startswith("again.") and second.startswith("again.")
     engine.dispose()
+
+
+def test_api_keys_are_stored_hashed_and_revoked_on_every_backend(engine):
+    from specrag.storage.keys import InvalidKeyRequest, KeyStore
+
+    keys = KeyStore(engine)
+    assert not keys.has_active_keys() and keys.verify("sk_nothing") is None
+    info, key = keys.create("ops", "admin")
+    assert keys.has_active_keys() and keys.verify(key).scope == "admin"
+    with pytest.raises(AlreadyExists):
+        keys.create("ops", "read")
+    with pytest.raises(InvalidKeyRequest):
+        keys.create("ops", "root")
+    keys.revoke("ops")
+    assert keys.verify(key) is None and not keys.has_active_keys()
+    again, key2 = keys.create("ops", "read")  # the name is free again
+    assert [(k.name, k.revoked_at is None) for k in keys.list()] == [("ops", False), ("ops", True)]
+    with pytest.raises(NotFound):
+        keys.revoke("nobody")

@@ -15,9 +15,11 @@ from specrag.indexing.kinds.binary.search import BinarySearcher
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.kinds.dense.search import DenseSearcher
 from specrag.indexing.kinds.torchsearch import device as device_mod
-from specrag.indexing.kinds.torchsearch.binary import TorchBinary, pack_words, popcount64
+from specrag.indexing.kinds.torchsearch import hamming
+from specrag.indexing.kinds.torchsearch.binary import TorchBinary
 from specrag.indexing.kinds.torchsearch.device import Backend, resolve_backend
 from specrag.indexing.kinds.torchsearch.flat import TorchFlat
+from specrag.indexing.kinds.torchsearch.hamming import pack_words, popcount64, unpack_signs
 from specrag.indexing.kinds.torchsearch.keys import float_keys, key_rows, key_scores
 
 DEVICES = [
@@ -64,14 +66,15 @@ def continuous():
     return docs, queries
 
 
-def test_keys_round_trip_and_order():
-    scores = torch.tensor([[1.5, -0.0, 0.0, -2.25, float("-inf"), 1.5, 3e-39]])
-    rows = torch.arange(7)
+@pytest.mark.parametrize("device", DEVICES)
+def test_keys_round_trip_and_order(device):
+    scores = torch.tensor([[1.5, -0.0, 0.0, -2.25, float("-inf"), 1.5, 3e-39]], device=device)
+    rows = torch.arange(7, device=device)
     keys = float_keys(scores, rows)
     assert key_rows(keys)[0].tolist() == list(range(7))
     assert key_scores(keys).tolist() == (scores + 0.0).tolist()
     order = keys.argsort(dim=1, descending=True)[0].tolist()
-    want = np.lexsort((np.arange(7), -(scores.numpy()[0] + 0.0))).tolist()
+    want = np.lexsort((np.arange(7), -(scores.cpu().numpy()[0] + 0.0))).tolist()
     assert order == want
 
 
@@ -102,12 +105,22 @@ def test_flat_equals_faiss(continuous, device):
         np.testing.assert_allclose(scores, want_scores[qi], rtol=1e-5, atol=1e-6)
 
 
-def test_popcount_matches_numpy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_popcount_matches_numpy(device):
     rng = np.random.default_rng(2)
     words = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 1000, dtype=np.int64)
     words[:3] = [-1, 0, np.iinfo(np.int64).min]
     want = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).sum(axis=1)
-    assert popcount64(torch.from_numpy(words)).tolist() == want.tolist()
+    assert popcount64(torch.from_numpy(words).to(device)).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unpacked_signs_are_the_sign_bits(device):
+    x = np.random.default_rng(2).standard_normal((50, 20)).astype(np.float32)
+    signs = unpack_signs(torch.from_numpy(binarize(x)).to(device)).cpu().numpy()
+    assert signs.shape == (50, 24)  # 20 dimensions, padded to 3 bytes
+    np.testing.assert_array_equal(signs[:, :20], np.where(x > 0, 1.0, -1.0))
+    np.testing.assert_array_equal(signs[:, 20:], -1.0)  # zero padding on both sides
 
 
 def _binary_parts(docs: np.ndarray):
@@ -116,17 +129,19 @@ def _binary_parts(docs: np.ndarray):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_hamming_candidates_are_the_nearest_lowest_rows(continuous, device):
+@pytest.mark.parametrize("switch", [1, 10**6], ids=["matmul", "popcount"])
+def test_hamming_candidates_are_the_nearest_lowest_rows(continuous, device, switch, monkeypatch):
+    monkeypatch.setattr(hamming, "MATMUL_MIN_QUERIES", switch)
     docs, queries = continuous
     codes, int8, calibration = _binary_parts(docs)
     engine = TorchBinary(codes, int8, calibration, device, memory_mib=1)
-    q_words = torch.from_numpy(pack_words(binarize(queries))).to(device)
+    q_codes = torch.from_numpy(pack_words(binarize(queries))).to(device)
     q_bits = np.unpackbits(binarize(queries), axis=1)
     d_bits = np.unpackbits(codes, axis=1)
     distance = (q_bits[:, None, :] != d_bits[None, :, :]).sum(axis=2)
     for allowed in masks(N):
         mask = None if allowed is None else torch.from_numpy(allowed).to(device)
-        got = engine.hamming_candidates(q_words, 50, mask).cpu().numpy()
+        got = engine.hamming_candidates(q_codes, 50, mask).cpu().numpy()
         for (rows, _), cand in zip(truth(-distance, 50, allowed), got, strict=True):
             assert cand[cand >= 0].tolist() == rows.tolist()
 

@@ -1,8 +1,10 @@
 """The FastAPI application: ``create_app(settings)``.
 
 Heavy objects (the CollectionService with its engine, opened versions and build worker)
-are created once in the lifespan and injected through ``api/deps.py``. User errors map to
-4xx responses with a message (``{"detail": ...}``); nothing a client sends produces a 500.
+are created once in the lifespan and injected through ``api/deps.py``. User errors (typed:
+``specrag.errors.UserError`` and its subclasses) map to 4xx responses with a message
+(``{"detail": ...}``); anything else is a defect: a 500 with a request id, logged with its
+traceback (``api/errors.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from fastapi.responses import JSONResponse
 from specrag import __version__
 from specrag.api.auth import Auth
 from specrag.api.console import mount_console
-from specrag.api.errors import validation_error
+from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
-from specrag.api.routes import ask, builds, collections, documents, health, search
+from specrag.api.routes import ask, builds, collections, documents, health, keys, search
 from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
+from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
 from specrag.retrieval.pipeline import SearchError
@@ -46,7 +49,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
-    ValueError: status.HTTP_400_BAD_REQUEST,
+    # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
+    UserError: status.HTTP_400_BAD_REQUEST,
 }
 
 
@@ -86,7 +90,8 @@ def create_app(
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
     app.add_exception_handler(RequestValidationError, validation_error)
-    for module in (health, collections, documents, builds, search, ask):
+    app.add_exception_handler(Exception, internal_error)
+    for module in (health, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
     mount_console(app)  # the browser console at /ui (/ redirects there)
     return app

@@ -128,3 +128,4 @@ def require(scope: str):
 #: What the routes name: reads (listing, fetching, search, ask) and writes (the rest).
 READ = [require("read")]
 WRITE = [require("write")]
+ADMIN = [require("admin")]

@@ -1,16 +1,25 @@
-"""Error responses that always serialize: pydantic's field errors echo the input, and an
-input holding NaN or Infinity (which Python's JSON parser accepts) would make the error
-response itself fail to render. Non-finite numbers are sent as strings instead."""
+"""Error responses.
+
+- 422 for a malformed body that always serializes: pydantic's field errors echo the input,
+  and an input holding NaN or Infinity (which Python's JSON parser accepts) would make the
+  error response itself fail to render; non-finite numbers are sent as strings instead.
+- 500 for anything that is not a user error: a defect or an outage. The client gets a
+  request id and no internals; the log gets the id with the traceback.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+import uuid
 from typing import Any
 
 from fastapi import Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
 
 
 def finite_json(value: Any) -> Any:
@@ -29,4 +38,22 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     detail = finite_json(jsonable_encoder(exc.errors()))
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """500 with a request id (the client's X-Request-ID when it sent a short one), logged
+    with the traceback under the same id."""
+    given = request.headers.get("x-request-id", "")
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+    log.error(
+        "internal error %s on %s %s", request_id, request.method, request.url.path, exc_info=exc
+    )
+    return JSONResponse(
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        content={
+            "detail": f"internal error (request id {request_id}); the server log has the details",
+            "request_id": request_id,
+        },
+        headers={"x-request-id": request_id},
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specrag.cache import LRUCache
+from specrag.errors import UserError
 from specrag.generation.prompt import Passage, build_prompt
 
 EXTRACTIVE = "extractive"
@@ -24,7 +25,11 @@ SETTING_HINT = (
 )
 
 
-class GeneratorUnavailable(RuntimeError):
+class AskOptionsError(UserError, ValueError):
+    """Answer options that do not fit together (HTTP 400)."""
+
+
+class GeneratorUnavailable(UserError, RuntimeError):
     """No usable generator: the API answers 503 with this message."""
 
 
@@ -43,7 +48,7 @@ class AskOptions:
     def __post_init__(self):
         unknown = set(self.drafters) - set(DRAFTER_NAMES)
         if unknown:
-            raise ValueError(
+            raise AskOptionsError(
                 f"unknown drafters {sorted(unknown)}; known: {', '.join(DRAFTER_NAMES)}"
             )
 
@@ -118,7 +123,9 @@ class LMGenerator:
             retrieval.append(DatastoreDrafter(datastore))
         if "draft-model" in options.drafters:
             if not options.draft_model:
-                raise ValueError("drafter 'draft-model' needs a draft_model (SPECRAG_DRAFT_MODEL)")
+                raise AskOptionsError(
+                    "drafter 'draft-model' needs a draft_model (SPECRAG_DRAFT_MODEL)"
+                )
             draft = load_causal_lm(options.draft_model, self.loaded.device)
             from specrag.generation.drafters import CombinedDrafter
 

@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from specrag.errors import UserError
 from specrag.indexing.encodings.session import summary
 from specrag.indexing.registry import parse_kinds
+from specrag.indexing.scaleout import RayOptions, build_version
 from specrag.indexing.versions import VersionStore
 from specrag.storage.store import DocumentStore, NotFound
 
@@ -31,6 +33,10 @@ PROGRESS_INTERVAL_S = 0.5
 #: Seconds between two heartbeats of a running build (settings.job_stale_after_s, the
 #: age at which a server fails a silent job, must be well above it).
 HEARTBEAT_INTERVAL_S = 10.0
+
+
+class NothingToBuild(UserError, ValueError):
+    """A collection without kinds or documents cannot be built."""
 
 
 class BuildCancelled(RuntimeError):
@@ -45,18 +51,20 @@ def run_build(
     job_id: str | None = None,
     progress_bar: bool = False,
     cancelled: Callable[[], bool] | None = None,
+    ray: RayOptions | None = None,
 ) -> str:
     """Build every kind the collection is configured with (a version always holds all of
     them; ``registry.merge_kinds`` changes the configuration) over its current documents;
     return the version id. ``job_id``: the queued job to report on; a new job is created
     when None. ``cancelled``: polled at every progress report; True stops the build
     (BuildCancelled), as does a job row that is gone (its collection was deleted, maybe by
-    another process). Raises what the build raised, after marking the job failed.
+    another process). ``ray``: build on Ray (``scaleout.py``; shards come from the
+    collection). Raises what the build raised, after marking the job failed.
     """
     info = store.get_collection(collection)
     build_kinds = parse_kinds(info.kinds) if info.kinds else {}
     if not build_kinds:
-        raise ValueError(f"collection {collection!r} has no index kinds to build")
+        raise NothingToBuild(f"collection {collection!r} has no index kinds to build")
     if job_id is None:
         job_id = store.create_job(collection, list(build_kinds)).id
     reporter = JobProgress(store, job_id, progress_bar=progress_bar, cancelled=cancelled)
@@ -75,12 +83,14 @@ def run_build(
         with Heartbeat(store, job_id), store.corpus(collection) as corpus:
             n_docs = len(corpus)
             if n_docs == 0:
-                raise ValueError(f"collection {collection!r} has no documents to index")
+                raise NothingToBuild(f"collection {collection!r} has no documents to index")
             generation = corpus.generation
-            version_id = versions.build(
+            version_id = build_version(
+                versions,
                 corpus,
                 build_kinds,
                 reporter,
+                ray=ray,
                 activate=False,
                 extra_manifest={"collection": collection, "generation": generation, "job": job_id},
             )

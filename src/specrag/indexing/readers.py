@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from specrag.errors import UserError
 from specrag.types import Document
 
 OnError = Literal["fail", "skip"]
@@ -43,7 +44,7 @@ _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _QUERY_HEADER_IDS = {"query-id", "query_id", "qid", "id", "_id"}
 
 
-class ReaderError(ValueError):
+class ReaderError(UserError, ValueError):
     """A bad input record or file; ``str()`` names the file, the line or row, and why."""
 
     def __init__(self, path: Path | str, reason: str, line: int | None = None, unit: str = "line"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from specrag.errors import UserError
 from specrag.indexing.kinds import binary, bm25, colbert, datastore, dense, lucene, splade
 from specrag.indexing.kinds.base import IndexKind, KindConfig, check_kind
 
@@ -31,7 +32,11 @@ KINDS: dict[str, IndexKind] = {
 KindsSpec = Mapping[str, KindConfig | Mapping[str, Any] | None] | Sequence[str]
 
 
-class UnknownKind(ValueError):
+class KindsError(UserError, ValueError):
+    """Kinds or kind configs a request or a command gives that are not valid."""
+
+
+class UnknownKind(KindsError):
     """A kind name that no registered kind has."""
 
 
@@ -46,22 +51,22 @@ def get_kind(name: str) -> IndexKind:
 
 def parse_kinds(kinds: KindsSpec) -> dict[str, KindConfig]:
     """Validate kind names and their configs (a list of names means default configs).
-    Raises ValueError naming the kind and the problem."""
+    Raises KindsError naming the kind and the problem."""
     if isinstance(kinds, str):
-        raise ValueError(f"kinds must be a list of names or an object, got the string {kinds!r}")
+        raise KindsError(f"kinds must be a list of names or an object, got the string {kinds!r}")
     if not isinstance(kinds, Mapping):
         kinds = dict.fromkeys(kinds)
     if not kinds:
-        raise ValueError("kinds must name at least one index kind")
+        raise KindsError("kinds must name at least one index kind")
     parsed: dict[str, KindConfig] = {}
     for name, raw in kinds.items():
         kind = get_kind(name)
         if raw is not None and not isinstance(raw, Mapping | KindConfig):
-            raise ValueError(f"config of kind {name!r} must be an object, got {type(raw).__name__}")
+            raise KindsError(f"config of kind {name!r} must be an object, got {type(raw).__name__}")
         try:
             parsed[name] = kind.parse_config(dict(raw) if isinstance(raw, Mapping) else raw)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise ValueError(f"invalid config for kind {name!r}: {exc}") from None
+            raise KindsError(f"invalid config for kind {name!r}: {exc}") from None
     return parsed
 
 
@@ -79,7 +84,7 @@ def merge_kinds(
             if name not in merged or explicit.get(name) is not None:
                 merged[name] = config
     if not merged:
-        raise ValueError("no index kinds: name at least one (e.g. bm25)")
+        raise KindsError("no index kinds: name at least one (e.g. bm25)")
     return merged
 
 

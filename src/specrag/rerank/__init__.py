@@ -39,7 +39,11 @@ def make_reranker(
         if colbert is not None and (model is None or model == colbert["model"]):
             from specrag.indexing.kinds.colbert.build import open_token_store
 
-            encoder = TokenEncoder(colbert["model"], colbert.get("encoder", "auto"))
+            encoder = TokenEncoder(
+                colbert["model"],
+                colbert.get("encoder", "auto"),
+                dtype=colbert.get("dtype", "float32"),  # queries encoded as the documents were
+            )
             store = open_token_store(version.path / "colbert")
             return MaxSimReranker(encoder, store, fusion_weights)
         return MaxSimReranker(TokenEncoder(model or DEFAULT_MAXSIM_MODEL), None, fusion_weights)

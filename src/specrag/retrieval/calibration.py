@@ -27,12 +27,17 @@ from scipy.special import expit
 from scipy.stats import rankdata
 
 from specrag.atomic import write_json_atomic
+from specrag.errors import UserError
 from specrag.types import Hit
 
 FORMAT = 1
 FEATURES = ("score", "minus_gap", "zscore", "minus_log_rank", "top", "mean", "std")
 #: Features that grow with the hit's score inside one query: their weights stay >= 0.
 MONOTONE = ("score", "minus_gap", "zscore", "minus_log_rank")
+
+
+class CalibrationError(UserError, ValueError):
+    """Training data a calibration cannot be fitted on, or a calibration file it cannot read."""
 
 
 def query_features(scores: np.ndarray, top_n: int) -> np.ndarray:
@@ -92,7 +97,7 @@ class Calibrator:
     @classmethod
     def from_json(cls, obj: dict) -> Calibrator:
         if obj.get("format") != FORMAT or obj.get("features") != list(FEATURES):
-            raise ValueError("calibration file has an unknown format or feature set")
+            raise CalibrationError("calibration file has an unknown format or feature set")
         return cls(
             np.asarray(obj["weights"], float),
             float(obj["bias"]),
@@ -136,10 +141,10 @@ def fit_calibration(
         xs.append(query_features(np.array([s for _, s in hits]), top_n))
         ys.append(np.array([qrels[qid].get(d, 0) > 0 for d, _ in hits], dtype=np.float64))
     if not xs:
-        raise ValueError("no training query of the run has qrels")
+        raise CalibrationError("no training query of the run has qrels")
     x, y = np.concatenate(xs), np.concatenate(ys)
     if y.min() == y.max():
-        raise ValueError("calibration needs both relevant and non-relevant hits in the run")
+        raise CalibrationError("calibration needs both relevant and non-relevant hits in the run")
     center, spread = x.mean(axis=0), x.std(axis=0)
     spread[spread < 1e-12] = 1.0
     xn = (x - center) / spread

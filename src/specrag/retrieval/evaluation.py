@@ -14,6 +14,7 @@ import ir_measures
 from ir_measures import RR, R, nDCG
 
 from specrag.atomic import write_text_atomic
+from specrag.errors import UserError
 from specrag.types import Hit
 
 #: The measures reported everywhere: nDCG@10, Recall@100, MRR@10.
@@ -34,7 +35,7 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     (a judged query missing from the run counts as 0, as in trec_eval -c)."""
     judged = {qid: dict(rels) for qid, rels in qrels.items() if qid in run and rels}
     if not judged:
-        raise ValueError("no query of the run has relevance judgments")
+        raise EvaluationError("no query of the run has relevance judgments")
     ranked = {
         qid: {hit.doc_id: float(len(hits) - i) for i, hit in enumerate(hits)}
         for qid, hits in run.items()
@@ -50,7 +51,11 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     }
 
 
-class TrecFormatError(ValueError):
+class EvaluationError(UserError, ValueError):
+    """Runs and judgments that cannot be evaluated together."""
+
+
+class TrecFormatError(UserError, ValueError):
     """A run the TREC format cannot hold: its columns are whitespace-separated, so an id
     or tag with whitespace in it would shift them."""
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specrag.errors import UserError
 from specrag.indexing.registry import searchable
 from specrag.retrieval.fusion import convex, rrf
 from specrag.retrieval.recipe import HYBRID, Recipe
@@ -35,7 +36,7 @@ from specrag.retrieval.version import OpenVersion
 from specrag.types import DocMask, Hit
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A request that cannot run against this collection (a client error, HTTP 400)."""
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 
+from specrag.errors import UserError
 from specrag.storage.models import DocumentRow
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
@@ -58,7 +59,7 @@ INT64 = 2**63 - 1
 _INDEX_LIKE = re.compile(r"-?\d+")
 
 
-class FilterError(ValueError):
+class FilterError(UserError, ValueError):
     """An invalid filter; the message names the operator, field or value at fault."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from specrag.errors import UserError
 from specrag.storage.db import write_connection
 from specrag.storage.filters import compile_filter
 from specrag.storage.models import BuildJobRow, CollectionRow, DocumentRow, IndexVersionRow, utcnow
@@ -50,15 +51,15 @@ CORPUS_PAGE = 1000
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-class NotFound(LookupError):
+class NotFound(UserError, LookupError):
     """A collection, document, version or job that does not exist (HTTP 404)."""
 
 
-class AlreadyExists(ValueError):
+class AlreadyExists(UserError, ValueError):
     """A collection name that is taken (HTTP 409)."""
 
 
-class InvalidDocument(ValueError):
+class InvalidDocument(UserError, ValueError):
     """A document the store refuses: bad id, types, NaN, metadata too deep or too large
     (HTTP 400)."""
 
@@ -117,9 +118,13 @@ class JobInfo:
     finished_at: datetime | None
 
 
+class InvalidName(UserError, ValueError):
+    """A collection name outside the safe alphabet (HTTP 400)."""
+
+
 def validate_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
-        raise ValueError(
+        raise InvalidName(
             f"invalid collection name {name!r}: use 1 to 64 letters, digits, '_' or '-'"
         )
     return name

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/collections", tags=["collections"])
     "", response_model=CollectionOut, status_code=status.HTTP_201_CREATED, dependencies=WRITE
 )
 def create_collection(body: CollectionCreate, service: ServiceDep) -> CollectionOut:
-    return service.create_collection(body.name, body.kinds)
+    return service.create_collection(body.name, body.kinds, shards=body.shards)
 
 
 @router.get("", response_model=list[CollectionOut], dependencies=READ)

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from specrag.indexing.encoders.models import load_model, resolve_model_path
+from specrag.indexing.encoders.precision import EncodeDType, encode_precision, model_device
 
 EncoderType = Literal["auto", "multi_vector", "token_embeddings"]
 
@@ -50,6 +51,7 @@ class TokenEncoder:
         encoder: EncoderType = "auto",
         batch_size: int = 32,
         device: str | None = None,
+        dtype: EncodeDType = "float32",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -58,12 +60,16 @@ class TokenEncoder:
         if self.encoder_type not in ("multi_vector", "token_embeddings"):
             raise ValueError(f"unknown encoder type {encoder!r}")
         self.batch_size = batch_size
+        self.dtype = dtype
         kind = "multi_vector" if self.encoder_type == "multi_vector" else "dense"
         self.model = load_model(model, kind, device)
         if self.encoder_type == "token_embeddings":
             self._special_ids = np.array(
                 sorted(self.model.tokenizer.all_special_ids), dtype=np.int64
             )
+
+    def _precision(self):
+        return encode_precision(model_device(self.model), self.dtype)
 
     @property
     def dim(self) -> int:
@@ -73,17 +79,19 @@ class TokenEncoder:
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         if self.encoder_type == "multi_vector":
-            out = self.model.encode_query(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True
-            )
+            with self._precision():
+                out = self.model.encode_query(
+                    list(texts), batch_size=self.batch_size, normalize_embeddings=True
+                )
             return [_as_f32(t) for t in out]
         return self.encode_with_pooled(texts)[0]
 
     def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
         if self.encoder_type == "multi_vector":
-            out = self.model.encode_document(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True
-            )
+            with self._precision():
+                out = self.model.encode_document(
+                    list(texts), batch_size=self.batch_size, normalize_embeddings=True
+                )
             return [_as_f32(t) for t in out]
         return self.encode_with_pooled(texts)[0]
 
@@ -94,7 +102,8 @@ class TokenEncoder:
             raise ValueError("encode_with_pooled needs a bi-encoder (encoder='token_embeddings')")
         if not texts:
             return [], np.zeros((0, self.dim), np.float32)
-        rows = self.model.encode(list(texts), batch_size=self.batch_size, output_value=None)
+        with self._precision():
+            rows = self.model.encode(list(texts), batch_size=self.batch_size, output_value=None)
         return split_forward(rows, self._special_ids)
 
 

@@ -37,6 +37,7 @@ def _batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
 def _bi_encoder(space, texts, fields, batch_size, on_batch) -> dict[str, list[np.ndarray]]:
     from specrag.indexing.encoders.embedding import max_seq_length
     from specrag.indexing.encoders.models import load_model
+    from specrag.indexing.encoders.precision import encode_precision, model_device
     from specrag.indexing.encoders.tokens import split_forward
 
     model = load_model(space.model)
@@ -44,7 +45,10 @@ def _bi_encoder(space, texts, fields, batch_size, on_batch) -> dict[str, list[np
     extra = {"task": space.task} if space.task else {}
     out: dict[str, list[Any]] = {f: [None] * len(texts) for f in fields}
     done = 0
-    with max_seq_length(model, space.max_seq_length):
+    with (
+        max_seq_length(model, space.max_seq_length),
+        encode_precision(model_device(model), space.dtype),
+    ):
         for rows in _batches(texts, batch_size):
             forward = model.encode(
                 [texts[i] for i in rows],
@@ -68,7 +72,7 @@ def _bi_encoder(space, texts, fields, batch_size, on_batch) -> dict[str, list[np
 def _multi_vector(space, texts, batch_size, on_batch) -> dict[str, list[np.ndarray]]:
     from specrag.indexing.encoders.tokens import TokenEncoder
 
-    encoder = TokenEncoder(space.model, "multi_vector", batch_size)
+    encoder = TokenEncoder(space.model, "multi_vector", batch_size, dtype=space.dtype)
     tokens: list[Any] = [None] * len(texts)
     done = 0
     for rows in _batches(texts, batch_size):

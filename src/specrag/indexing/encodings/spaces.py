@@ -43,11 +43,17 @@ class EncodingSpace:
     max_seq_length: int | None = None
     prompt: str | None = None
     task: str | None = None
+    #: The encoder's precision (``encoders/precision.py``): bf16/fp16 outputs differ from
+    #: float32 ones, so they are a space of their own.
+    dtype: str = "float32"
 
     @property
     def key(self) -> str:
-        """The folder name of the space in the store (stable across processes)."""
+        """The folder name of the space in the store (stable across processes; a float32
+        space keeps the key it had before spaces had a dtype)."""
         spec = {k: v for k, v in asdict(self).items() if k != "model"}
+        if spec["dtype"] == "float32":
+            del spec["dtype"]
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
     def text_hash(self, text: str) -> bytes:
@@ -89,7 +95,10 @@ def model_fingerprint(name: str) -> str:
 
 
 def bi_encoder_space(
-    model: str, max_seq_length: int | None = None, view: Literal["document", "plain"] = "document"
+    model: str,
+    max_seq_length: int | None = None,
+    view: Literal["document", "plain"] = "document",
+    dtype: str = "float32",
 ) -> EncodingSpace:
     """The space of a sentence-transformers bi-encoder's document encodings. ``document``:
     what ``encode_document`` sees (the model's document prompt and task, if it has them;
@@ -100,7 +109,7 @@ def bi_encoder_space(
     if view == "document":
         prompt, task = document_prompt_and_task(model)
     return EncodingSpace(
-        "bi_encoder", model, model_fingerprint(model), max_seq_length, prompt, task
+        "bi_encoder", model, model_fingerprint(model), max_seq_length, prompt, task, dtype
     )
 
 

@@ -63,7 +63,9 @@ def binary_encodings(config: BinaryConfig) -> list[EncodingNeed]:
     """The same pooled vectors as the ``dense`` kind on the same model."""
     return [
         EncodingNeed(
-            bi_encoder_space(config.model, None, "document"), ("pooled",), config.batch_size
+            bi_encoder_space(config.model, None, "document", config.dtype),
+            ("pooled",),
+            config.batch_size,
         )
     ]
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
 from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
 
@@ -26,6 +27,7 @@ class BinaryConfig(SearchDeviceConfig):
     ivf_nlist: int | None = Field(None, ge=1, description="Default: about 4*sqrt(n).")
     ivf_nprobe: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1)
+    dtype: EncodeDType = dtype_field()
     ivf_overfetch: float = Field(
         2.0,
         ge=1,

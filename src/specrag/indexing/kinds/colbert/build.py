@@ -59,9 +59,11 @@ def colbert_encodings(config: ColbertConfig) -> list[EncodingNeed]:
     no prompt), or a ColBERT checkpoint's ``encode_document`` output."""
     encoder = detect_encoder_type(config.model) if config.encoder == "auto" else config.encoder
     if encoder == "multi_vector":
-        space = EncodingSpace("multi_vector", config.model, model_fingerprint(config.model))
+        space = EncodingSpace(
+            "multi_vector", config.model, model_fingerprint(config.model), dtype=config.dtype
+        )
     else:
-        space = bi_encoder_space(config.model, None, "plain")
+        space = bi_encoder_space(config.model, None, "plain", config.dtype)
     return [EncodingNeed(space, ("tokens",), config.batch_size)]
 
 
@@ -154,6 +156,7 @@ def _index_spill(
         "dim": int(dim),
         "n_centroids": int(n_centroids),
         "compression": codec.name,
+        "kmeans": "/".join(kmeans_engine(config.kmeans_backend)),
         "bytes_per_token": codec.bytes_per_token,
         "bytes": int(index_bytes),
         "bytes_per_doc": round(index_bytes / max(n_docs, 1), 1),
@@ -166,6 +169,11 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
 
     if n_centroids >= len(sample):
         return np.ascontiguousarray(sample[:n_centroids], dtype=np.float32)
+    engine, device = kmeans_engine(config.kmeans_backend)
+    if engine == "torch":
+        from specrag.indexing.kinds.colbert.kmeans import spherical_kmeans
+
+        return spherical_kmeans(sample, n_centroids, config.kmeans_iters, config.seed, device)
     km = faiss.Kmeans(
         sample.shape[1],
         n_centroids,
@@ -177,6 +185,19 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
     )
     km.train(np.ascontiguousarray(sample, dtype=np.float32))
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def kmeans_engine(backend: str) -> tuple[str, str]:
+    """(engine, device) of the centroid k-means: auto is torch on cuda when cuda is
+    present (faiss-gpu does not install there), faiss on the CPU otherwise."""
+    from specrag.indexing.kinds.torchsearch.device import cuda_available
+
+    if backend == "faiss":
+        return "faiss", "cpu"
+    device = "cuda" if cuda_available() else "cpu"
+    if backend == "auto" and device == "cpu":
+        return "faiss", "cpu"
+    return "torch", device
 
 
 def _inverted_lists(

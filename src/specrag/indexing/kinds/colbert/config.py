@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
 from specrag.indexing.kinds.selfcheck import SelfCheckConfig
 
 
@@ -42,6 +43,11 @@ class ColbertConfig(SelfCheckConfig):
         131072, ge=256, description="Tokens sampled to fit the codec and the centroids."
     )
     kmeans_iters: int = Field(8, ge=1)
+    kmeans_backend: Literal["auto", "faiss", "torch"] = Field(
+        "auto",
+        description="Centroid k-means: faiss on the CPU, or torch (on cuda when present, "
+        "else the CPU); auto: torch when cuda is present, faiss otherwise.",
+    )
     self_check_queries: int = Field(
         32,
         ge=0,
@@ -52,3 +58,4 @@ class ColbertConfig(SelfCheckConfig):
     )
     seed: int = 0
     batch_size: int = Field(32, ge=1)
+    dtype: EncodeDType = dtype_field()

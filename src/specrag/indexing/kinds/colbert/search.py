@@ -55,7 +55,7 @@ class ColbertSearcher:
     def encoder(self) -> TokenEncoder:
         if self._encoder is None:
             cfg = self.config
-            self._encoder = TokenEncoder(cfg.model, cfg.encoder, cfg.batch_size)
+            self._encoder = TokenEncoder(cfg.model, cfg.encoder, cfg.batch_size, dtype=cfg.dtype)
         return self._encoder
 
     @property

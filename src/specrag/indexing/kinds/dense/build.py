@@ -50,7 +50,7 @@ def build_dense(
 
 def dense_encodings(config: DenseConfig) -> list[EncodingNeed]:
     """The pooled vectors of the model's document encodings (``encode_document``)."""
-    space = bi_encoder_space(config.model, config.max_seq_length, "document")
+    space = bi_encoder_space(config.model, config.max_seq_length, "document", config.dtype)
     return [EncodingNeed(space, ("pooled",), config.batch_size)]
 
 
@@ -81,6 +81,7 @@ def write_dense_index(
             "n_docs": n,
             "normalize": config.normalize,
             "max_seq_length": config.max_seq_length,
+            "dtype": config.dtype,
             "index": config.index,
             "metric": "inner_product",
         },

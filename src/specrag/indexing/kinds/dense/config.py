@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from specrag.indexing.encoders.precision import EncodeDType, dtype_field
 from specrag.indexing.kinds.selfcheck import SelfCheckConfig
 from specrag.indexing.kinds.torchsearch.config import SearchDeviceConfig
 
@@ -24,6 +25,7 @@ class DenseConfig(SearchDeviceConfig, SelfCheckConfig):
         "ANCE, whose scores are unnormalized inner products.",
     )
     batch_size: int = Field(64, ge=1)
+    dtype: EncodeDType = dtype_field()
     max_seq_length: int | None = Field(None, ge=8)
     exact_filter_fraction: float = Field(
         0.05,

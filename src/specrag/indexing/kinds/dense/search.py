@@ -26,6 +26,7 @@ import numpy as np
 
 from specrag.indexing.encoders.embedding import encode_queries
 from specrag.indexing.encoders.models import load_model
+from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE, INDEX_FILE, META_FILE
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.kinds.topk import (
@@ -55,9 +56,10 @@ class EmbeddingSearcher:
     def encode(self, queries: list[str]) -> np.ndarray:
         """Query embeddings, as the index's documents were encoded."""
         model = load_model(self.config.model)
-        return encode_queries(
-            model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
-        )
+        with encode_precision(model_device(model), self.config.dtype):
+            return encode_queries(
+                model, queries, batch_size=self.config.batch_size, normalize=self.config.normalize
+            )
 
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)

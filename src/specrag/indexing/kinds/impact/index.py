@@ -52,6 +52,7 @@ import numba
 import numpy as np
 
 from specrag.atomic import write_json_atomic
+from specrag.errors import UserError
 
 FORMAT = 2
 META_FILE = "impact_index.json"
@@ -68,7 +69,7 @@ IMPACT_DTYPES = {8: np.uint8, 16: np.uint16}
 DOC_BITS = {np.dtype(np.uint32): 24, np.dtype(np.uint64): 32}
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(UserError, ValueError):
     """An index written in another format version: the collection must be rebuilt (the
     service answers HTTP 409, as for a collection not built yet)."""
 

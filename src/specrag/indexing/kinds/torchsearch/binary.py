@@ -1,5 +1,5 @@
 """The ``binary`` kind's search on a torch device: Hamming candidates over the sign bits
-(a SWAR popcount on 64-bit words), rescored as ``q . dequantize(int8 row)``.
+(``hamming.py``), rescored as ``q . dequantize(int8 row)``.
 
 Candidates are the ``n_cand`` allowed rows nearest in Hamming distance, ties by lower
 row; the final top-k is over their rescoring scores with the contract's tie rule. With
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from specrag.indexing.kinds.torchsearch.flat import PAIR_BYTES, QUERY_BATCH, upload
+from specrag.indexing.kinds.torchsearch.hamming import bytes_per_row, distances, pack_words
 from specrag.indexing.kinds.torchsearch.keys import (
     NO_KEY,
     chunk_rows,
@@ -22,25 +23,6 @@ from specrag.indexing.kinds.torchsearch.keys import (
     masked,
     to_numpy_hits,
 )
-
-_M1, _M2, _M4, _H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
-
-
-def popcount64(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of each int64 (two's-complement wrap-around is what the steps rely on)."""
-    x = x - ((x >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    return ((x * _H01) >> 56) & 0xFF
-
-
-def pack_words(codes: np.ndarray) -> np.ndarray:
-    """uint8 codes (n, n_bytes) -> int64 words (n, ceil(n_bytes / 8)), zero padded (zero
-    bytes on both sides add no distance)."""
-    n, n_bytes = codes.shape
-    padded = np.zeros((n, -(-n_bytes // 8) * 8), np.uint8)
-    padded[:, :n_bytes] = codes
-    return padded.view(np.int64)
 
 
 class TorchBinary:
@@ -107,19 +89,17 @@ class TorchBinary:
     def hamming_candidates(
         self, query_words: torch.Tensor, n_cand: int, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        """(n_queries, n_cand) rows nearest in Hamming distance (ties: lower row); -1
-        where fewer allowed rows exist."""
+        """(n_queries, n_cand) rows nearest in Hamming distance to the packed
+        ``query_words`` (ties: lower row); -1 where fewer allowed rows exist."""
 
         def keys(start: int, stop: int) -> torch.Tensor:
-            x = query_words[:, None, :] ^ self.words[None, start:stop, :]
-            distance = popcount64(x).sum(dim=2)
+            distance = distances(query_words, self.words[start:stop])
             rows = torch.arange(start, stop, device=self.device)
             return masked(distance_keys(distance, rows), None if mask is None else mask[start:stop])
 
-        per_pair = 8 * 4 * self.words.shape[1] + 32
-        top = chunked_top_keys(
-            keys, self.n, n_cand, chunk_rows(len(query_words), per_pair, self.memory_mib)
-        )
+        per_row = bytes_per_row(len(query_words), self.words.shape[1])
+        chunk = chunk_rows(1, per_row, self.memory_mib)
+        top = chunked_top_keys(keys, self.n, n_cand, chunk)
         return torch.where(top == NO_KEY, -1, key_rows(top))
 
     def _rescore_candidates(self, q: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 LOW = 0xFFFFFFFF
+#: 2**32: the high half is placed by multiplying and read back by floor division, which
+#: are defined for negative int64 on every device (shifts of negatives need not be).
+_HIGH = 1 << 32
 #: The key of a row that may not match (masked out); below every real key.
 NO_KEY = torch.iinfo(torch.int64).min
 _FLIP = 0x7FFFFFFF
@@ -29,12 +32,12 @@ def _ordered_bits(scores: torch.Tensor) -> torch.Tensor:
 
 def float_keys(scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Keys ordering by (score desc, row asc); ``rows`` broadcasts against ``scores``."""
-    return (_ordered_bits(scores).to(torch.int64) << 32) | (LOW - rows.to(torch.int64))
+    return _ordered_bits(scores).to(torch.int64) * _HIGH + (LOW - rows.to(torch.int64))
 
 
 def distance_keys(distance: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Keys ordering by (distance asc, row asc) for integer distances."""
-    return ((-distance.to(torch.int64)) << 32) | (LOW - rows.to(torch.int64))
+    return -distance.to(torch.int64) * _HIGH + (LOW - rows.to(torch.int64))
 
 
 def key_rows(keys: torch.Tensor) -> torch.Tensor:
@@ -43,7 +46,7 @@ def key_rows(keys: torch.Tensor) -> torch.Tensor:
 
 def key_scores(keys: torch.Tensor) -> torch.Tensor:
     """The float32 scores that ``float_keys`` encoded."""
-    bits = (keys >> 32).to(torch.int32)
+    bits = torch.div(keys, _HIGH, rounding_mode="floor").to(torch.int32)
     return torch.where(bits < 0, bits ^ _FLIP, bits).view(torch.float32)
 
 

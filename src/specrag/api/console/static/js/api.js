@@ -35,8 +35,22 @@ async function errorFrom(response) {
   return new ApiError(response.status, message, detail);
 }
 
+// The API key typed into the console, kept for this browser tab only (sessionStorage).
+const KEY_ITEM = "specrag-api-key";
+
+export function apiKey() {
+  return sessionStorage.getItem(KEY_ITEM) || "";
+}
+
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(KEY_ITEM, key);
+  else sessionStorage.removeItem(KEY_ITEM);
+}
+
 async function send(method, path, body) {
   const init = { method, headers: {} };
+  const key = apiKey();
+  if (key) init.headers.authorization = `Bearer ${key}`;
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);

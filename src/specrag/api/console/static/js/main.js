@@ -1,6 +1,6 @@
 // Entry point: the view switcher (hash links, so the browser's back button and keyboard
 // work), the collection picker shared by every view, and the views themselves.
-import { api } from "./api.js";
+import { api, apiKey, setApiKey } from "./api.js";
 import { initAsk } from "./ask.js";
 import { CollectionsView } from "./collections.js";
 import { initCompare } from "./compare.js";
@@ -23,6 +23,7 @@ function viewOf(hash) {
 
 function showView() {
   const view = viewOf(location.hash);
+  document.body.dataset.route = location.hash; // the hash this view was chosen for
   for (const v of VIEWS) {
     document.getElementById(`view-${v}`).hidden = v !== view;
     const link = document.querySelector(`nav a[href="#${v}"]`);
@@ -59,10 +60,29 @@ async function loadCollections() {
   collectionsView.render(state.collections);
 }
 
+// The API key field shows when the server requires keys (/health needs none), or when a
+// key was given before; a changed key reloads the collections with it.
+const keyField = document.getElementById("api-key-field");
+const keyInput = document.getElementById("api-key");
+keyInput.value = apiKey();
+keyInput.addEventListener("change", () => {
+  setApiKey(keyInput.value.trim());
+  loadCollections();
+});
+
+async function checkAuth() {
+  try {
+    const health = await api("GET", "/health");
+    keyField.hidden = health.auth !== "keys" && !apiKey();
+  } catch (err) {
+    showError(globalError, err);
+  }
+}
+
 picker.addEventListener("change", () => selectCollection(picker.value));
 window.addEventListener("hashchange", showView);
 window.addEventListener("unhandledrejection", (event) => showError(globalError, event.reason));
 document.getElementById("refresh-collections").addEventListener("click", loadCollections);
 settings.push(initSearch(state), ...initCompare(state), initAsk(state));
 showView();
-loadCollections().then(() => document.body.setAttribute("data-ready", "true"));
+Promise.all([checkAuth(), loadCollections()]).then(() => document.body.setAttribute("data-ready", "true"));

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="A running build in another process whose heartbeat (every 10 s) is "
         "older than this is marked failed (its process died, e.g. kill -9).",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`specrag serve` logs: text lines, or one JSON object per line; both "
+        "carry the request id.",
+    )
     max_metadata_depth: int = Field(
         default=32, ge=1, le=256, description="Nesting levels one document's metadata may have."
     )

@@ -24,7 +24,19 @@ from specrag.api.console import mount_console
 from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
-from specrag.api.routes import ask, builds, collections, documents, health, keys, search
+from specrag.api.observability import Metrics, RequestContext
+from specrag.api.routes import (
+    ask,
+    builds,
+    collections,
+    documents,
+    health,
+    keys,
+    search,
+)
+from specrag.api.routes import (
+    metrics as metrics_routes,
+)
 from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
 from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
@@ -62,6 +74,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or CollectionService(settings)
+        app.state.service.build_listeners.append(metrics.observe_build)
         app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
         for warning in app.state.auth.warnings():
             log.warning("%s", warning)
@@ -78,6 +91,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    metrics = app.state.metrics = Metrics(lambda: getattr(app.state, "service", None))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)
     if settings.cors_origins:  # CORS stays off unless origins are configured
@@ -87,11 +101,12 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    app.add_middleware(RequestContext, metrics=metrics)  # outermost: sees every response
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
-    for module in (health, collections, documents, builds, search, ask, keys):
+    for module in (health, metrics_routes, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
     mount_console(app)  # the browser console at /ui (/ redirects there)
     return app

@@ -372,13 +372,15 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from specrag.api.app import create_app
+    from specrag.api.observability import configure_logging
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
     warning = keys_cli.check_exposure(settings, args.host)  # no keys: loopback only
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    configure_logging(settings.log_format)  # the request id on every line (and uvicorn's)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     return 0
 
 

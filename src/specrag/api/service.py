@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -97,6 +97,8 @@ class CollectionService:
         self._cancelled: set[str] = set()
         self._builds_guard = threading.Lock()
         self._builds_changed = threading.Condition(self._builds_guard)
+        #: Called with the job row when a build job of the worker ends (the metrics).
+        self.build_listeners: list[Callable[[Any], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -217,8 +219,23 @@ class CollectionService:
                 if self.store.get_job(job_id).status not in ("succeeded", "failed"):
                     self.store.update_job(job_id, status="failed", stage="failed", error=str(exc))
             raise
+        finally:
+            self._build_ended(job_id)
         self.version_for(name)  # warm the new version before the first query needs it
         return version_id
+
+    def _build_ended(self, job_id: str) -> None:
+        if not self.build_listeners:
+            return
+        try:
+            job = self.store.get_job(job_id)
+        except NotFound:
+            return
+        for listener in self.build_listeners:
+            try:
+                listener(job)
+            except Exception:  # noqa: BLE001 - metrics must not fail a build
+                log.exception("build listener failed")
 
     def _build(self, name: str, job_id: str, progress_bar: bool = False) -> str:
         """run_build in the collection's folder, registered so that a delete can cancel it

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from specrag.api.auth import READ
@@ -21,8 +21,9 @@ def _sse(event: str, data: dict) -> str:
 
 
 @router.post("/collections/{name}/ask", response_model=AskResponse, dependencies=READ)
-def ask(name: str, body: AskRequest, service: ServiceDep):
-    events = service.ask(name, body)
+def ask(name: str, body: AskRequest, service: ServiceDep, request: Request):
+    metrics = request.app.state.metrics
+    events = _observed(service.ask(name, body), metrics)
     if body.stream:
         first = next(events)  # errors before the first event become HTTP errors, not SSE
 
@@ -39,3 +40,11 @@ def ask(name: str, body: AskRequest, service: ServiceDep):
         if event == "done":
             answer = value
     return answer
+
+
+def _observed(events, metrics):
+    """The events, with the finished answer's generation speed recorded."""
+    for event, value in events:
+        if event == "done":
+            metrics.observe_answer(value.stats)
+        yield event, value

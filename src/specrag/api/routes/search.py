@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
@@ -11,5 +11,7 @@ router = APIRouter(tags=["search"])
 
 
 @router.post("/collections/{name}/search", response_model=SearchResponse, dependencies=READ)
-def search(name: str, request: SearchRequest, service: ServiceDep) -> SearchResponse:
-    return service.search(name, request)
+def search(name: str, request: SearchRequest, service: ServiceDep, http: Request) -> SearchResponse:
+    response = service.search(name, request)
+    http.app.state.metrics.observe_search(response.timings_ms)
+    return response

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from specrag.errors import UserError
 from specrag.indexing.encodings.gc import STORE_DIR
 from specrag.indexing.encodings.session import ensure, text_hashes
 from specrag.indexing.encodings.store import EncodingStore
@@ -51,7 +52,7 @@ DELTAS_DIR = "deltas"
 DELTA_KINDS = ("dense",)
 
 
-class RefreshError(ValueError):
+class RefreshError(UserError, ValueError):
     """A refresh that cannot run (no version yet, no covered kind, an old version)."""
 
 

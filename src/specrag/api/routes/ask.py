@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
+from specrag.api.responses import SSE_MEDIA_TYPE, WRITE, sse
 from specrag.api.schemas import AskRequest, AskResponse
 
 router = APIRouter(tags=["ask"])
@@ -20,7 +21,12 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-@router.post("/collections/{name}/ask", response_model=AskResponse, dependencies=READ)
+@router.post(
+    "/collections/{name}/ask",
+    response_model=AskResponse,
+    dependencies=READ,
+    responses=sse(*WRITE, 400, 404, 409, 422, 503),
+)
 def ask(name: str, body: AskRequest, service: ServiceDep, request: Request):
     metrics = request.app.state.metrics
     events = _observed(service.ask(name, body), metrics)
@@ -34,7 +40,7 @@ def ask(name: str, body: AskRequest, service: ServiceDep, request: Request):
                 else:
                     yield _sse("done", value.model_dump(mode="json"))
 
-        return StreamingResponse(sse(), media_type="text/event-stream")
+        return StreamingResponse(sse(), media_type=SSE_MEDIA_TYPE)
     answer = None
     for event, value in events:
         if event == "done":

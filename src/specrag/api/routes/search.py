@@ -4,13 +4,19 @@ from fastapi import APIRouter, Request
 
 from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
+from specrag.api.responses import WRITE, errors
 from specrag.api.schemas import SearchResponse
 from specrag.retrieval.request import SearchRequest
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/collections/{name}/search", response_model=SearchResponse, dependencies=READ)
+@router.post(
+    "/collections/{name}/search",
+    response_model=SearchResponse,
+    dependencies=READ,
+    responses=errors(*WRITE, 400, 404, 409, 422),
+)
 def search(name: str, request: SearchRequest, service: ServiceDep, http: Request) -> SearchResponse:
     response = service.search(name, request)
     http.app.state.metrics.observe_search(response.timings_ms)

@@ -38,6 +38,7 @@ from specrag.api.routes import (
     metrics as metrics_routes,
 )
 from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
+from specrag.api.swagger import mount_docs
 from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
@@ -89,6 +90,8 @@ def create_app(
         version=__version__,
         description="Retrieval and RAG search service.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's files (api/swagger), not a CDN
+        redoc_url=None,  # ReDoc has no offline bundle here
     )
     app.state.settings = settings
     metrics = app.state.metrics = Metrics(lambda: getattr(app.state, "service", None))
@@ -108,6 +111,7 @@ def create_app(
     app.add_exception_handler(Exception, internal_error)
     for module in (health, metrics_routes, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
+    mount_docs(app)  # /docs: Swagger UI, offline
     mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 

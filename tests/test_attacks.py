@@ -48,13 +48,17 @@ def test_docs_work_offline(tmp_path):
         assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN
 
 
-def test_searches_while_builds_swap_versions(tmp_path):
+@pytest.mark.parametrize("prune", [False, True], ids=["kept", "pruned-at-once"])
+def test_searches_while_builds_swap_versions(tmp_path, prune):
     """8 threads search while 4 builds (each with one more matching document) swap the
     current version: no error, and each response's hits are exactly what the version it
-    names returns."""
+    names returns. Pruned at once (keep 1, no grace): still no error, the versions that
+    searches hold stay until they finish."""
     query = "cells"
     docs = demo_documents(40)
-    with TestClient(create_app(Settings(home=tmp_path)), raise_server_exceptions=False) as client:
+    extra = {"keep_versions": 1, "keep_versions_grace_s": 0} if prune else {}
+    app = create_app(Settings(home=tmp_path, **extra))
+    with TestClient(app, raise_server_exceptions=False) as client:
         assert client.post("/collections", json={"name": "race", "kinds": ["bm25"]}).is_success
         client.post("/collections/race/documents", json={"documents": [doc_json(d) for d in docs]})
         assert (
@@ -79,9 +83,9 @@ def test_searches_while_builds_swap_versions(tmp_path):
             t.start()
         try:
             for i in range(4):
-                extra = {"id": f"new-{i}", "text": f"{query} {query} {query} growth number {i}"}
+                new = {"id": f"new-{i}", "text": f"{query} {query} {query} growth number {i}"}
                 assert client.post(
-                    "/collections/race/documents", json={"documents": [extra]}
+                    "/collections/race/documents", json={"documents": [new]}
                 ).is_success
                 job = client.post("/collections/race/builds").json()
                 assert wait_for_job(client, job["id"])["status"] == "succeeded"
@@ -94,6 +98,12 @@ def test_searches_while_builds_swap_versions(tmp_path):
         versions = {v for v, _ in seen}
         assert len(versions) >= 3, versions  # the searches did see the swaps
         store = client.app.state.service.versions("race")
+        if prune:  # the worker prunes just after it marks the job succeeded
+            deadline = time.monotonic() + 10
+            while store.list() != [store.current()] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.list() == [store.current()]
+            return
         for vid in versions:
             version = open_version(store, vid)
             ids = set(np.load(store.path(vid) / "ids.npy").tolist())

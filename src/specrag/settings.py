@@ -61,6 +61,18 @@ class Settings(BaseSettings):
         description="A running build in another process whose heartbeat (every 10 s) is "
         "older than this is marked failed (its process died, e.g. kill -9).",
     )
+    keep_versions: int = Field(
+        default=2,
+        ge=1,
+        description="Index versions kept per collection, the current one included; older "
+        "ones are removed (after keep_versions_grace_s) at the next build or start.",
+    )
+    keep_versions_grace_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds a superseded version stays on disk before it may be pruned, "
+        "so that requests that opened it finish; one a search holds is never pruned.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`specrag serve` logs: text lines, or one JSON object per line; both "

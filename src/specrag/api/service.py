@@ -97,16 +97,64 @@ class CollectionService:
         self._cancelled: set[str] = set()
         self._builds_guard = threading.Lock()
         self._builds_changed = threading.Condition(self._builds_guard)
+        #: Searches in flight per (storage folder, version id): never pruned under them.
+        self._held: dict[tuple[str, str], int] = {}
+        self._held_guard = threading.Lock()
         #: Called with the job row when a build job of the worker ends (the metrics).
         self.build_listeners: list[Callable[[Any], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        """Mark jobs left running by a dead process as failed; start the build worker."""
+        """Mark jobs left running by a dead process as failed, remove what killed builds
+        left, make the database follow each CURRENT file and prune old versions; start the
+        build worker."""
         self.store.fail_stale_jobs(self.settings.job_stale_after_s)
+        self._recover_files()
         self._stale_checked = time.monotonic()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specrag-build")
+
+    def _recover_files(self) -> None:
+        from specrag.indexing.retention import reconcile_current, sweep_temporaries
+
+        sweep_temporaries(self.settings.collections_dir)
+        for info in self.store.list_collections():
+            try:
+                reconcile_current(self.store, self.versions(info), info.name)
+                self.prune(info.name)
+            except Exception as exc:  # noqa: BLE001 - one broken collection must not stop the server
+                log.warning("could not check the versions of %r: %s", info.name, exc)
+
+    def prune(self, name: str) -> list[str]:
+        """Remove the collection's old versions (``indexing/retention.py``): beyond
+        ``keep_versions``, superseded for ``keep_versions_grace_s``, held by no search."""
+        from specrag.indexing.retention import prune_versions
+
+        info = self.store.get_collection(name)
+        held = {vid for (folder, vid), n in self._held.items() if folder == info.folder and n}
+        for cache in (self._versions, self._bases):
+            opened = cache.get(info.folder)
+            if opened is not None:
+                held.add(opened.path.name)
+        return prune_versions(
+            self.versions(info),
+            self.settings.keep_versions,
+            self.settings.keep_versions_grace_s,
+            held,
+        )
+
+    @contextlib.contextmanager
+    def _holding(self, folder: str, version: OpenVersion) -> Iterator[None]:
+        key = (folder, version.path.name)
+        with self._held_guard:
+            self._held[key] = self._held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._held_guard:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
 
     def close(self) -> None:
         if self._worker is not None:
@@ -163,14 +211,14 @@ class CollectionService:
                     raise TimeoutError(f"the build in {folder!r} did not stop in {timeout} s")
                 self._builds_changed.wait(left)
 
-    @staticmethod
-    def _collection_out(info) -> CollectionOut:
+    def _collection_out(self, info) -> CollectionOut:
         return CollectionOut(
             name=info.name,
             kinds=dict(info.kinds or {}),
             n_documents=info.n_documents,
             created_at=info.created_at,
-            current_version=info.current_version,
+            # the CURRENT file is the truth (indexing/retention.py); the row follows it
+            current_version=self.versions(info).current() or info.current_version,
             generation=info.generation,
         )
 
@@ -222,6 +270,10 @@ class CollectionService:
         finally:
             self._build_ended(job_id)
         self.version_for(name)  # warm the new version before the first query needs it
+        try:
+            self.prune(name)
+        except Exception as exc:  # noqa: BLE001 - the build succeeded; pruning is housekeeping
+            log.warning("could not prune the versions of %r: %s", name, exc)
         return version_id
 
     def _build_ended(self, job_id: str) -> None:
@@ -443,7 +495,8 @@ class CollectionService:
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         filter_ms = _ms(t0)
         stages = self.stages.for_request(version, request)
-        outcome = pipeline.search(version, request, allowed, stages)
+        with self._holding(info.folder, version):
+            outcome = pipeline.search(version, request, allowed, stages)
         t0 = time.perf_counter()
         hits = self._hits_out(name, outcome.hits[0], request.include)
         timings = {"filter": filter_ms, **outcome.timings_ms, "fetch": _ms(t0)}
@@ -462,7 +515,9 @@ class CollectionService:
             self.check_model("rerank.model", request.rerank.model, version)
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         stages = self.stages.for_request(version, request)
-        return version, pipeline.search_batch(version, queries, request, allowed, stages).hits
+        with self._holding(info.folder, version):
+            outcome = pipeline.search_batch(version, queries, request, allowed, stages)
+        return version, outcome.hits
 
     def calibrate(
         self,

@@ -7,6 +7,7 @@ operations (delete, upsert, build) run against it, recreated when a case deleted
 from __future__ import annotations
 
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def ensure_scratch() -> None:
 )
 def test_api_conforms_to_its_schema(case):
     ensure_scratch()
-    if "name" in (case.path_parameters or {}) and hash(repr(case.body)) % 2 == 0:
+    # half of the cases, chosen by a stable hash (derandomized runs repeat)
+    if "name" in (case.path_parameters or {}) and zlib.crc32(repr(case.body).encode()) % 2 == 0:
         case.path_parameters["name"] = SCRATCH
     case.call_and_validate(checks=CHECKS)

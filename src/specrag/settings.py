@@ -36,6 +36,26 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    max_filter_nodes: int = Field(
+        default=2_000,
+        ge=1,
+        description="Nodes (object keys, list items, values) in one search filter (422).",
+    )
+    max_rerank_top_n: int = Field(
+        default=1_000, ge=1, description="Fused hits one search may send to a reranker (422)."
+    )
+    max_delete_ids: int = Field(default=10_000, ge=1, description="Ids in one delete (422).")
+    max_prompt_tokens: int = Field(
+        default=8_192, ge=64, description="The max_prompt_tokens an /ask may request (422)."
+    )
+    max_queued_builds: int = Field(
+        default=16,
+        ge=1,
+        description="Builds queued or running in one server (one runs at a time); more: 429.",
+    )
+    max_concurrent_generations: int = Field(
+        default=2, ge=1, description="Answers generated at once by one server; more: 429."
+    )
     auth: Literal["auto", "off"] = Field(
         default="auto",
         description="auto: API keys are required once one exists (with none, the server "

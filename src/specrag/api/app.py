@@ -25,6 +25,7 @@ from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
 from specrag.api.observability import Metrics, RequestContext
+from specrag.api.request_limits import Admission, TooBusy
 from specrag.api.routes import (
     ask,
     builds,
@@ -62,6 +63,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    TooBusy: status.HTTP_429_TOO_MANY_REQUESTS,
     # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
     UserError: status.HTTP_400_BAD_REQUEST,
 }
@@ -75,7 +77,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or CollectionService(settings)
-        app.state.service.build_listeners.append(metrics.observe_build)
+        app.state.service.build_listeners += [metrics.observe_build, admission.build_ended]
         app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
         for warning in app.state.auth.warnings():
             log.warning("%s", warning)
@@ -95,6 +97,7 @@ def create_app(
     )
     app.state.settings = settings
     metrics = app.state.metrics = Metrics(lambda: getattr(app.state, "service", None))
+    admission = app.state.admission = Admission(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)
     if settings.cors_origins:  # CORS stays off unless origins are configured

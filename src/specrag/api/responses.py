@@ -3,8 +3,8 @@ route decorators), so that a client generated from the schema, and the schema fu
 (``tests/test_fuzz_api.py``), know every status the API answers with.
 
 Every error body is ``{"detail": ...}``: a message, or pydantic's list of field errors
-(422 of a malformed body); a 500 adds ``request_id``. 429 is not declared: specrag does no
-rate limiting (docs/security.md, "Not covered")."""
+(422 of a malformed body); a 500 adds ``request_id``. 429 is the admission limit of builds
+and generations (not rate limiting per client: docs/security.md, "Not covered")."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ DESCRIPTIONS = {
     413: "The request body is over max_body_bytes.",
     415: "A write whose body is not JSON.",
     422: "A malformed request, or one over a limit (k, query length, batch size).",
+    429: "The server is at its limit of queued builds or concurrent generations.",
     503: "The generator is not available (no model, or it failed to load).",
 }
 
@@ -53,11 +54,17 @@ def sse(*codes: int) -> dict[int | str, dict[str, Any]]:
         200: {
             "content": {
                 SSE_MEDIA_TYPE: {
+                    # OpenAPI before 3.2: `schema` describes each event
                     "schema": {
-                        "type": "string",
+                        "type": "object",
                         "description": "With `stream: true`: `event: delta` with "
-                        '`{"text": ...}` per piece of the answer, then one `event: done` '
-                        "with the AskResponse.",
+                        '`{"text": ...}` as data per piece of the answer, then one '
+                        "`event: done` with the AskResponse as data (JSON).",
+                        "properties": {
+                            "event": {"type": "string", "enum": ["delta", "done"]},
+                            "data": {"type": "string", "description": "JSON"},
+                        },
+                        "required": ["event", "data"],
                     }
                 }
             }

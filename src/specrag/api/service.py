@@ -100,7 +100,8 @@ class CollectionService:
         #: Searches in flight per (storage folder, version id): never pruned under them.
         self._held: dict[tuple[str, str], int] = {}
         self._held_guard = threading.Lock()
-        #: Called with the job row when a build job of the worker ends (the metrics).
+        #: Called with the job row (None when it is gone with its collection) when a build
+        #: job of the worker ends: the metrics, the build admission count.
         self.build_listeners: list[Callable[[Any], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
@@ -282,7 +283,7 @@ class CollectionService:
         try:
             job = self.store.get_job(job_id)
         except NotFound:
-            return
+            job = None
         for listener in self.build_listeners:
             try:
                 listener(job)

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
+from specrag.api.request_limits import check_ask
 from specrag.api.responses import SSE_MEDIA_TYPE, WRITE, sse
 from specrag.api.schemas import AskRequest, AskResponse
 
@@ -25,11 +26,12 @@ def _sse(event: str, data: dict) -> str:
     "/collections/{name}/ask",
     response_model=AskResponse,
     dependencies=READ,
-    responses=sse(*WRITE, 400, 404, 409, 422, 503),
+    responses=sse(*WRITE, 400, 404, 409, 422, 429, 503),
 )
 def ask(name: str, body: AskRequest, service: ServiceDep, request: Request):
-    metrics = request.app.state.metrics
-    events = _observed(service.ask(name, body), metrics)
+    check_ask(service.settings, body)
+    events = _admitted(request.app.state.admission, service, name, body)
+    events = _observed(events, request.app.state.metrics)
     if body.stream:
         first = next(events)  # errors before the first event become HTTP errors, not SSE
 
@@ -54,3 +56,10 @@ def _observed(events, metrics):
         if event == "done":
             metrics.observe_answer(value.stats)
         yield event, value
+
+
+def _admitted(admission, service, name, body):
+    """The answer's events, counted as one generation from the first event to the last
+    (or until the client goes): 429 past max_concurrent_generations."""
+    with admission.generation():
+        yield from service.ask(name, body)

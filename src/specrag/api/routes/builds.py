@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from specrag.api.auth import READ, WRITE
 from specrag.api.deps import ServiceDep
@@ -16,11 +16,20 @@ router = APIRouter(tags=["builds"])
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=WRITE,
-    responses=errors(*WRITES, 400, 404, 422),
+    responses=errors(*WRITES, 400, 404, 422, 429),
 )
-def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
-    """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
-    return service.start_build(name, body.kinds if body else None)
+def start_build(
+    name: str, service: ServiceDep, request: Request, body: BuildRequest | None = None
+) -> JobOut:
+    """Queue a build of a new index version; poll ``GET /jobs/{id}``. 429 when
+    ``max_queued_builds`` builds are queued or running already."""
+    admission = request.app.state.admission
+    admission.build_started()
+    try:
+        return service.start_build(name, body.kinds if body else None)
+    except BaseException:
+        admission.build_ended()
+        raise
 
 
 @router.post(

@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from specrag.api.auth import READ, WRITE
-from specrag.api.deps import ServiceDep
+from specrag.api.deps import ServiceDep, SettingsDep
+from specrag.api.request_limits import check_delete
 from specrag.api.responses import AUTH, errors
 from specrag.api.responses import WRITE as WRITES
 from specrag.api.schemas import DeleteDocuments, DocumentOut, UpsertDocuments
@@ -29,8 +30,11 @@ def upsert_documents(name: str, body: UpsertDocuments, service: ServiceDep) -> d
     dependencies=WRITE,
     responses=errors(*WRITES, 400, 404, 422),
 )
-def delete_documents(name: str, body: DeleteDocuments, service: ServiceDep) -> dict[str, int]:
+def delete_documents(
+    name: str, body: DeleteDocuments, service: ServiceDep, settings: SettingsDep
+) -> dict[str, int]:
     """Delete documents; they leave search results at once (tombstones)."""
+    check_delete(settings, body.ids)
     return {"deleted": service.delete_documents(name, body.ids)}
 
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 
 from specrag.api.auth import READ
 from specrag.api.deps import ServiceDep
+from specrag.api.request_limits import check_search
 from specrag.api.responses import WRITE, errors
 from specrag.api.schemas import SearchResponse
 from specrag.retrieval.request import SearchRequest
@@ -18,6 +19,7 @@ router = APIRouter(tags=["search"])
     responses=errors(*WRITE, 400, 404, 409, 422),
 )
 def search(name: str, request: SearchRequest, service: ServiceDep, http: Request) -> SearchResponse:
+    check_search(service.settings, request)
     response = service.search(name, request)
     http.app.state.metrics.observe_search(response.timings_ms)
     return response

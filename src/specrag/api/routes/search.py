@@ -21,5 +21,7 @@ router = APIRouter(tags=["search"])
 def search(name: str, request: SearchRequest, service: ServiceDep, http: Request) -> SearchResponse:
     check_search(service.settings, request)
     response = service.search(name, request)
-    http.app.state.metrics.observe_search(response.timings_ms)
+    metrics = getattr(http.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.observe_search(response.timings_ms)
     return response

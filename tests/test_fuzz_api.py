@@ -65,3 +65,24 @@ def test_api_conforms_to_its_schema(case):
     if "name" in (case.path_parameters or {}) and zlib.crc32(repr(case.body).encode()) % 2 == 0:
         case.path_parameters["name"] = SCRATCH
     case.call_and_validate(checks=CHECKS)
+
+
+def test_every_route_declares_its_guard_responses():
+    """The statuses the middlewares and the key check answer with are in the schema of
+    every route they can reach: 401/403 with a scope, 413/415 on writes (the fuzzer runs
+    with keys off, so it does not see the 401s)."""
+    from fastapi.routing import APIRoute
+
+    missing = []
+    for route in APP.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        declared = set(route.responses)
+        needs: set[int] = set()
+        if route.dependencies:
+            needs |= {401, 403}
+        if route.methods & {"POST", "DELETE"}:
+            needs |= {413, 415}
+        if not needs <= declared:
+            missing.append(f"{sorted(route.methods)} {route.path}: {sorted(needs - declared)}")
+    assert missing == []

@@ -73,6 +73,13 @@ for path in ["console.css"] + [f"js/{m}" for m in modules]:
     with urllib.request.urlopen(f"{base}/ui/{path}", timeout=10) as r:
         assert r.status == 200 and r.read(), path
 print("   console: /ui/ and its", len(modules) + 1, "files")
+with urllib.request.urlopen(base + "/docs", timeout=10) as r:
+    page = r.read().decode()
+    assert r.status == 200 and "//cdn" not in page and "/docs/assets/swagger-ui-bundle.js" in page
+for path in ["swagger-ui-bundle.js", "swagger-ui.css"]:
+    with urllib.request.urlopen(f"{base}/docs/assets/{path}", timeout=10) as r:
+        assert r.status == 200 and r.read(), path
+print("   /docs: Swagger UI from the package (offline)")
 PY
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 HEAVY=$(grep -E "\| +(torch|sentence_transformers|transformers)$" "$WORK/serve.err" || true)

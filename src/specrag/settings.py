@@ -36,6 +36,26 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_batch_documents: int = Field(default=10_000, ge=1)
+    max_filter_nodes: int = Field(
+        default=2_000,
+        ge=1,
+        description="Nodes (object keys, list items, values) in one search filter (422).",
+    )
+    max_rerank_top_n: int = Field(
+        default=1_000, ge=1, description="Fused hits one search may send to a reranker (422)."
+    )
+    max_delete_ids: int = Field(default=10_000, ge=1, description="Ids in one delete (422).")
+    max_prompt_tokens: int = Field(
+        default=8_192, ge=64, description="The max_prompt_tokens an /ask may request (422)."
+    )
+    max_queued_builds: int = Field(
+        default=16,
+        ge=1,
+        description="Builds queued or running in one server (one runs at a time); more: 429.",
+    )
+    max_concurrent_generations: int = Field(
+        default=2, ge=1, description="Answers generated at once by one server; more: 429."
+    )
     auth: Literal["auto", "off"] = Field(
         default="auto",
         description="auto: API keys are required once one exists (with none, the server "
@@ -60,6 +80,23 @@ class Settings(BaseSettings):
         ge=30.0,
         description="A running build in another process whose heartbeat (every 10 s) is "
         "older than this is marked failed (its process died, e.g. kill -9).",
+    )
+    keep_versions: int = Field(
+        default=2,
+        ge=1,
+        description="Index versions kept per collection, the current one included; older "
+        "ones are removed (after keep_versions_grace_s) at the next build or start.",
+    )
+    keep_versions_grace_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds a superseded version stays on disk before it may be pruned, "
+        "so that requests that opened it finish; one a search holds is never pruned.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`specrag serve` logs: text lines, or one JSON object per line; both "
+        "carry the request id.",
     )
     max_metadata_depth: int = Field(
         default=32, ge=1, le=256, description="Nesting levels one document's metadata may have."

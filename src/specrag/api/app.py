@@ -24,8 +24,22 @@ from specrag.api.console import mount_console
 from specrag.api.errors import internal_error, validation_error
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
-from specrag.api.routes import ask, builds, collections, documents, health, keys, search
+from specrag.api.observability import Metrics, RequestContext
+from specrag.api.request_limits import Admission, TooBusy
+from specrag.api.routes import (
+    ask,
+    builds,
+    collections,
+    documents,
+    health,
+    keys,
+    search,
+)
+from specrag.api.routes import (
+    metrics as metrics_routes,
+)
 from specrag.api.service import CollectionService, ModelNotAllowed, NotReady, RequestTooLarge
+from specrag.api.swagger import mount_docs
 from specrag.errors import UserError
 from specrag.generation.service import GeneratorUnavailable
 from specrag.indexing.kinds.impact.index import IndexFormatError
@@ -49,6 +63,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SearchError: status.HTTP_400_BAD_REQUEST,
     RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    TooBusy: status.HTTP_429_TOO_MANY_REQUESTS,
     # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
     UserError: status.HTTP_400_BAD_REQUEST,
 }
@@ -62,6 +77,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or CollectionService(settings)
+        app.state.service.build_listeners += [metrics.observe_build, admission.build_ended]
         app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
         for warning in app.state.auth.warnings():
             log.warning("%s", warning)
@@ -76,8 +92,12 @@ def create_app(
         version=__version__,
         description="Retrieval and RAG search service.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's files (api/swagger), not a CDN
+        redoc_url=None,  # ReDoc has no offline bundle here
     )
     app.state.settings = settings
+    metrics = app.state.metrics = Metrics(lambda: getattr(app.state, "service", None))
+    admission = app.state.admission = Admission(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)
     if settings.cors_origins:  # CORS stays off unless origins are configured
@@ -87,12 +107,14 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    app.add_middleware(RequestContext, metrics=metrics)  # outermost: sees every response
     for exc_class, code in ERROR_STATUS.items():
         app.add_exception_handler(exc_class, _handler(code))
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
-    for module in (health, collections, documents, builds, search, ask, keys):
+    for module in (health, metrics_routes, collections, documents, builds, search, ask, keys):
         app.include_router(module.router)
+    mount_docs(app)  # /docs: Swagger UI, offline
     mount_console(app)  # the browser console at /ui (/ redirects there)
     return app
 

@@ -405,18 +405,20 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from specrag.api.app import create_app
+    from specrag.api.observability import configure_logging
 
     settings = Settings()
     print(f"specrag home: {settings.home}", file=sys.stderr)
     warning = keys_cli.check_exposure(settings, args.host)  # no keys: loopback only
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    configure_logging(settings.log_format)  # the request id on every line (and uvicorn's)
     if getattr(args, "ray", None) is not None:
         from specrag.api import ray_serve
 
         ray_serve.run(settings, args.host, args.port, args.replicas, args.ray or None)
         return 0
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     return 0
 
 

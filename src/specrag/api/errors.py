@@ -42,12 +42,16 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """500 with a request id (the client's X-Request-ID when it sent a short one), logged
-    with the traceback under the same id."""
-    given = request.headers.get("x-request-id", "")
-    request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+    """500 with the request id (``api/observability.py``: the client's X-Request-ID when
+    it sent a short one), logged with the traceback under the same id."""
+    request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     log.error(
-        "internal error %s on %s %s", request_id, request.method, request.url.path, exc_info=exc
+        "internal error %s on %s %s",
+        request_id,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"request_id": request_id},
     )
     return JSONResponse(
         status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,

@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -98,14 +98,65 @@ class CollectionService:
         self._cancelled: set[str] = set()
         self._builds_guard = threading.Lock()
         self._builds_changed = threading.Condition(self._builds_guard)
+        #: Searches in flight per (storage folder, version id): never pruned under them.
+        self._held: dict[tuple[str, str], int] = {}
+        self._held_guard = threading.Lock()
+        #: Called with the job row (None when it is gone with its collection) when a build
+        #: job of the worker ends: the metrics, the build admission count.
+        self.build_listeners: list[Callable[[Any], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        """Mark jobs left running by a dead process as failed; start the build worker."""
+        """Mark jobs left running by a dead process as failed, remove what killed builds
+        left, make the database follow each CURRENT file and prune old versions; start the
+        build worker."""
         self.store.fail_stale_jobs(self.settings.job_stale_after_s)
+        self._recover_files()
         self._stale_checked = time.monotonic()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specrag-build")
+
+    def _recover_files(self) -> None:
+        from specrag.indexing.retention import reconcile_current, sweep_temporaries
+
+        sweep_temporaries(self.settings.collections_dir)
+        for info in self.store.list_collections():
+            try:
+                reconcile_current(self.store, self.versions(info), info.name)
+                self.prune(info.name)
+            except Exception as exc:  # noqa: BLE001 - one broken collection must not stop the server
+                log.warning("could not check the versions of %r: %s", info.name, exc)
+
+    def prune(self, name: str) -> list[str]:
+        """Remove the collection's old versions (``indexing/retention.py``): beyond
+        ``keep_versions``, superseded for ``keep_versions_grace_s``, held by no search."""
+        from specrag.indexing.retention import prune_versions
+
+        info = self.store.get_collection(name)
+        held = {vid for (folder, vid), n in self._held.items() if folder == info.folder and n}
+        for cache in (self._versions, self._bases):
+            opened = cache.get(info.folder)
+            if opened is not None:
+                held.add(opened.path.name)
+        return prune_versions(
+            self.versions(info),
+            self.settings.keep_versions,
+            self.settings.keep_versions_grace_s,
+            held,
+        )
+
+    @contextlib.contextmanager
+    def _holding(self, folder: str, version: OpenVersion) -> Iterator[None]:
+        key = (folder, version.path.name)
+        with self._held_guard:
+            self._held[key] = self._held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._held_guard:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
 
     def close(self) -> None:
         if self._worker is not None:
@@ -174,7 +225,8 @@ class CollectionService:
             kinds=dict(info.kinds or {}),
             n_documents=info.n_documents,
             created_at=info.created_at,
-            current_version=info.current_version,
+            # the CURRENT file is the truth (indexing/retention.py); the row follows it
+            current_version=self.versions(info).current() or info.current_version,
             generation=info.generation,
             shards=read_shards(self.versions(info).root),
         )
@@ -225,8 +277,27 @@ class CollectionService:
                 if self.store.get_job(job_id).status not in ("succeeded", "failed"):
                     self.store.update_job(job_id, status="failed", stage="failed", error=str(exc))
             raise
+        finally:
+            self._build_ended(job_id)
         self.version_for(name)  # warm the new version before the first query needs it
+        try:
+            self.prune(name)
+        except Exception as exc:  # noqa: BLE001 - the build succeeded; pruning is housekeeping
+            log.warning("could not prune the versions of %r: %s", name, exc)
         return version_id
+
+    def _build_ended(self, job_id: str) -> None:
+        if not self.build_listeners:
+            return
+        try:
+            job = self.store.get_job(job_id)
+        except NotFound:
+            job = None
+        for listener in self.build_listeners:
+            try:
+                listener(job)
+            except Exception:  # noqa: BLE001 - metrics must not fail a build
+                log.exception("build listener failed")
 
     def _build(
         self, name: str, job_id: str, progress_bar: bool = False, ray: RayOptions | None = None
@@ -447,7 +518,8 @@ class CollectionService:
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         filter_ms = _ms(t0)
         stages = self.stages.for_request(version, request)
-        outcome = pipeline.search(version, request, allowed, stages)
+        with self._holding(info.folder, version):
+            outcome = pipeline.search(version, request, allowed, stages)
         t0 = time.perf_counter()
         hits = self._hits_out(name, outcome.hits[0], request.include)
         timings = {"filter": filter_ms, **outcome.timings_ms, "fetch": _ms(t0)}
@@ -466,7 +538,9 @@ class CollectionService:
             self.check_model("rerank.model", request.rerank.model, version)
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         stages = self.stages.for_request(version, request)
-        return version, pipeline.search_batch(version, queries, request, allowed, stages).hits
+        with self._holding(info.folder, version):
+            outcome = pipeline.search_batch(version, queries, request, allowed, stages)
+        return version, outcome.hits
 
     def calibrate(
         self,

@@ -33,8 +33,8 @@ class StageBuilder:
     def __init__(self, store: DocumentStore, recipe: Recipe = HYBRID):
         self.store = store
         self.recipe = recipe
-        self._rerankers: LRUCache[Reranker] = LRUCache(RERANKER_CACHE_SIZE)
-        self._calibrators: LRUCache[Calibrator] = LRUCache(CALIBRATOR_CACHE_SIZE)
+        self._rerankers: LRUCache[Reranker] = LRUCache(RERANKER_CACHE_SIZE, "rerankers")
+        self._calibrators: LRUCache[Calibrator] = LRUCache(CALIBRATOR_CACHE_SIZE, "calibrators")
 
     def for_request(self, version: OpenVersion, request: SearchRequest) -> list[Stage]:
         stages: list[Stage] = []

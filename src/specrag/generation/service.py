@@ -208,7 +208,7 @@ def _last(events: Iterator[tuple[str, Any]]) -> Answer:
 
 #: Language models kept loaded (each may take gigabytes): the least recently used goes.
 GENERATOR_CACHE_SIZE = 2
-_generators: LRUCache[Any] = LRUCache(GENERATOR_CACHE_SIZE)
+_generators: LRUCache[Any] = LRUCache(GENERATOR_CACHE_SIZE, "generators")
 
 
 def get_generator(name: str | None, device: str | None = None):

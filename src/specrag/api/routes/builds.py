@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from specrag.api.auth import READ, WRITE
 from specrag.api.deps import ServiceDep
+from specrag.api.responses import AUTH, errors
+from specrag.api.responses import WRITE as WRITES
 from specrag.api.schemas import BuildRequest, JobOut, RefreshOut
 
 router = APIRouter(tags=["builds"])
@@ -14,13 +16,30 @@ router = APIRouter(tags=["builds"])
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=WRITE,
+    responses=errors(*WRITES, 400, 404, 422, 429),
 )
-def start_build(name: str, service: ServiceDep, body: BuildRequest | None = None) -> JobOut:
-    """Queue a build of a new index version; poll ``GET /jobs/{id}``."""
-    return service.start_build(name, body.kinds if body else None)
+def start_build(
+    name: str, service: ServiceDep, request: Request, body: BuildRequest | None = None
+) -> JobOut:
+    """Queue a build of a new index version; poll ``GET /jobs/{id}``. 429 when
+    ``max_queued_builds`` builds are queued or running already."""
+    admission = getattr(request.app.state, "admission", None)
+    if admission is None:
+        return service.start_build(name, body.kinds if body else None)
+    admission.build_started()
+    try:
+        return service.start_build(name, body.kinds if body else None)
+    except BaseException:
+        admission.build_ended()
+        raise
 
 
-@router.post("/collections/{name}/refresh", response_model=RefreshOut, dependencies=WRITE)
+@router.post(
+    "/collections/{name}/refresh",
+    response_model=RefreshOut,
+    dependencies=WRITE,
+    responses=errors(*WRITES, 400, 404, 409),
+)
 def refresh(name: str, service: ServiceDep) -> RefreshOut:
     """Make documents upserted since the current version searchable now (``dense``: a
     delta segment beside the version; other kinds at the next build). Synchronous: it
@@ -28,11 +47,18 @@ def refresh(name: str, service: ServiceDep) -> RefreshOut:
     return service.refresh(name)
 
 
-@router.get("/collections/{name}/builds", response_model=list[JobOut], dependencies=READ)
+@router.get(
+    "/collections/{name}/builds",
+    response_model=list[JobOut],
+    dependencies=READ,
+    responses=errors(*AUTH, 404),
+)
 def list_builds(name: str, service: ServiceDep) -> list[JobOut]:
     return service.list_jobs(name)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, dependencies=READ)
+@router.get(
+    "/jobs/{job_id}", response_model=JobOut, dependencies=READ, responses=errors(*AUTH, 404)
+)
 def get_job(job_id: str, service: ServiceDep) -> JobOut:
     return service.get_job(job_id)

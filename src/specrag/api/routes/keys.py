@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from specrag.api.auth import ADMIN
+from specrag.api.responses import AUTH, WRITE, errors
 from specrag.storage.keys import KeyInfo, KeyStore
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -42,18 +43,29 @@ def _keys(request: Request) -> KeyStore:
     return request.app.state.auth.keys
 
 
-@router.post("", response_model=KeyCreated, status_code=status.HTTP_201_CREATED, dependencies=ADMIN)
+@router.post(
+    "",
+    response_model=KeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=ADMIN,
+    responses=errors(*WRITE, 400, 409, 422),
+)
 def create_key(body: KeyCreate, request: Request) -> KeyCreated:
     info, key = _keys(request).create(body.name, body.scope)
     return KeyCreated(**vars(info), key=key)
 
 
-@router.get("", response_model=list[KeyOut], dependencies=ADMIN)
+@router.get("", response_model=list[KeyOut], dependencies=ADMIN, responses=errors(*AUTH))
 def list_keys(request: Request) -> list[KeyOut]:
     return [KeyOut.of(info) for info in _keys(request).list()]
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=ADMIN)
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=ADMIN,
+    responses=errors(*WRITE, 404),
+)
 def revoke_key(name: str, request: Request) -> Response:
     _keys(request).revoke(name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

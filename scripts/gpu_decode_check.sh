@@ -8,7 +8,8 @@
 #               the static cache and the static cache replayed as CUDA graphs       (210 s)
 #   4. llama1b  the same, plain steps only, on a random TinyLlama-1.1B-shaped model
 #               (GPU-NOTES.md: 13-14 ms per step against ~0.5 ms of weight reads)   (120 s)
-# Every step runs under `timeout`; one failing does not stop the next. Results go to $OUT
+# Every step runs under `timeout` (DECODE_<STEP>_T overrides a limit: scripts/gpu_check.sh
+# runs this as its last step within one device call); one failing does not stop the next. Results go to $OUT
 # (at most 8 files): summary.txt, <step>.log, bench_<model>.json.
 #
 # Carried beside it (repo-root folders that .git/info/exclude ignores, named in `carry`):
@@ -73,7 +74,7 @@ step() {
     return 0
 }
 
-step env 60 "$PY" - "$CPU" <<'PY'
+step env "${DECODE_ENV_T:-60}" "$PY" - "$CPU" <<'PY'
 import sys
 import torch, transformers
 print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)
@@ -97,25 +98,25 @@ else
     note "reader: none at $READER (reader test skipped; bench on a tiny random model instead)"
 fi
 
-step tests 150 "$PY" -m pytest -rs -p no:cacheprovider tests/test_static_decode.py
+step tests "${DECODE_TESTS_T:-150}" "$PY" -m pytest -rs -p no:cacheprovider tests/test_static_decode.py
 grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed" "$OUT/tests.log" >>"$SUMMARY"
 
 if [ $CPU = 1 ]; then
     DEV=(--device cpu --dtype fp32 --n-prompts 3 --max-new-tokens 32 --repeats 1)
     if [ -f "$READER/config.json" ]; then
-        step reader 210 "$PY" scripts/bench_decode_modes.py --model "$READER" "${DEV[@]}" --json-out "$OUT/bench_reader.json"
+        step reader "${DECODE_READER_T:-210}" "$PY" scripts/bench_decode_modes.py --model "$READER" "${DEV[@]}" --json-out "$OUT/bench_reader.json"
     else
-        step reader 210 "$PY" scripts/bench_decode_modes.py --tiny gpt2 "${DEV[@]}" --json-out "$OUT/bench_reader.json"
+        step reader "${DECODE_READER_T:-210}" "$PY" scripts/bench_decode_modes.py --tiny gpt2 "${DEV[@]}" --json-out "$OUT/bench_reader.json"
     fi
-    step llama1b 120 "$PY" scripts/bench_decode_modes.py --tiny llama --plain-only "${DEV[@]}" --json-out "$OUT/bench_llama1b.json"
+    step llama1b "${DECODE_LLAMA_T:-120}" "$PY" scripts/bench_decode_modes.py --tiny llama --plain-only "${DEV[@]}" --json-out "$OUT/bench_llama1b.json"
 else
     DEV=(--device cuda --dtype bf16 --repeats 2)
     if [ -f "$READER/config.json" ]; then
-        step reader 210 "$PY" scripts/bench_decode_modes.py --model "$READER" "${DEV[@]}" --n-prompts 6 --max-new-tokens 64 --max-nodes 16,64 --json-out "$OUT/bench_reader.json"
+        step reader "${DECODE_READER_T:-210}" "$PY" scripts/bench_decode_modes.py --model "$READER" "${DEV[@]}" --n-prompts 6 --max-new-tokens 64 --max-nodes 16,64 --json-out "$OUT/bench_reader.json"
     else
-        step reader 210 "$PY" scripts/bench_decode_modes.py --tiny gpt2 "${DEV[@]}" --n-prompts 4 --json-out "$OUT/bench_reader.json"
+        step reader "${DECODE_READER_T:-210}" "$PY" scripts/bench_decode_modes.py --tiny gpt2 "${DEV[@]}" --n-prompts 4 --json-out "$OUT/bench_reader.json"
     fi
-    step llama1b 120 "$PY" scripts/bench_decode_modes.py --random-llama 1b --plain-only "${DEV[@]}" --n-prompts 3 --max-new-tokens 64 --json-out "$OUT/bench_llama1b.json"
+    step llama1b "${DECODE_LLAMA_T:-120}" "$PY" scripts/bench_decode_modes.py --random-llama 1b --plain-only "${DEV[@]}" --n-prompts 3 --max-new-tokens 64 --json-out "$OUT/bench_llama1b.json"
 fi
 for name in reader llama1b; do
     note "== $name"

@@ -16,7 +16,12 @@ from specrag.indexing.encoders.models import load_model
 from specrag.indexing.encoders.precision import encode_precision, model_device
 from specrag.indexing.encoders.tokens import TokenEncoder
 from specrag.indexing.encodings.spaces import bi_encoder_space
-from specrag.indexing.kinds.colbert.build import build_token_index, kmeans_engine
+from specrag.indexing.kinds.colbert import build as colbert_build
+from specrag.indexing.kinds.colbert.build import (
+    build_token_index,
+    kmeans_engine,
+    nearest_centroid,
+)
 from specrag.indexing.kinds.colbert.config import ColbertConfig
 from specrag.indexing.kinds.colbert.kmeans import assign, spherical_kmeans
 from specrag.indexing.kinds.dense.config import DenseConfig
@@ -87,6 +92,46 @@ def test_colbert_index_with_torch_centroids(tmp_path):
     stats = build_token_index([docs[:150], docs[150:]], tmp_path, config)
     assert stats["kmeans"] == "torch/cpu" and stats["n_centroids"] == 64
     assert stats["self_check"]["passed"], stats["self_check"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_token_assignment_on_torch_breaks_ties_like_faiss(device):
+    rng = np.random.default_rng(1)
+    c = clustered(n=12, dim=16, seed=1)
+    c = np.concatenate([c, c, c])[rng.permutation(36)]  # each centroid three times
+    x = np.concatenate([c, clustered(n=500, dim=16, seed=2), c])  # exact ties, and not
+    sims = x @ c.T
+    lowest_best = np.array([np.flatnonzero(row == row.max())[0] for row in sims])
+    for n in (7, len(x)):  # faiss: the sequential and the BLAS paths
+        by_faiss = nearest_centroid(c, "faiss", "cpu")(x[:n])
+        by_torch = nearest_centroid(c, "torch", device)(x[:n])
+        assert by_torch.tolist() == by_faiss.tolist() == lowest_best[:n].tolist()
+
+
+def test_colbert_compression_on_torch_equals_faiss(tmp_path, monkeypatch):
+    """Same centroids (faiss k-means), the token assignment forced onto the torch path
+    (the one cuda takes): identical ``token_centroids`` and inverted lists."""
+    rng = np.random.default_rng(0)
+    docs = [clustered(n=int(rng.integers(5, 40)), seed=i) for i in range(120)]
+    config = ColbertConfig(kmeans_backend="faiss", n_centroids=48, exhaustive_max_docs=0)
+    (tmp_path / "faiss").mkdir()
+    (tmp_path / "torch").mkdir()
+    build_token_index([docs], tmp_path / "faiss", config)
+    used: list[str] = []
+
+    def torch_path(centroids, engine, device):
+        used.append(engine)
+        return nearest_centroid(centroids, "torch", "cpu")
+
+    monkeypatch.setattr(colbert_build, "nearest_centroid", torch_path)
+    build_token_index([docs], tmp_path / "torch", config)
+    assert used == ["faiss"]  # the build asked for faiss; the torch path ran instead
+    for name in ("centroids", "token_centroids", "ivf_offsets", "ivf_docs"):
+        a, b = (
+            np.load(tmp_path / "faiss" / f"{name}.npy"),
+            np.load(tmp_path / "torch" / f"{name}.npy"),
+        )
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(
         default=64 * 1024, ge=256, description="Bytes (as JSON) one document's metadata may take."
     )
+    # Ray (extra `ray`, docs/scaling.md): builds run on Ray when ray_address is set.
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster for builds (`auto`, `host:6379`, `local`)."
+    )
+    ray_batch_size: int = Field(default=256, ge=1, description="Documents per encoder batch.")
+    ray_concurrency: int = Field(default=2, ge=1, description="Encoder actors in the pool.")
+    ray_num_gpus: float | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs per encoder actor; default 1 when the cluster has GPUs.",
+    )
 
     @property
     def db_url(self) -> str:

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error", choices=["fail", "skip"], default="fail",
         help="a bad corpus record stops the run (fail, the default) or is skipped and counted",
     )  # fmt: skip
+    _scale_options(p)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("search", help="search a collection")
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the REST API (uvicorn)")
     _address(p)
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="serve as a Ray Serve deployment (extra `ray`; docs/scaling.md) on the cluster at "
+        "ADDRESS (none: RAY_ADDRESS or a new local one)",
+    )  # fmt: skip
+    p.add_argument("--replicas", type=int, default=1, help="Serve replicas with --ray (1)")
     p.set_defaults(handler=cmd_serve)
 
     keys_cli.add_parser(sub)
@@ -172,6 +179,30 @@ def _search_options(p: argparse.ArgumentParser, k_help: str, k_default: int = 10
     p.add_argument(
         "--filter", default=None, help="Mongo-like metadata filter as JSON, e.g. '{\"year\": 2020}'"
     )
+
+
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    """--shards and --ray (docs/scaling.md)."""
+    p.add_argument(
+        "--shards", type=int, default=None,
+        help="split the collection into S shards (bm25, dense), built in parallel and searched "
+        "together; kept for later builds. Default: the collection's count (1 for a new one)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="build on Ray (extra `ray`): the dense encoder on a Ray Data actor pool, shards as "
+        "Ray tasks. ADDRESS: a cluster (auto, host:6379, ray://host:10001); none: the "
+        "RAY_ADDRESS cluster or a new local one",
+    )  # fmt: skip
+
+
+def _scale(args, settings) -> dict:
+    from specrag.indexing.scaleout import RayOptions
+
+    ray = None
+    if args.ray is not None:
+        ray = RayOptions.from_settings(settings, address=args.ray or None)
+    return {"shards": args.shards, "ray": ray}
 
 
 def _address(p: argparse.ArgumentParser) -> None:
@@ -246,7 +277,9 @@ def cmd_index(args) -> int:
     service = _service()
     try:
         started = time.perf_counter()
-        version = service.index(args.collection, docs, kinds, progress_bar=True)
+        version = service.index(
+            args.collection, docs, kinds, progress_bar=True, **_scale(args, service.settings)
+        )
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)
         encoded = service.versions(args.collection).manifest(version).get("encodings")
@@ -380,6 +413,11 @@ def cmd_serve(args) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     configure_logging(settings.log_format)  # the request id on every line (and uvicorn's)
+    if getattr(args, "ray", None) is not None:
+        from specrag.api import ray_serve
+
+        ray_serve.run(settings, args.host, args.port, args.replicas, args.ray or None)
+        return 0
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     return 0
 

@@ -46,6 +46,13 @@ class CollectionCreate(BaseModel):
         description='Index kinds and their configs, e.g. {"bm25": {}, "dense": {"index": "hnsw"}}, '
         "or a list of kind names with default configs.",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Split the index into this many shards (by a hash of the document id), "
+        "built in parallel and searched together (docs/scaling.md); bm25 and dense only.",
+    )
 
     @field_validator("kinds")
     @classmethod
@@ -60,6 +67,7 @@ class CollectionOut(BaseModel):
     created_at: datetime | None = None
     current_version: str | None = None
     generation: int = 0
+    shards: int = 1
 
 
 class DocumentIn(BaseModel):

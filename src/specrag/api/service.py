@@ -36,6 +36,7 @@ from specrag.api.schemas import (
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
 from specrag.errors import UserError
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
+from specrag.indexing.scaleout import RayOptions, check_layout, read_shards, write_shards
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
 from specrag.retrieval.calibration import calibration_path, fit_calibration
@@ -172,8 +173,14 @@ class CollectionService:
         info = self.store.get_collection(name) if isinstance(name, str) else name
         return VersionStore(self.settings.collections_dir / info.folder)
 
-    def create_collection(self, name: str, kinds: KindsSpec | None) -> CollectionOut:
-        info = self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+    def create_collection(
+        self, name: str, kinds: KindsSpec | None, shards: int = 1
+    ) -> CollectionOut:
+        parsed = parse_kinds(kinds or ["bm25"])
+        check_layout(shards, parsed)  # before the row exists; written once it does
+        info = self.store.create_collection(name, _dump(parsed))
+        if shards != 1:
+            write_shards(self.versions(name).root, shards, parsed)
         return self._collection_out(info)
 
     def get_collection(self, name: str) -> CollectionOut:
@@ -221,6 +228,7 @@ class CollectionService:
             # the CURRENT file is the truth (indexing/retention.py); the row follows it
             current_version=self.versions(info).current() or info.current_version,
             generation=info.generation,
+            shards=read_shards(self.versions(info).root),
         )
 
     # -- documents -------------------------------------------------------------------
@@ -258,7 +266,8 @@ class CollectionService:
         from specrag.indexing.jobs import BuildCancelled
 
         try:
-            version_id = self._build(name, job_id)
+            ray = RayOptions.from_settings(self.settings) if self.settings.ray_address else None
+            version_id = self._build(name, job_id, ray=ray)
         except (BuildCancelled, NotFound) as exc:
             log.info("build job %s of %r stopped: %s", job_id, name, exc)
             return None
@@ -290,9 +299,11 @@ class CollectionService:
             except Exception:  # noqa: BLE001 - metrics must not fail a build
                 log.exception("build listener failed")
 
-    def _build(self, name: str, job_id: str, progress_bar: bool = False) -> str:
+    def _build(
+        self, name: str, job_id: str, progress_bar: bool = False, ray: RayOptions | None = None
+    ) -> str:
         """run_build in the collection's folder, registered so that a delete can cancel it
-        and wait for it."""
+        and wait for it. ``ray``: build on Ray (docs/scaling.md)."""
         from specrag.indexing.jobs import run_build
 
         info = self.store.get_collection(name)
@@ -307,6 +318,7 @@ class CollectionService:
                 job_id=job_id,
                 progress_bar=progress_bar,
                 cancelled=lambda: folder in self._cancelled,
+                ray=ray,
             )
         finally:
             with self._builds_changed:
@@ -343,6 +355,7 @@ class CollectionService:
         return the kinds a build will write: all of the collection's."""
         info = self.store.get_collection(name)
         merged = _dump(merge_kinds(info.kinds or {}, kinds))
+        check_layout(read_shards(self.versions(name).root), merged)
         if merged != dict(info.kinds or {}):
             self.store.set_kinds(name, merged)
         return list(merged)
@@ -353,18 +366,27 @@ class CollectionService:
         documents: Iterable[Document],
         kinds: KindsSpec | None = None,
         progress_bar: bool = False,
+        shards: int | None = None,
+        ray: RayOptions | None = None,
     ) -> str:
         """Create the collection if needed, upsert ``documents`` and build synchronously
-        (the CLI's path; the REST path is :meth:`start_build`). Returns the version id."""
+        (the CLI's path; the REST path is :meth:`start_build`). ``shards``: set the
+        collection's shard count first; ``ray``: build on Ray. Returns the version id."""
         try:
-            self.store.get_collection(name)
+            configured = self.store.get_collection(name).kinds or {}
         except NotFound:
+            configured = None
+        if shards is not None:  # checked before anything changes
+            check_layout(shards, merge_kinds(configured or {}, kinds or configured or ["bm25"]))
+        if configured is None:
             self.store.create_collection(name, _dump(parse_kinds(kinds or ["bm25"])))
+        if shards is not None:
+            write_shards(self.versions(name).root, shards)
         kind_names = self._configure_kinds(name, kinds)
         for chunk in _chunks(documents, UPSERT_CHUNK):
             self.store.upsert(name, chunk)
         job = self.store.create_job(name, kind_names)
-        return self._build(name, job.id, progress_bar=progress_bar)
+        return self._build(name, job.id, progress_bar=progress_bar, ray=ray)
 
     # -- search ----------------------------------------------------------------------
     def refresh(self, name: str) -> RefreshOut:

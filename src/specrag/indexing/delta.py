@@ -53,7 +53,8 @@ DELTA_KINDS = ("dense",)
 
 
 class RefreshError(UserError, ValueError):
-    """A refresh that cannot run (no version yet, no covered kind, an old version)."""
+    """A refresh that cannot run (no version yet, no covered kind, an old version): the
+    API answers 400 with the message."""
 
 
 def delta_dir(versions: VersionStore, delta_id: str) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 from specrag.errors import UserError
 from specrag.indexing.encodings.session import summary
 from specrag.indexing.registry import parse_kinds
+from specrag.indexing.scaleout import RayOptions, build_version
 from specrag.indexing.versions import VersionStore
 from specrag.storage.store import DocumentStore, NotFound
 
@@ -50,13 +51,15 @@ def run_build(
     job_id: str | None = None,
     progress_bar: bool = False,
     cancelled: Callable[[], bool] | None = None,
+    ray: RayOptions | None = None,
 ) -> str:
     """Build every kind the collection is configured with (a version always holds all of
     them; ``registry.merge_kinds`` changes the configuration) over its current documents;
     return the version id. ``job_id``: the queued job to report on; a new job is created
     when None. ``cancelled``: polled at every progress report; True stops the build
     (BuildCancelled), as does a job row that is gone (its collection was deleted, maybe by
-    another process). Raises what the build raised, after marking the job failed.
+    another process). ``ray``: build on Ray (``scaleout.py``; shards come from the
+    collection). Raises what the build raised, after marking the job failed.
     """
     info = store.get_collection(collection)
     build_kinds = parse_kinds(info.kinds) if info.kinds else {}
@@ -82,10 +85,12 @@ def run_build(
             if n_docs == 0:
                 raise NothingToBuild(f"collection {collection!r} has no documents to index")
             generation = corpus.generation
-            version_id = versions.build(
+            version_id = build_version(
+                versions,
                 corpus,
                 build_kinds,
                 reporter,
+                ray=ray,
                 activate=False,
                 extra_manifest={"collection": collection, "generation": generation, "job": job_id},
             )

@@ -50,6 +50,11 @@ def open_version(store: VersionStore, version_id: str | None = None) -> OpenVers
     manifest = store.manifest(vid)
     doc_ids = np.load(path / "ids.npy", allow_pickle=False)
     version = OpenVersion(vid, path, manifest, doc_ids)
+    if "shards" in manifest:  # one searcher per kind over every shard (docs/scaling.md)
+        from specrag.indexing.shards.search import open_sharded
+
+        version.searchers.update(open_sharded(path, manifest, doc_ids))
+        return version
     for name, entry in manifest["kinds"].items():
         kind = get_kind(name)
         version.searchers[name] = kind.searcher.load(

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/collections", tags=["collections"])
     responses=errors(*WRITES, 400, 409, 422),
 )
 def create_collection(body: CollectionCreate, service: ServiceDep) -> CollectionOut:
-    return service.create_collection(body.name, body.kinds)
+    return service.create_collection(body.name, body.kinds, shards=body.shards)
 
 
 @router.get("", response_model=list[CollectionOut], dependencies=READ, responses=errors(*AUTH))

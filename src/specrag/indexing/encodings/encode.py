@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -48,16 +50,9 @@ def _bi_encoder(space, texts, fields, batch_size, on_batch) -> dict[str, list[np
     with (
         max_seq_length(model, space.max_seq_length),
         encode_precision(model_device(model), space.dtype),
+        closing(_overlapped_forwards(model, texts, batch_size, space.prompt, extra)) as forwards,
     ):
-        for rows in _batches(texts, batch_size):
-            forward = model.encode(
-                [texts[i] for i in rows],
-                batch_size=batch_size,
-                output_value=None,
-                prompt=space.prompt,
-                show_progress_bar=False,
-                **extra,
-            )
+        for rows, forward in forwards:
             tokens, pooled = split_forward(forward, special)
             for j, i in enumerate(rows.tolist()):
                 if "tokens" in out:
@@ -67,6 +62,59 @@ def _bi_encoder(space, texts, fields, batch_size, on_batch) -> dict[str, list[np
             done += len(rows)
             on_batch(done)
     return out
+
+
+def _overlapped_forwards(model, texts, batch_size, prompt, extra) -> Iterator[tuple]:
+    """``(rows, per-text outputs)`` for every batch of ``_batches``: what
+    ``model.encode(batch, output_value=None, prompt=prompt, **extra)`` returns, with the
+    tokenization of batch n+1 on a background thread while batch n's forward runs (the
+    tokenizer releases the GIL; the forward is the caller's thread, under its autocast).
+
+    Mirrors sentence-transformers' ``encode``/``_inference``: the prompt resolved as
+    ``encode`` resolves it (an explicit prompt, else the model's default prompt name),
+    ``preprocess(batch, prompt=..., **extra)`` (prompt and truncation to
+    ``max_seq_length`` as the input module applies them), features moved to the model's
+    device, the model called under ``inference_mode``, ``truncate_dim`` applied, and every
+    batch-first output split per text. Call it inside the caller's ``max_seq_length``
+    block: the tokenizer reads the limit, and every pending tokenization is finished (or
+    waited for) before this generator returns."""
+    import torch
+    from sentence_transformers.util import batch_to_device, truncate_embeddings
+
+    prompt = model._resolve_prompt(prompt, None)
+    truncate_dim = getattr(model, "truncate_dim", None)
+    device = model.device
+    batches = _batches(texts, batch_size)
+
+    def tokenize(rows: np.ndarray) -> dict[str, Any]:
+        return model.preprocess([texts[i] for i in rows], prompt=prompt, **extra)
+
+    model.eval()
+    with ThreadPoolExecutor(1, thread_name_prefix="tokenize") as pool:
+        pending = pool.submit(tokenize, batches[0]) if batches else None
+        for n, rows in enumerate(batches):
+            features = pending.result()
+            pending = pool.submit(tokenize, batches[n + 1]) if n + 1 < len(batches) else None
+            with torch.inference_mode():
+                features = batch_to_device(features, device)
+                result = model(features, **extra)
+                if truncate_dim is not None:
+                    result["sentence_embedding"] = truncate_embeddings(
+                        result["sentence_embedding"], truncate_dim
+                    )
+            yield rows, [_row(result, j, len(rows)) for j in range(len(rows))]
+
+
+def _row(result: dict[str, Any], j: int, n: int) -> dict[str, Any]:
+    """Text ``j``'s outputs of a batch of ``n``, as ``encode(output_value=None)`` splits."""
+    import torch
+
+    return {
+        name: value[j]
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n
+        else value
+        for name, value in result.items()
+    }
 
 
 def _multi_vector(space, texts, batch_size, on_batch) -> dict[str, list[np.ndarray]]:

@@ -17,7 +17,7 @@ compresses the spill chunk by chunk and deletes it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +108,6 @@ def build_token_index(
 def _index_spill(
     spill: np.ndarray, lengths: np.ndarray, out_dir: Path, config: ColbertConfig, progress: Progress
 ) -> dict:
-    import faiss
-
     n_tokens, dim = spill.shape
     n_docs = len(lengths)
     rng = np.random.default_rng(config.seed)
@@ -121,16 +119,14 @@ def _index_spill(
     n_centroids = min(config.n_centroids or default_n_centroids(n_tokens), n_sample)
     progress(0, n_sample, f"colbert: k-means, {n_centroids} centroids", "token")
     centroids = _kmeans(sample, n_centroids, config)
-    quantizer = faiss.IndexFlatIP(dim)
-    quantizer.add(centroids)
+    nearest = nearest_centroid(centroids, *kmeans_engine(config.kmeans_backend))
 
     writer = TokenStoreWriter(out_dir / "tokens", codec)
     cdtype = np.uint16 if n_centroids <= np.iinfo(np.uint16).max + 1 else np.int32
     token_centroids = np.empty(n_tokens, cdtype)
     for start in range(0, n_tokens, CHUNK_ROWS):
         chunk = np.asarray(spill[start : start + CHUNK_ROWS], dtype=np.float32)
-        _, nearest = quantizer.search(chunk, 1)
-        token_centroids[start : start + len(chunk)] = nearest[:, 0]
+        token_centroids[start : start + len(chunk)] = nearest(chunk)
         writer.append_rows(chunk)
         progress(start + len(chunk), n_tokens, "colbert: compressing tokens", "token")
     store = writer.close(lengths)
@@ -185,6 +181,38 @@ def _kmeans(sample: np.ndarray, n_centroids: int, config: ColbertConfig) -> np.n
     )
     km.train(np.ascontiguousarray(sample, dtype=np.float32))
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def nearest_centroid(
+    centroids: np.ndarray, engine: str, device: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The token compression's assignment: ``f(chunk)`` is the id of the centroid of
+    highest inner product with each row of a float32 chunk, ties to the lower centroid id.
+    On the k-means engine and device: torch (the GPU, when the k-means ran there: the
+    chunk's (rows x centroids) products are its bulk of compute) or a faiss flat IP index
+    on the CPU. Both keep the first maximum, i.e. the lower id on exact ties."""
+    if engine == "torch":
+        import torch
+
+        from specrag.indexing.kinds.colbert.kmeans import assign
+
+        on_device = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32)).to(device)
+
+        def by_torch(chunk: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)
+                return assign(x, on_device)[0].cpu().numpy()
+
+        return by_torch
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(centroids.shape[1])
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+
+    def by_faiss(chunk: np.ndarray) -> np.ndarray:
+        return quantizer.search(np.ascontiguousarray(chunk, dtype=np.float32), 1)[1][:, 0]
+
+    return by_faiss
 
 
 def kmeans_engine(backend: str) -> tuple[str, str]:

@@ -121,6 +121,7 @@ grep -E "QPS|differ" "$LOGS/search_bench.log" | sed 's/^/    /' >>"$SUMMARY"
 # 6-7. decoding: train the reader on the packaged demo corpus, then check decoding on it
 mkdir -p /tmp/specrag-demo-beir
 cp src/specrag/demo/scifact-1k.jsonl /tmp/specrag-demo-beir/corpus.jsonl
+cp src/specrag/demo/queries.jsonl /tmp/specrag-demo-beir/queries.jsonl
 step reader_train "$TRAIN_T" "$PY" scripts/train_reader_lm.py --data /tmp/specrag-demo-beir \
   --out-dir /tmp/specrag-reader --name reader $TRAIN_ARGS
 DECODE_OUT=$LOGS/decode

@@ -51,7 +51,8 @@ class Recipe:
 #: scores (``maxsim_fusion``, weights from the same train queries), adds +0.0034 nDCG@10 on
 #: SciFact test at 2.7x the latency (p50 20.6 -> 55.9 ms), and a paired test over the 300
 #: queries finds no significant difference (t-test p = 0.52, bootstrap 95% interval
-#: [-0.0071, +0.0141]; docs/benchmarks.md). It stays one request field away: ``"rerank": {"method": "maxsim"}``.
+#: [-0.0071, +0.0141]; docs/benchmarks.md). It stays one request field away:
+#: ``"rerank": {"method": "maxsim"}``.
 HYBRID = Recipe(
     fusion="convex",
     normalization="zscore",

@@ -37,7 +37,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     """422 with pydantic's field errors, whatever numbers the request held."""
     detail = finite_json(jsonable_encoder(exc.errors()))
     return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+        status_code=422,
+        content={"detail": detail},  # (the constant was renamed across starlette versions)
     )
 
 

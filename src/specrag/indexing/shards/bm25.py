@@ -31,18 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from specrag.atomic import write_json_atomic
 from specrag.indexing.kinds.bm25.analyzer import Analyzer
 from specrag.indexing.kinds.bm25.build import (
-    ENCODER,
-    VOCAB_FILE,
-    WEIGHT_CHUNK,
     analyze_corpus,
-    bm25_weights,
+    chunked_bm25_weights,
+    write_bm25_index,
 )
 from specrag.indexing.kinds.bm25.config import BM25Config
-from specrag.indexing.kinds.impact.index import ImpactIndex, quantize, term_major
-from specrag.indexing.kinds.impact.reorder import reorder_triples
+from specrag.indexing.kinds.impact.index import quantize
 from specrag.types import Corpus, Progress, no_progress
 
 POSTINGS_FILE = "bm25-postings.npz"
@@ -104,24 +100,6 @@ def _load(work_dir: Path):
     return vocab, *arrays
 
 
-def _weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config) -> np.ndarray:
-    """BM25 weights of the shard's postings under the global statistics (``df`` aligned
-    with the shard's vocab), chunked as the unsharded build does."""
-    weights = np.empty(len(tfs), dtype=np.float64)
-    for lo in range(0, len(tfs), WEIGHT_CHUNK):
-        part = slice(lo, lo + WEIGHT_CHUNK)
-        weights[part] = bm25_weights(
-            tfs[part],
-            lengths[doc_ids[part]],
-            df[term_ids[part]],
-            n_docs,
-            avgdl,
-            config.k1,
-            config.b,
-        )
-    return weights
-
-
 def max_weight(
     work_dir: Path, df: np.ndarray, n_docs: int, avgdl: float, config: BM25Config
 ) -> float | None:
@@ -129,7 +107,9 @@ def max_weight(
     _vocab, term_ids, doc_ids, tfs, lengths = _load(work_dir)
     if len(tfs) == 0:
         return None
-    return float(_weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config).max())
+    return float(
+        chunked_bm25_weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config).max()
+    )
 
 
 def global_scale(maxima: list[float | None], impact_bits: int) -> float:
@@ -151,35 +131,14 @@ def write_bm25_shard(
 ) -> dict[str, Any]:
     """Round 3: the shard's ``bm25`` index with global weights and the global scale (the
     same files as ``build_bm25`` writes, so ``BM25Searcher.load`` opens it)."""
-    analyzer = Analyzer()
     vocab, term_ids, doc_ids, tfs, lengths = _load(work_dir)
     shard_docs = len(lengths)
-    weights = _weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config)
+    weights = chunked_bm25_weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config)
     impacts, scale = quantize(weights, config.impact_bits, scale=scale)
-    del weights, tfs
-    term_ids, doc_ids, impacts, perm = reorder_triples(
-        config.reorder, term_ids, doc_ids, impacts, shard_docs, len(vocab),
-        leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
-    )  # fmt: skip
-    offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, len(vocab))
-    index = ImpactIndex.from_postings(
-        shard_docs,
-        offsets,
-        docs,
-        impacts,
-        block_size=config.block_size,
-        scale=scale,
-        perm=perm,
-        meta={
-            "encoder": ENCODER,
-            "analyzer": analyzer.name,
-            "k1": config.k1,
-            "b": config.b,
-            "avgdl": avgdl,
-            "statistics": {"scope": "collection", "n_docs": n_docs},
-        },
+    postings = [term_ids, doc_ids, impacts]
+    del weights, tfs, term_ids, doc_ids, impacts
+    statistics = {"statistics": {"scope": "collection", "n_docs": n_docs}}
+    stats = write_bm25_index(
+        out_dir, vocab, postings, scale, shard_docs, avgdl, config, progress, statistics
     )
-    write_json_atomic(Path(out_dir) / VOCAB_FILE, vocab)
-    stats = index.save(out_dir)
-    progress(shard_docs, shard_docs, "bm25: written")
-    return {**stats, "avgdl": avgdl, "analyzer": analyzer.name, "collection_docs": n_docs}
+    return {**stats, "collection_docs": n_docs}

@@ -75,16 +75,13 @@ def analyze_corpus(corpus: Corpus, analyzer: Analyzer, progress: Progress = no_p
 WEIGHT_CHUNK = 1 << 22
 
 
-def bm25_impacts(
+def chunked_bm25_weights(
     term_ids: np.ndarray, doc_ids: np.ndarray, tfs: np.ndarray, lengths: np.ndarray,
-    n_terms: int, config: BM25Config,
-) -> tuple[np.ndarray, float, float]:  # fmt: skip
-    """Quantized BM25 impacts of the postings, their scale and avgdl. Weights are computed
+    df: np.ndarray, n_docs: int, avgdl: float, config: BM25Config,
+) -> np.ndarray:  # fmt: skip
+    """BM25 weights of doc-major postings under (``df``, ``n_docs``, ``avgdl``), computed
     ``WEIGHT_CHUNK`` postings at a time (the same values as all at once, without several
-    float64 temporaries per posting)."""
-    n_docs = len(lengths)
-    avgdl = max(float(lengths.mean()), 1e-9)
-    df = np.bincount(term_ids, minlength=n_terms)
+    float64 temporaries per posting). Shards pass collection-wide statistics."""
     weights = np.empty(len(tfs), dtype=np.float64)
     for lo in range(0, len(tfs), WEIGHT_CHUNK):
         part = slice(lo, lo + WEIGHT_CHUNK)
@@ -97,43 +94,60 @@ def bm25_impacts(
             config.k1,
             config.b,
         )
+    return weights
+
+
+def bm25_impacts(
+    term_ids: np.ndarray, doc_ids: np.ndarray, tfs: np.ndarray, lengths: np.ndarray,
+    n_terms: int, config: BM25Config,
+) -> tuple[np.ndarray, float, float]:  # fmt: skip
+    """Quantized BM25 impacts of the postings, their scale and avgdl."""
+    n_docs = len(lengths)
+    avgdl = max(float(lengths.mean()), 1e-9)
+    df = np.bincount(term_ids, minlength=n_terms)
+    weights = chunked_bm25_weights(term_ids, doc_ids, tfs, lengths, df, n_docs, avgdl, config)
     impacts, scale = quantize(weights, config.impact_bits)
     return impacts, scale, avgdl
 
 
-def build_bm25(
-    corpus: Corpus, out_dir: Path, config: BM25Config, progress: Progress = no_progress
-) -> dict[str, Any]:
-    analyzer = Analyzer()
-    vocab, term_ids, doc_ids, tfs, lengths = analyze_corpus(corpus, analyzer, progress)
-    n_docs = len(lengths)
-    if n_docs == 0:
-        raise ValueError("cannot build a bm25 index over an empty corpus")
-    impacts, scale, avgdl = bm25_impacts(term_ids, doc_ids, tfs, lengths, len(vocab), config)
-    del tfs
+def write_bm25_index(
+    out_dir: Path, vocab: list[str], postings: list[np.ndarray], scale: float, n_docs: int,
+    avgdl: float, config: BM25Config, progress: Progress = no_progress,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Reorder (when configured), lay out and write a bm25 index of ``n_docs`` rows from
+    doc-major quantized ``postings`` ([term_ids, doc_ids, impacts]; the list is emptied, so
+    the caller's arrays are freed as the layout replaces them): the files
+    ``BM25Searcher.load`` opens. Shared by the kind's build and the sharded build."""
+    analyzer_name = Analyzer.name
+    term_ids, doc_ids, impacts = postings
+    postings.clear()
     term_ids, doc_ids, impacts, perm = reorder_triples(
         config.reorder, term_ids, doc_ids, impacts, n_docs, len(vocab),
         leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, len(vocab))
     del term_ids, doc_ids
+    meta = {"encoder": ENCODER, "analyzer": analyzer_name, "k1": config.k1, "b": config.b}
+    meta.update({"avgdl": avgdl, **(extra_meta or {})})
     index = ImpactIndex.from_postings(
-        n_docs,
-        offsets,
-        docs,
-        impacts,
-        block_size=config.block_size,
-        scale=scale,
-        perm=perm,
-        meta={
-            "encoder": ENCODER,
-            "analyzer": analyzer.name,
-            "k1": config.k1,
-            "b": config.b,
-            "avgdl": avgdl,
-        },
-    )
+        n_docs, offsets, docs, impacts,
+        block_size=config.block_size, scale=scale, perm=perm, meta=meta,
+    )  # fmt: skip
     write_json_atomic(Path(out_dir) / VOCAB_FILE, vocab)
     stats = index.save(out_dir)
     progress(n_docs, n_docs, "bm25: written")
-    return {**stats, "avgdl": avgdl, "analyzer": analyzer.name}
+    return {**stats, "avgdl": avgdl, "analyzer": analyzer_name}
+
+
+def build_bm25(
+    corpus: Corpus, out_dir: Path, config: BM25Config, progress: Progress = no_progress
+) -> dict[str, Any]:
+    vocab, term_ids, doc_ids, tfs, lengths = analyze_corpus(corpus, Analyzer(), progress)
+    n_docs = len(lengths)
+    if n_docs == 0:
+        raise ValueError("cannot build a bm25 index over an empty corpus")
+    impacts, scale, avgdl = bm25_impacts(term_ids, doc_ids, tfs, lengths, len(vocab), config)
+    postings = [term_ids, doc_ids, impacts]
+    del tfs, term_ids, doc_ids, impacts
+    return write_bm25_index(out_dir, vocab, postings, scale, n_docs, avgdl, config, progress)

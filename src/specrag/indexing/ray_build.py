@@ -26,7 +26,7 @@ from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE, write_dense_inde
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.scaleout import RayOptions
-from specrag.indexing.versions import MANIFEST_FORMAT, VersionStore, new_version_id
+from specrag.indexing.versions import VersionStore, new_manifest, new_version_id
 from specrag.types import Corpus, Progress, no_progress
 
 #: Documents per block of the Ray Dataset made from the snapshot.
@@ -152,14 +152,7 @@ def build_with_ray(
             raise ValueError("cannot build an index over an empty collection")
         np.save(tmp / "ids.npy", ids.astype(str))
         dataset = corpus_dataset(ray, corpus) if set(parsed) & set(RAY_ENCODED) else None
-        manifest: dict[str, Any] = {
-            "format": MANIFEST_FORMAT,
-            "version": version_id,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "n_docs": len(ids),
-            "kinds": {},
-            **(extra_manifest or {}),
-        }
+        manifest = new_manifest(version_id, len(ids), extra_manifest)
         for position, (name, cfg) in enumerate(parsed.items(), start=1):
             kind_started = time.time()
             out = tmp / name

@@ -39,6 +39,19 @@ def new_version_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
+def new_manifest(version_id: str, n_docs: int, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The head of a version's manifest, before its kinds are built (every builder: local,
+    sharded, Ray)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": version_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "n_docs": n_docs,
+        "kinds": {},
+        **(extra or {}),
+    }
+
+
 class VersionStore:
     """The versions of one collection."""
 
@@ -99,14 +112,7 @@ class VersionStore:
             )
             session.prepare(progress)
             np.save(tmp / "ids.npy", ids.astype(str))
-            manifest: dict[str, Any] = {
-                "format": MANIFEST_FORMAT,
-                "version": version_id,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "n_docs": len(ids),
-                "kinds": {},
-                **(extra_manifest or {}),
-            }
+            manifest = new_manifest(version_id, len(ids), extra_manifest)
             manifest["encodings"] = session.stats()
             with session.active():
                 for position, (name, cfg) in enumerate(parsed.items(), start=1):

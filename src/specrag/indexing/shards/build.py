@@ -37,7 +37,7 @@ from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.shards import bm25 as sharded_bm25
 from specrag.indexing.shards.routing import ROUTING, ShardingError, check_shards, shard_of
 from specrag.indexing.shards.runners import Runner, make_runner
-from specrag.indexing.versions import MANIFEST_FORMAT, VersionStore, new_version_id
+from specrag.indexing.versions import MANIFEST_FORMAT, VersionStore, new_manifest, new_version_id
 from specrag.types import Corpus, Document, Progress, no_progress
 
 #: Kinds a sharded collection may hold: their scores do not depend on which other
@@ -242,18 +242,13 @@ def _manifest(version_id, ids, parsed, shard_manifests, bm25_stats, extra) -> di
             },
             "build_seconds": max((e["build_seconds"] for e in per_shard if e), default=0.0),
         }
-    return {
-        "format": MANIFEST_FORMAT,
-        "version": version_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "n_docs": len(ids),
-        "kinds": kinds,
-        "shards": {
-            "count": len(shard_manifests),
-            "routing": ROUTING,
-            "dir": SHARDS_DIR,
-            "n_docs": [m["n_docs"] for m in shard_manifests],
-            **({"bm25": bm25_stats} if bm25_stats is not None else {}),
-        },
-        **(extra or {}),
+    shards = {
+        "count": len(shard_manifests),
+        "routing": ROUTING,
+        "dir": SHARDS_DIR,
+        "n_docs": [m["n_docs"] for m in shard_manifests],
+        **({"bm25": bm25_stats} if bm25_stats is not None else {}),
     }
+    manifest = new_manifest(version_id, len(ids), {"shards": shards, **(extra or {})})
+    manifest["kinds"] = kinds
+    return manifest

@@ -109,3 +109,15 @@ def demo_queries(n: int | None = None) -> list[str]:
 @pytest.fixture(scope="session")
 def small_docs() -> list[Document]:
     return demo_documents(150)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: thread pools only add contention (30x slower). Modules
+    of tiny-model tests use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from specrag.generation.decode import DecodeConfig, generate
 from specrag.generation.drafters import (
@@ -16,13 +15,7 @@ from specrag.generation.drafters import (
 from specrag.generation.testing import tiny_model
 from specrag.generation.tree import TokenTree, merge_trees
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_longest(context: list[int], max_ngram: int):

@@ -16,13 +16,7 @@ from specrag.generation.verify import accept_greedy, keep_in_cache, tree_forward
 ARCHS = ["llama", "gpt2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: thread pools only add contention (30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=ARCHS)

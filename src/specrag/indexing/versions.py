@@ -14,7 +14,6 @@ leaves the previous version serving and no partial version visible.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
-from specrag.indexing.encodings.gc import STORE_DIR, collect_garbage
+from specrag.indexing.encodings.gc import STORE_DIR
 from specrag.indexing.encodings.session import BuildEncodings
 from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.base import KindConfig
@@ -148,16 +147,6 @@ class VersionStore:
                 "use an exact index, or lower self_check_floor."
             )
         write_text_atomic(self.root / "CURRENT", version_id + "\n")
-
-    def prune(self, keep: int = 2) -> list[str]:
-        """Delete old versions, never the current one, then the stored encodings no
-        remaining version refers to; returns the removed ids."""
-        current = self.current()
-        old = [v for v in self.list() if v != current][: max(0, len(self.list()) - keep)]
-        for vid in old:
-            shutil.rmtree(self.path(vid), ignore_errors=True)
-        collect_garbage(self.root)
-        return old
 
 
 def _labelled(progress: Progress, label: str) -> Progress:

@@ -104,6 +104,7 @@ class _Segmented:
         self.doc_ids = doc_ids
         self.valid = valid
         self.n_base = len(base.doc_ids)
+        self._id_list: list[str] | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name == "base":  # not set yet (unpickling): no recursion
@@ -117,9 +118,11 @@ class _Segmented:
         return mask[: self.n_base], mask[self.n_base :]
 
     def hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        if self._id_list is None:  # str per row once: numpy indexing per hit is slow
+            self._id_list = [str(d) for d in self.doc_ids.tolist()]
+        ids, kind = self._id_list, self.kind
         return [
-            Hit(str(self.doc_ids[r]), float(s), {self.kind: float(s)})
-            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+            Hit(ids[r], s, {kind: s}) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
         ]
 
     def joined(self, base_scores: np.ndarray, delta_scores: np.ndarray) -> np.ndarray:

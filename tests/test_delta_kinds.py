@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from specrag.indexing.delta import DELTA_KINDS, build_delta
+from specrag.indexing.delta import DELTA_KINDS, RefreshError, build_delta
 from specrag.indexing.kinds.binary.build import CALIBRATION_FILE, write_binary_index
 from specrag.indexing.kinds.binary.config import BinaryConfig
 from specrag.indexing.kinds.binary.search import BinarySearcher
@@ -201,3 +201,12 @@ def test_colbert_delta_scores_equal_brute_force_maxsim(live):
     only_delta[N_BASE:] = True
     hits = searcher.search(queries[:1], 3, only_delta)[0]
     assert {h.doc_id for h in hits} <= {d.id for d in delta_docs} and len(hits) == 3
+
+
+def test_a_collection_without_an_encoder_kind_cannot_refresh(tmp_path):
+    """bm25 alone stores no text hashes to find the changed documents by: a clear 400."""
+    versions = VersionStore(tmp_path)
+    docs = demo_documents(5)
+    versions.build(docs, {"bm25": {}})
+    with pytest.raises(RefreshError, match="no stored text hashes"):
+        build_delta(docs, versions)

@@ -12,12 +12,13 @@ and the delta's part (its allowed rows), and merges the two by the contract's or
   returns.
 - ``bm25``: the kind's own searcher over the delta's impact index, whose weights use the
   base's statistics and scale (``kinds/bm25/delta.py``): scores in the same units.
+- ``splade``: the same, over the delta's splade index (the base's scale and term ids).
 - ``binary``: the kind's own searcher over the delta's codes and int8 rows (quantized with
   the base's calibration, ``kinds/binary/delta.py``): exact up to ``min_candidates``
   allowed delta rows.
 - ``colbert``: exact MaxSim over the delta's allowed documents (their token store is coded
   with the base's codec, ``kinds/colbert/delta.py``).
-- every other kind (and a kind whose delta part is missing): the base's search with the
+- every other kind (lucene, datastore; and a kind whose delta part is missing): the base's search with the
   superseded rows masked out; the delta's documents reach it at the next full build.
 """
 
@@ -185,8 +186,9 @@ def open_binary(base, part: Path, doc_ids: np.ndarray, valid: np.ndarray):
 
 
 class SegmentedImpactSearcher(_Segmented):
-    """An impact kind (``bm25``): the kind's searcher over the base and over the delta's
-    index (same scale, so scores compare by value), each with its own vocabulary."""
+    """An impact kind (``bm25``, ``splade``): the kind's searcher over the base and over
+    the delta's index (same scale, so scores compare by value); bm25 encodes the queries
+    for each index's vocabulary, splade once (its term ids are the encoder's)."""
 
     def __init__(self, base, delta, doc_ids: np.ndarray, valid: np.ndarray):
         super().__init__(base, doc_ids, valid)
@@ -200,8 +202,10 @@ class SegmentedImpactSearcher(_Segmented):
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)
         base_mask, delta_mask = self.masks(allowed)
-        base = _impact_rows(self.base, queries, k, base_mask)
-        delta = _impact_rows(self.delta, queries, k, delta_mask)
+        batch = self.base.encode_queries(queries)
+        delta_batch = batch if self.base.global_terms else self.delta.encode_queries(queries)
+        base = _impact_rows(self.base, batch, k, base_mask)
+        delta = _impact_rows(self.delta, delta_batch, k, delta_mask)
         return [
             self.hits(*merge([b, (d_rows + self.n_base, d_scores)], k))
             for b, (d_rows, d_scores) in zip(base, delta, strict=True)
@@ -213,10 +217,10 @@ class SegmentedImpactSearcher(_Segmented):
         )
 
 
-def _impact_rows(searcher, queries: list[str], k: int, mask: np.ndarray) -> list[Rows]:
+def _impact_rows(searcher, batch, k: int, mask: np.ndarray) -> list[Rows]:
     if not mask.any():
-        return _no_rows(len(queries))
-    rows, scores, counts = searcher.search_rows(searcher.encode_queries(queries), k, mask)
+        return _no_rows(len(batch))
+    rows, scores, counts = searcher.search_rows(batch, k, mask)
     return [(rows[q, :n], scores[q, :n]) for q, n in enumerate(counts.tolist())]
 
 
@@ -264,6 +268,7 @@ SEGMENTED = {
     "dense": open_dense,
     "binary": open_binary,
     "bm25": SegmentedImpactSearcher.open,
+    "splade": SegmentedImpactSearcher.open,
     "colbert": SegmentedColbertSearcher.open,
 }
 

@@ -69,6 +69,10 @@ class ImpactSearcher:
     (benchmarks, synthetic indexes)."""
 
     kind = "impact"
+    #: True when a term id means the same term in every index of the kind (SPLADE: the
+    #: encoder's output dimensions), so one encoded query serves several indexes; bm25's
+    #: ids index each index's own vocabulary.
+    global_terms = False
 
     def __init__(self, index: ImpactIndex, doc_ids: np.ndarray, config: ImpactConfig | None = None):
         if len(doc_ids) != index.n_docs:

@@ -16,6 +16,7 @@ from specrag.indexing.kinds.splade.config import SpladeConfig
 class SpladeSearcher(ImpactSearcher):
     kind = "splade"
     config: SpladeConfig
+    global_terms = True
 
     @classmethod
     def load(cls, index_dir: Path, config: SpladeConfig, doc_ids: np.ndarray) -> SpladeSearcher:

@@ -119,7 +119,8 @@ def build_delta(
     if refs is None:
         raise RefreshError(
             f"version {base} has no stored text hashes (it predates the encoding store, or "
-            "it has no dense, binary or colbert kind to compare texts with): run a full build"
+            "it has no kind with an encoder (dense, splade, binary, colbert) to compare texts "
+            "with): run a full build"
         )
     space, base_hashes = refs
     base_ids = np.load(base_dir / "ids.npy").tolist()

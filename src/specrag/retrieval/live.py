@@ -107,6 +107,11 @@ class _Segmented:
         self.n_base = len(base.doc_ids)
         self._id_list: list[str] | None = None
 
+    @property
+    def n_docs(self) -> int:
+        """Rows of the view: base and delta."""
+        return len(self.doc_ids)
+
     def __getattr__(self, name: str) -> Any:
         if name == "base":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
@@ -176,7 +181,8 @@ class DeltaVectors:
 
 
 def open_dense(base, part: Path, doc_ids: np.ndarray, valid: np.ndarray):
-    delta = DeltaVectors(np.load(part / "embeddings.npy", mmap_mode="r"), base.encode)
+    # In memory: a delta is small, and every search gathers its allowed rows.
+    delta = DeltaVectors(np.load(part / "embeddings.npy"), base.encode)
     return SegmentedEmbeddingSearcher(base, delta, doc_ids, valid)
 
 

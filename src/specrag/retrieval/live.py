@@ -193,8 +193,8 @@ def open_binary(base, part: Path, doc_ids: np.ndarray, valid: np.ndarray):
 
 class SegmentedImpactSearcher(_Segmented):
     """An impact kind (``bm25``, ``splade``): the kind's searcher over the base and over
-    the delta's index (same scale, so scores compare by value); bm25 encodes the queries
-    for each index's vocabulary, splade once (its term ids are the encoder's)."""
+    the delta's index (same scale, so scores compare by value). Queries are prepared
+    (analyzed, or run through the encoder) once and mapped to each index's term ids."""
 
     def __init__(self, base, delta, doc_ids: np.ndarray, valid: np.ndarray):
         super().__init__(base, doc_ids, valid)
@@ -208,10 +208,9 @@ class SegmentedImpactSearcher(_Segmented):
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)
         base_mask, delta_mask = self.masks(allowed)
-        batch = self.base.encode_queries(queries)
-        delta_batch = batch if self.base.global_terms else self.delta.encode_queries(queries)
-        base = _impact_rows(self.base, batch, k, base_mask)
-        delta = _impact_rows(self.delta, delta_batch, k, delta_mask)
+        prepared = self.base.prepare_queries(queries)  # analyzed or encoded once
+        base = _impact_rows(self.base, self.base.encode_prepared(prepared), k, base_mask)
+        delta = _impact_rows(self.delta, self.delta.encode_prepared(prepared), k, delta_mask)
         return [
             self.hits(*merge([b, (d_rows + self.n_base, d_scores)], k))
             for b, (d_rows, d_scores) in zip(base, delta, strict=True)

@@ -14,6 +14,7 @@ from specrag.api import cli
 from specrag.api.app import ERROR_STATUS, _handler
 from specrag.api.auth import Auth
 from specrag.api.deps import get_service
+from specrag.api.generation_pool import GenerationPool
 from specrag.api.routes import ask as ask_route
 from specrag.api.schemas import SearchHit, SearchResponse
 from specrag.api.service import CollectionService
@@ -87,6 +88,7 @@ def make_client(generator: str) -> tuple[TestClient, FakeService]:
     app.include_router(ask_route.router)
     app.state.auth = Auth(Settings(auth="off"), keys=None)  # the route's key check: off
     svc = FakeService(Settings(generator=generator, device="cpu"))
+    app.state.generations = GenerationPool.from_settings(svc.settings)
     app.dependency_overrides[get_service] = lambda: svc
     return TestClient(app), svc
 

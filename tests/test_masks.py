@@ -47,7 +47,7 @@ def test_masks_equal_the_reference_on_random_filters(service, tmp_path):
     base = [d.id for d in docs[:350]] + [f"ghost{i}" for i in range(20)]
     rng.shuffle(base)
     doc_ids = base + rng.sample(base, 30) + [d.id for d in docs[350:360]]
-    version = OpenVersion("v1", tmp_path, {"generation": -1}, np.array(doc_ids))
+    version = OpenVersion("v1", tmp_path, {"generation": -1, "delta": {}}, np.array(doc_ids))
     # Since the version: deletes, then updates (some re-create deleted documents).
     gone = rng.sample([d.id for d in docs], 60)
     service.store.delete_documents("c", gone)

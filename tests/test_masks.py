@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from specrag.api.service import CollectionService
+from specrag.cache import LRUCache
 from specrag.retrieval.version import OpenVersion
 from specrag.settings import Settings
 from specrag.storage.filters import FilterError, matches
@@ -101,3 +102,15 @@ def test_a_bad_filter_is_a_user_error(service, tmp_path):
     version = OpenVersion("v1", tmp_path, {}, np.array(["d0"]))
     with pytest.raises(FilterError, match=r"\$bogus"):
         service.allowed_mask("c", version, 1, {"x": {"$bogus": 1}})
+
+
+def test_the_mask_cache_is_bounded_in_bytes():
+    cache = LRUCache(10, "test-masks", max_bytes=250, size_of=lambda m: m.nbytes)
+    for i in range(3):
+        cache.put(i, np.zeros(100, dtype=bool))
+    assert 0 not in cache and 1 in cache and 2 in cache  # 300 bytes > 250: oldest out
+    assert cache.get(1) is not None  # now the newest
+    cache.put(3, np.zeros(100, dtype=bool))
+    assert 2 not in cache and 1 in cache and 3 in cache
+    cache.put(4, np.zeros(1000, dtype=bool))  # alone over the bound: kept, the rest out
+    assert len(cache) == 1 and 4 in cache

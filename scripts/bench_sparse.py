@@ -11,6 +11,13 @@ With ``--collection-dir DIR --queries FILE`` it measures instead a collection th
 corpus), its queries encoded by the index's own encoder: real SPLADE output in place of
 the SPLADE-like generator, wherever the model can be downloaded (docs/benchmarks.md).
 
+With ``--masks 0.5 0.05 0.005`` the synthetic corpora are searched filtered instead:
+random masks keeping those shares of the documents, exhaustive vs BMP with its fallback
+rules vs BMP with every fallback off, and the path the rules chose (``sparse_filtered``)::
+
+    nice .venv/bin/python scripts/bench_sparse.py --skip-scifact --synthetic-docs 200000 \
+        --synthetic-kinds bm25 --orders bp --synthetic-block-sizes 32 --masks 0.5 0.05 0.005
+
 Synthetic generators (``synthetic_postings``; ``--generator``). Both draw from SciFact's
 analyzed documents (title + text, our analyzer); each synthetic document picks a random
 SciFact *seed* document (uniform over non-empty ones).

@@ -265,7 +265,8 @@ def fused(
     """bm25 + dense fused as the pipeline fuses (rows as tie keys), ``depth`` candidates
     each; with ``maxsim`` (fusion weights by retriever name), the top ``RERANK_TOP`` fused
     hits reranked by ``z(maxsim) + sum w z(score)`` as ``MaxSimReranker`` does."""
-    weights = [w_bm25, 1.0 - w_bm25]
+    # RRF as a request asks for it, weights 1:1; a convex fusion scales weights to sum 1.
+    weights = [2 * w_bm25, 2 * (1.0 - w_bm25)] if method == "rrf" else [w_bm25, 1.0 - w_bm25]
 
     def run(c: Candidates) -> Run:
         out: Run = {}

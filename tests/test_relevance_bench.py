@@ -101,7 +101,7 @@ def test_leave_one_out_never_looks_at_the_left_out_collection():
     bench = _script("bench_relevance")
     specs = [bench.CollectionSpec(n, Path("."), "dev") for n in ("x", "y", "z")]
     rules = [bench.Rule("a", "f", None), bench.Rule("b", "f", None)]
-    scores = bench.Scores()
+    scores = bench.Scores(specs, rules, cache=None)
     table = {("a", "x"): 0.9, ("b", "x"): 0.1, ("a", "y"): 0.4, ("b", "y"): 0.5}
     table |= {("a", "z"): 0.4, ("b", "z"): 0.5}
     for (rule, coll), value in table.items():

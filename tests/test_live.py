@@ -82,7 +82,7 @@ def test_wait_for_makes_writes_searchable_before_the_answer_and_after_restart(ap
     base, new = docs[:N_BASE], docs[N_BASE:]
     with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
         # manual refresh only: wait_for must make the write searchable by itself
-        create(client, name, refresh_interval=0)
+        create(client, name, refresh_interval=0, merge_max_share=10)  # no background merge
         upsert(client, name, base)
         r = client.post(
             f"/collections/{name}/documents?refresh=wait_for",
@@ -245,7 +245,7 @@ def test_searches_during_a_merge_see_every_document(app_home):
     name = "cc"
     docs = demo_documents(N_BASE + 6)
     with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
-        create(client, name, refresh_interval=0)
+        create(client, name, refresh_interval=0, merge_max_share=10)  # merged on demand only
         upsert(client, name, docs[:N_BASE])
         build(app_home, name)
         upsert(client, name, docs[N_BASE:], "wait_for")  # 6 documents in the delta

@@ -376,6 +376,14 @@ class CollectionService:
         log.info("merging %r: its delta holds %d documents over %d", info.name, n_delta, n_base)
         return self.merge(info.name)
 
+    def merge_now(self, name: str, progress_bar: bool = False) -> str:
+        """A merge run here, synchronously (the CLI's ``specrag merge``): the version id."""
+        info = self.store.get_collection(name)
+        job = self.store.create_job(name, list(info.kinds))
+        version = self._build(name, job.id, progress_bar=progress_bar)
+        self._catch_up(name)
+        return version
+
     def merge(self, name: str) -> JobOut:
         """Queue a merge: a build job over every kind of the collection, reading the
         encoding store (only documents never encoded are encoded), so the version it

@@ -9,7 +9,18 @@ The machine may be shared: every step reports the process's CPU seconds (all thr
 seconds are work done, not spinning), and the load average before and after each step
 goes into the notes. Every step runs once: read the figures as one sample.
 
+Live part (``--part live``, issue #14): a ``specrag serve`` subprocess over a collection
+of bm25 + dense on a SciFact slice; over REST it measures upserts of 1, 10 and 100 documents
+with ``?refresh=wait_for`` (time until the answer, when the documents are searchable: each
+one is then checked to be its own top dense hit), sustained ingest with the background
+refresh (documents per second until the last one is searchable, against the raw encoder's
+documents per second on the same texts and torch threads), and search latency (bm25, dense,
+hybrid) with 10% of the collection in the delta segment against after the merge. Its tables
+replace the live tables of ``updates.json`` and keep the encoding-store tables (and any
+other table) as they are.
+
 Run: nice -n 10 /work/main/.venv/bin/python scripts/bench_updates.py [--limit 1000]
+     nice -n 10 /work/main/.venv/bin/python scripts/bench_updates.py --part live
 """
 
 from __future__ import annotations
@@ -94,7 +105,15 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--part", choices=["store", "live"], default="store")
+    parser.add_argument("--base", type=int, default=900, help="live: documents built first")
+    parser.add_argument("--ingest", type=int, default=400, help="live: documents ingested")
+    parser.add_argument("--queries", type=int, default=100, help="live: queries per retriever")
     args = parser.parse_args()
+    if args.part == "live":
+        from live_updates import run_live
+
+        return run_live(args)
 
     import torch
 

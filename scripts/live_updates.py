@@ -1,4 +1,4 @@
-"""The live part of ``bench_updates.py`` (``--part live``, issue #14): see its docstring.
+"""The live part of ``bench_updates.py`` (``--live``, issue #14): see its docstring.
 
 A ``specrag serve`` subprocess (its torch threads set to ``--threads`` by
 ``OMP_NUM_THREADS``, as the raw encoder's here) over a fresh home; every figure goes over
@@ -15,20 +15,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_results import RESULTS, table, write_result
+from bench_results import commit, table, write_result
 
 from specrag.indexing.readers import read_documents, read_queries
 from specrag.types import Document
 
 NAME = "live"
 KINDS = {"bm25": {}, "dense": {}}
-RESULT = "updates"
-LIVE_CAPTION = "Live collection"  # captions of this part's tables start with it
+#: Captions and notes of this part start with it (``bench_updates.kept``).
+LIVE = "Live collection"
 
 
 class Server:
@@ -110,7 +111,9 @@ def load_avg() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def run_live(args) -> int:
+def run_live(args, others: Callable[[], tuple[list[dict], list[str], dict]]) -> int:
+    """Measure, then write ``updates.json`` with ``others()`` (the other runs' tables,
+    notes and data) kept."""
     import torch
 
     from specrag.api.schemas import CollectionPatch
@@ -172,7 +175,7 @@ def run_live(args) -> int:
                 rows.append([retriever, d[0], d[1], d[2], m[0], m[1], m[2], round(d[0] / m[0], 2)])
             tables.append(
                 table(
-                    f"{LIVE_CAPTION}: search latency with {n_delta} of {args.base + n_delta} "
+                    f"{LIVE}: search latency with {n_delta} of {args.base + n_delta} "
                     f"documents (10%) in the delta vs after the merge; {len(queries)} SciFact "
                     "test queries each, k=10, over REST (ms)",
                     [
@@ -204,7 +207,7 @@ def run_live(args) -> int:
                 rows.append([n, reps, pct(times, 50), pct(times, 99), round(max(times) * 1000, 1)])
             tables.append(
                 table(
-                    f"{LIVE_CAPTION}: upserts over REST with ?refresh=wait_for, time until the "
+                    f"{LIVE}: upserts over REST with ?refresh=wait_for, time until the "
                     "answer (the documents are then searchable), ms",
                     ["documents per upsert", "upserts", "p50 ms", "p99 ms", "max ms"],
                     rows,
@@ -233,7 +236,7 @@ def run_live(args) -> int:
     ingest_rate, raw_rate = len(ingest_docs) / ingest_s, len(ingest_docs) / raw_s
     tables.append(
         table(
-            f"{LIVE_CAPTION}: sustained ingest over REST (batches of 50, no ?refresh; the "
+            f"{LIVE}: sustained ingest over REST (batches of 50, no ?refresh; the "
             "background refresh every 1 s) until the last document is searchable, vs "
             "SentenceTransformer.encode over the same texts",
             ["documents", "ingest s", "ingest docs/s", "raw encode s", "raw docs/s", "ratio"],
@@ -254,28 +257,14 @@ def run_live(args) -> int:
     if args.no_write:
         return 0
     notes = [
-        f"Live part: `python scripts/bench_updates.py --part live --base {args.base} "
+        f"{LIVE} (commit {commit()}; `python scripts/bench_updates.py --live --base {args.base} "
         f"--ingest {args.ingest} --queries {args.queries}` (bm25 + dense, MiniLM on CPU, "
         f"{args.threads} torch thread(s) in the server and the raw encoder; one run). "
         "1-minute load average at each step: " + "; ".join(loads) + ". p99 of 3 to 10 "
         "samples is about their maximum.",
     ]
-    keep(tables, notes)
+    other_tables, other_notes, data = others()
+    write_result("updates", "Updates: the encoding store", other_tables + tables,
+                 notes=other_notes + notes, order=45, command="python scripts/bench_updates.py",
+                 data=data)  # fmt: skip
     return 0
-
-
-def keep(tables: list[dict], notes: list[str]) -> None:
-    """Write the live tables into updates.json, keeping every other table and note."""
-    path = RESULTS / f"{RESULT}.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    others = [t for t in old.get("tables", []) if not t["caption"].startswith(LIVE_CAPTION)]
-    old_notes = [n for n in old.get("notes", []) if not n.startswith("Live part:")]
-    write_result(
-        RESULT,
-        old.get("title", "Updates: the encoding store and live collections"),
-        others + tables,
-        notes=old_notes + notes,
-        command=old.get("command"),
-        order=old.get("order", 45),
-        data=old.get("data"),
-    )

@@ -1,6 +1,7 @@
-"""Delta segments (issue #14, point 2): documents upserted after a build are searchable by
-``dense`` after ``POST /collections/{name}/refresh``, and the answers equal those of a
-full build over the same documents; other kinds serve the base minus changed rows."""
+"""Delta segments (issue #14, point 2): documents upserted after a build are searchable
+after ``POST /collections/{name}/refresh``; ``dense`` answers equal those of a full build
+over the same documents; deleted documents never come back (per-kind scores:
+tests/test_delta_kinds.py)."""
 
 from __future__ import annotations
 
@@ -96,10 +97,18 @@ def test_refresh_equals_a_full_build(client, tmp_path):
                 np.testing.assert_allclose(
                     [h["score"] for h in got["hits"]], [h.score for h in want.hits], atol=1e-5
                 )
-        # bm25 serves the base minus superseded rows until the next build.
-        bm25 = search(client, base[2].title or base[2].text[:80], 30, "bm25")["hits"]
-        assert base[2].id not in [h["doc_id"] for h in bm25] and bm25
-        assert all(h["doc_id"] not in {d.id for d in extra} for h in bm25)
+        # bm25 searches the delta too (its scores: tests/test_delta_kinds.py): the added
+        # documents are found; the deleted one never comes back, also after a restart.
+        bm25 = search(client, query, 30, "bm25")["hits"]
+        assert bm25[0]["doc_id"] == extra[0].id
+        gone = base[11].title or base[11].text[:80]
+        assert base[11].id not in [h["doc_id"] for h in search(client, gone, 30, "bm25")["hits"]]
+        restarted = CollectionService(settings)
+        try:
+            hits = restarted.search("live", SearchRequest(query=gone, k=30, retriever="bm25"))
+            assert base[11].id not in [h.doc_id for h in hits.hits] and hits.hits
+        finally:
+            restarted.close()
     finally:
         full.close()
 

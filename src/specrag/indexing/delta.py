@@ -1,31 +1,36 @@
 """Delta segments: documents upserted since the current version, searchable before the
-next full build (issue #14, point 2).
+next full build (issue #14, points 2 and 3).
 
 An upsert is durable in the database before its 2xx. ``refresh`` compares the collection
 (one snapshot) with the current version by text hash (the version lists its hashes per
 encoding space), encodes the new and changed documents through the encoding store (a
-document already encoded costs nothing), and writes one delta segment over that version:
+document already encoded costs nothing; one forward per model for all kinds), and writes
+one delta segment over that version with a part per covered kind:
 
 ```
-<collection_dir>/deltas/<id>/   manifest.json (base version, generation, counts)
+<collection_dir>/deltas/<id>/   manifest.json (base version, generation, counts, kinds)
                                 ids.npy          external ids of the delta's rows
                                 superseded.npy   base rows whose document changed (masked)
                                 dense/embeddings.npy   the rows' vectors, as dense stores
+                                bm25/            a bm25 index, the base's statistics
+                                binary/          codes + int8 rows, the base's calibration
+                                colbert/tokens/  a token store, the base's codec
                                 encodings/<space>.npy  their text hashes (GC keeps them)
 <collection_dir>/DELTA          "<delta id> <base version id>": the live delta
 ```
+
+Each part is written by its kind (``kinds/<kind>/delta.py``) with the base's frozen
+parameters, so that delta scores are in the base's units and merge by value
+(``retrieval/live.py``): bm25 with the base's N, avgdl, df and scale; binary with its
+int8 calibration; colbert with its token codec. A kind outside ``DELTA_KINDS`` (splade,
+lucene, datastore) and a sharded base's kinds other than dense answer from the base
+minus superseded rows until the next build.
 
 The segment is written whole into a hidden folder and renamed into place, then ``DELTA``
 is replaced atomically: a kill leaves the previous delta (or none) serving. A delta always
 covers every pending document relative to its base (it is rebuilt, not appended: the
 encoding store makes re-reading cheap), so there is only ever one. A delta whose base is
 no longer current is ignored and removed by the next refresh.
-
-Covered kinds: ``dense`` (the delta's rows are scanned exactly next to the base's index).
-Other kinds answer from the base version minus superseded rows until the next build; a
-kind follows by writing its own ``<kind>/`` part here and a segment-aware searcher in
-``retrieval/live.py`` (bm25: an impact index over the delta's documents with the base's
-collection statistics).
 """
 
 from __future__ import annotations
@@ -40,16 +45,23 @@ import numpy as np
 from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
 from specrag.errors import UserError
 from specrag.indexing.encodings.gc import STORE_DIR
-from specrag.indexing.encodings.session import ensure, text_hashes
+from specrag.indexing.encodings.session import (
+    BuildEncodings,
+    EncodingNeed,
+    encodings_for,
+    text_hashes,
+)
+from specrag.indexing.encodings.spaces import EncodingSpace
 from specrag.indexing.encodings.store import EncodingStore
+from specrag.indexing.kinds.binary.delta import write_binary_delta
+from specrag.indexing.kinds.bm25.delta import write_bm25_delta
+from specrag.indexing.kinds.colbert.delta import write_colbert_delta
 from specrag.indexing.registry import get_kind
 from specrag.indexing.versions import VersionStore, new_version_id
-from specrag.types import Corpus, Progress, no_progress
+from specrag.types import Corpus, Document, Progress, no_progress
 
 DELTA_FILE = "DELTA"
 DELTAS_DIR = "deltas"
-#: The kinds a delta segment covers.
-DELTA_KINDS = ("dense",)
 
 
 class RefreshError(UserError, ValueError):
@@ -92,18 +104,25 @@ def build_delta(
     base = versions.current()
     if base is None:
         raise RefreshError("no index version yet: build one first")
+    base_dir = versions.path(base)
     manifest = versions.manifest(base)
-    if "dense" not in manifest["kinds"]:
+    covered = [n for n in DELTA_KINDS if n in manifest["kinds"]]
+    if "shards" in manifest:  # sharded kinds keep their files per shard: dense only
+        covered = [n for n in covered if n == "dense"]
+    if not covered:
         raise RefreshError(f"refresh covers {', '.join(DELTA_KINDS)}; the collection has none")
-    dense = get_kind("dense")
-    config = dense.parse_config(manifest["kinds"]["dense"]["config"])
-    (need,) = dense.encodings(config)
-    refs = versions.path(base) / STORE_DIR / f"{need.space.key}.npy"
-    if not refs.exists():
-        raise RefreshError(f"version {base} predates the encoding store: run a full build")
-    base_ids = np.load(versions.path(base) / "ids.npy").tolist()
-    base_hash = dict(zip(base_ids, np.load(refs).tolist(), strict=True))
-    hashes = text_hashes(corpus, need.space)
+    configs = {n: get_kind(n).parse_config(manifest["kinds"][n]["config"]) for n in covered}
+    needs = {n: get_kind(n).encodings(c) for n, c in configs.items() if get_kind(n).encodings}
+    refs = _base_hashes(base_dir, [need for kind_needs in needs.values() for need in kind_needs])
+    if refs is None:
+        raise RefreshError(
+            f"version {base} has no stored text hashes (it predates the encoding store, or "
+            "it has no dense, binary or colbert kind to compare texts with): run a full build"
+        )
+    space, base_hashes = refs
+    base_ids = np.load(base_dir / "ids.npy").tolist()
+    base_hash = dict(zip(base_ids, base_hashes.tolist(), strict=True))
+    hashes = text_hashes(corpus, space)
     pending = [
         doc for doc, h in zip(corpus, hashes.tolist(), strict=True) if base_hash.get(doc.id) != h
     ]
@@ -112,19 +131,25 @@ def build_delta(
     encodings = EncodingStore(versions.root / STORE_DIR)
     delta_id = new_version_id()
     with encodings.lock(), atomic_directory(delta_dir(versions, delta_id)) as tmp:
-        (tmp / "dense").mkdir()
-        (tmp / STORE_DIR).mkdir()
-        stats = {"encoded": 0, "reused": 0}
+        stats: dict[str, Any] = {"encoded": 0, "reused": 0}
+        parts: dict[str, Any] = {}
         if pending:
-            space = encodings.space(need.space)
-            encoded = ensure(space, pending, need.fields, need.batch_size, progress, ["dense"])
-            emb = encoded.pooled(config.normalize)
-            stats = {"encoded": encoded.encoded, "reused": encoded.reused}
-            np.save(tmp / STORE_DIR / f"{need.space.key}.npy", encoded.hashes)
-        else:
-            dim = np.load(versions.path(base) / "dense" / "embeddings.npy", mmap_mode="r").shape[1]
-            emb = np.zeros((0, dim), np.float32)
-        np.save(tmp / "dense" / "embeddings.npy", emb)
+            session = BuildEncodings(encodings, pending, needs)
+            session.prepare(progress)
+            session.write_references(tmp / STORE_DIR)
+            stats = {
+                "encoded": sum(e.encoded for e in session.encoded.values()),
+                "reused": sum(e.reused for e in session.encoded.values()),
+            }
+            with session.active():
+                for name, config in configs.items():
+                    out = tmp / name
+                    out.mkdir()
+                    parts[name] = WRITERS[name](pending, out, base_dir / name, config, progress)
+        elif "dense" in covered:  # an empty dense part, as before kinds had parts
+            (tmp / "dense").mkdir()
+            dim = np.load(base_dir / "dense" / "embeddings.npy", mmap_mode="r").shape[1]
+            np.save(tmp / "dense" / "embeddings.npy", np.zeros((0, dim), np.float32))
         np.save(tmp / "ids.npy", np.array([doc.id for doc in pending], dtype=str))
         np.save(tmp / "superseded.npy", superseded)
         delta_manifest = {
@@ -133,13 +158,64 @@ def build_delta(
             "generation": generation,
             "n_docs": len(pending),
             "n_superseded": len(superseded),
-            "kinds": list(DELTA_KINDS),
+            "kinds": covered,
+            "parts": parts,
             **stats,
         }
         write_json_atomic(tmp / "manifest.json", delta_manifest)
     write_text_atomic(versions.root / DELTA_FILE, f"{delta_id} {base}\n")
     _remove_other_deltas(versions, keep=delta_id)
     return delta_manifest
+
+
+def _base_hashes(
+    base_dir: Path, needs: list[EncodingNeed]
+) -> tuple[EncodingSpace, np.ndarray] | None:
+    """The first encoding space of ``needs`` whose text hashes the base version stored
+    (row order), with those hashes: what pending documents are found by."""
+    for need in needs:
+        refs = base_dir / STORE_DIR / f"{need.space.key}.npy"
+        if refs.exists():
+            return need.space, np.load(refs)
+    return None
+
+
+# -- the kinds' parts: (pending documents, out folder, the base's kind folder, config,
+# progress) -> the part's statistics. Encodings come from the refresh's session.
+
+
+def _dense_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+    (need,) = get_kind("dense").encodings(config)
+    with encodings_for(docs, need, out, progress) as encoded:
+        np.save(out / "embeddings.npy", encoded.pooled(config.normalize))
+    return {"n_docs": len(docs)}
+
+
+def _bm25_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+    return write_bm25_delta(docs, out, base_dir, config)
+
+
+def _binary_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+    (need,) = get_kind("binary").encodings(config)
+    with encodings_for(docs, need, out, progress) as encoded:
+        embeddings = encoded.pooled(config.normalize)
+    return write_binary_delta(embeddings, out, base_dir, config)
+
+
+def _colbert_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+    (need,) = get_kind("colbert").encodings(config)
+    with encodings_for(docs, need, out, progress) as encoded:
+        return write_colbert_delta(encoded.batches("tokens"), out, base_dir)
+
+
+WRITERS = {
+    "dense": _dense_part,
+    "bm25": _bm25_part,
+    "binary": _binary_part,
+    "colbert": _colbert_part,
+}
+#: The kinds a delta segment covers.
+DELTA_KINDS = tuple(WRITERS)
 
 
 def _remove_other_deltas(versions: VersionStore, keep: str) -> None:

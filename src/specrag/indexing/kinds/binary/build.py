@@ -70,14 +70,24 @@ def binary_encodings(config: BinaryConfig) -> list[EncodingNeed]:
     ]
 
 
-def write_binary_index(embeddings: np.ndarray, out_dir: Path, config: BinaryConfig) -> dict:
+def write_binary_index(
+    embeddings: np.ndarray,
+    out_dir: Path,
+    config: BinaryConfig,
+    calibration: np.ndarray | None = None,
+) -> dict:
     """Write the binary index for precomputed float ``embeddings`` (benchmarks reuse cached
-    ones). Returns the manifest statistics, memory per document included."""
+    ones). ``calibration``: the int8 (lo, step) to quantize with (a delta segment passes
+    its base's, so both rescore alike); default: calibrated on ``embeddings``. Returns the
+    manifest statistics, memory per document included."""
     out_dir = Path(out_dir)
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty 2-D array, got shape {embeddings.shape}")
     n, dim = embeddings.shape
-    calibration = calibrate(embeddings)
+    if calibration is None:
+        calibration = calibrate(embeddings)
+    elif calibration.shape != (2, dim):
+        raise ValueError(f"calibration has shape {calibration.shape}, want (2, {dim})")
     np.save(out_dir / CALIBRATION_FILE, calibration)
     codes = np.lib.format.open_memmap(
         out_dir / CODES_FILE, mode="w+", dtype=np.uint8, shape=(n, math.ceil(dim / 8))

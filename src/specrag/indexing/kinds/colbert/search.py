@@ -20,6 +20,7 @@ from specrag.indexing.encoders.tokens import TokenEncoder
 from specrag.indexing.kinds.colbert.build import open_token_store
 from specrag.indexing.kinds.colbert.config import ColbertConfig
 from specrag.indexing.kinds.colbert.maxsim import CHUNK_TOKENS, maxsim_store
+from specrag.indexing.kinds.colbert.token_store import TokenStore
 from specrag.types import DocMask, Hit
 
 
@@ -155,15 +156,19 @@ class ColbertSearcher:
         return self.reference_scores_encoded(self.encoder.encode_queries(list(queries)))
 
     def reference_scores_encoded(self, query_tokens: list[np.ndarray]) -> np.ndarray:
-        """Exhaustive MaxSim, one document at a time over its decoded tokens (-inf when the
-        document has no token)."""
-        out = np.full((len(query_tokens), self.n_docs), -np.inf, np.float32)
-        for doc in range(self.n_docs):
-            tokens = self.store.doc_tokens(doc)
-            if len(tokens) == 0:
+        return reference_maxsim(self.store, query_tokens)
+
+
+def reference_maxsim(store: TokenStore, query_tokens: list[np.ndarray]) -> np.ndarray:
+    """Exhaustive MaxSim over a token store, one document at a time over its decoded
+    tokens (-inf when the document has no token): the simplest code, the tests' truth."""
+    out = np.full((len(query_tokens), store.n_docs), -np.inf, np.float32)
+    for doc in range(store.n_docs):
+        tokens = store.doc_tokens(doc)
+        if len(tokens) == 0:
+            continue
+        for qi, q in enumerate(query_tokens):
+            if len(q) == 0:  # an empty query matches nothing
                 continue
-            for qi, q in enumerate(query_tokens):
-                if len(q) == 0:  # an empty query matches nothing
-                    continue
-                out[qi, doc] = (np.asarray(q, np.float32) @ tokens.T).max(axis=1).sum()
-        return out
+            out[qi, doc] = (np.asarray(q, np.float32) @ tokens.T).max(axis=1).sum()
+    return out

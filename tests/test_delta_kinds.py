@@ -1,0 +1,212 @@
+"""Delta segments per kind (issue #14, points 2 and 3): bm25, binary and colbert search
+the delta's documents next to the base, each checked against an independent truth.
+
+- bm25: every live score equals a brute-force BM25 (plain Python, no index) computed with
+  the base's statistics (N, avgdl, df, quantization scale) and the documented rule for a
+  term the base never saw (its document frequency within the delta).
+- binary: the live view returns exactly what one binary index over the same vectors
+  returns (quantized with the base's calibration, superseded rows masked).
+- colbert: delta MaxSim scores equal brute-force MaxSim of the documents' token vectors
+  (encoded by the kind's encoder, coded with the base's codec).
+In every kind an updated document's old text never matches (its superseded row is
+never returned) and its new text does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from specrag.indexing.delta import DELTA_KINDS, RefreshError, build_delta
+from specrag.indexing.kinds.binary.build import CALIBRATION_FILE, write_binary_index
+from specrag.indexing.kinds.binary.config import BinaryConfig
+from specrag.indexing.kinds.binary.search import BinarySearcher
+from specrag.indexing.kinds.bm25.analyzer import Analyzer
+from specrag.indexing.kinds.bm25.config import BM25Config
+from specrag.indexing.kinds.colbert.build import open_token_store
+from specrag.indexing.versions import VersionStore
+from specrag.retrieval.live import with_delta
+from specrag.retrieval.version import open_version
+from specrag.types import Document
+from tests.conftest import demo_documents, demo_queries
+
+N_BASE = 30
+KINDS = {"bm25": {}, "dense": {}, "binary": {}, "colbert": {}}
+NEW_TEXT = "Quokka marsupials thrive on Rottnest island; quokka colonies avoid foxes."
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A base over N_BASE demo documents, then: two documents rewritten (one wholly, to
+    words no base document has), three added; the delta over that state."""
+    docs = demo_documents(N_BASE + 3)
+    base_docs, added = docs[:N_BASE], docs[N_BASE:]
+    versions = VersionStore(tmp_path_factory.mktemp("delta-kinds"))
+    versions.build(base_docs, KINDS)
+    rewritten = Document(base_docs[4].id, NEW_TEXT, "", base_docs[4].metadata)
+    edited = Document(base_docs[9].id, base_docs[9].text + " Zebrafish.", base_docs[9].title)
+    final = [rewritten if d.id == rewritten.id else edited if d.id == edited.id else d
+             for d in base_docs] + added  # fmt: skip
+    manifest = build_delta(final, versions)
+    base = open_version(versions)
+    view = with_delta(versions, base)
+    return {
+        "versions": versions,
+        "base_docs": base_docs,
+        "final": final,
+        "manifest": manifest,
+        "base": base,
+        "view": view,
+        "rewritten": rewritten,
+        "old": base_docs[4],
+    }
+
+
+def test_the_delta_covers_every_kind(live):
+    manifest = live["manifest"]
+    assert set(KINDS) <= set(DELTA_KINDS)
+    assert sorted(manifest["kinds"]) == sorted(KINDS)
+    assert (manifest["n_docs"], manifest["n_superseded"]) == (5, 2)
+    assert manifest["parts"]["bm25"]["unseen_terms"] > 0  # "quokka" and friends
+    assert live["view"].n_docs == N_BASE + 5
+
+
+def brute_bm25(base_docs, live_docs, queries, config: BM25Config) -> np.ndarray:
+    """BM25 of ``live_docs`` under the base's statistics, by plain Python: the truth."""
+    analyze = Analyzer()
+    base_terms = [Counter(analyze(d.full_text())) for d in base_docs]
+    n = len(base_docs)
+    avgdl = sum(sum(c.values()) for c in base_terms) / n
+    df = Counter(t for c in base_terms for t in c)
+    live_terms = [Counter(analyze(d.full_text())) for d in live_docs]
+    delta_df = Counter(t for c in live_terms[n:] for t in c)
+
+    def weight(term, tf, dl, df_t):
+        idf = math.log(1 + (n - df_t + 0.5) / (df_t + 0.5))
+        return idf * tf / (tf + config.k1 * (1 - config.b + config.b * dl / avgdl))
+
+    top = max(
+        weight(t, tf, sum(c.values()), df[t]) for c in base_terms for t, tf in c.items()
+    )  # the base's largest weight sets the 8-bit scale
+    scale = top / 255
+    out = np.full((len(queries), len(live_docs)), -np.inf)
+    for qi, query in enumerate(queries):
+        q = Counter(analyze(query))
+        for row, terms in enumerate(live_terms):
+            dl = sum(terms.values())
+            hits = [t for t in q if t in terms]
+            if not hits:
+                continue
+            impacts = [
+                min(255, max(1, round(weight(t, terms[t], dl, df[t] or delta_df[t]) / scale)))
+                for t in hits
+            ]
+            out[qi, row] = scale * sum(q[t] * i for t, i in zip(hits, impacts, strict=True))
+    return out
+
+
+def test_bm25_scores_with_the_base_statistics(live):
+    view, base_docs = live["view"], live["base_docs"]
+    searcher = view.searchers["bm25"]
+    live_docs = [*base_docs, *(_doc(live["final"], i) for i in view.doc_ids[N_BASE:])]
+    queries = [*demo_queries(8), NEW_TEXT, live["old"].text[:120], live["final"][-1].title]
+    truth = brute_bm25(base_docs, live_docs, queries, BM25Config())
+    truth[:, ~searcher.valid] = -np.inf  # superseded rows never match
+    np.testing.assert_allclose(searcher.reference_scores(queries), truth, rtol=1e-9)
+    for qi, hits in enumerate(searcher.search(queries, view.n_docs)):
+        rows = np.flatnonzero(np.isfinite(truth[qi]))
+        order = rows[np.lexsort((rows, -truth[qi, rows]))]
+        assert [h.doc_id for h in hits] == view.doc_ids[order].tolist()
+        np.testing.assert_allclose([h.score for h in hits], truth[qi, order], rtol=1e-9)
+
+
+def _doc(docs: list[Document], doc_id: str) -> Document:
+    return next(d for d in docs if d.id == doc_id)
+
+
+@pytest.mark.parametrize("kind", ["bm25", "binary", "colbert", "dense"])
+def test_an_updated_documents_old_text_never_matches(live, kind):
+    view, rewritten, old = live["view"], live["rewritten"], live["old"]
+    searcher = view.searchers[kind]
+    k = view.n_docs
+    [new_hits, old_hits] = searcher.search([NEW_TEXT, old.full_text()], k)
+    ids = [h.doc_id for h in new_hits]
+    assert ids.count(rewritten.id) == 1
+    assert ids[0] == rewritten.id  # its new text finds it first
+    old_ids = [h.doc_id for h in old_hits]
+    if kind == "bm25":
+        # No term of the old text is in the new one: the document does not match at all.
+        assert not set(Analyzer()(old.full_text())) & set(Analyzer()(NEW_TEXT))
+        assert rewritten.id not in old_ids
+    else:  # vectors always score: only its new row, with its new-text score
+        assert old_ids.count(rewritten.id) == 1
+        row = view.row_of(rewritten.id)
+        score = next(h.score for h in old_hits if h.doc_id == rewritten.id)
+        ref = searcher.reference_scores([old.full_text()])[0]
+        np.testing.assert_allclose(score, ref[row], rtol=1e-4, atol=1e-4)
+        assert old_ids[0] != rewritten.id
+
+
+def test_binary_equals_one_index_over_the_same_vectors(live, tmp_path):
+    """The base and the delta merged give exactly what one binary index over all live
+    vectors (in live row order, the base's calibration, superseded rows masked) gives."""
+    view, versions = live["view"], live["versions"]
+    searcher = view.searchers["binary"]
+    base_path = versions.path(view.id.split("+")[0])
+    delta_path = versions.root / "deltas" / view.manifest["delta"]["id"]
+    vectors = np.concatenate(
+        [
+            np.load(base_path / "dense" / "embeddings.npy"),
+            np.load(delta_path / "dense" / "embeddings.npy"),
+        ]
+    )
+    config = BinaryConfig()
+    write_binary_index(vectors, tmp_path, config, np.load(base_path / "binary" / CALIBRATION_FILE))
+    one = BinarySearcher.load(tmp_path, config, view.doc_ids)
+    queries = [*demo_queries(10), NEW_TEXT]
+    q = searcher.encode(queries)
+    allowed = searcher.valid.copy()
+    filtered = allowed & (np.arange(view.n_docs) % 3 != 0)
+    for mask in (None, filtered):
+        for k in (1, 5, view.n_docs):
+            want = one.search_rows(q, k, allowed if mask is None else filtered)
+            got = searcher.search_rows(q, k, mask)
+            for (g_rows, g_scores), (w_rows, w_scores) in zip(got, want, strict=True):
+                assert g_rows.tolist() == w_rows.tolist()
+                np.testing.assert_allclose(g_scores, w_scores, rtol=1e-6, atol=1e-6)
+
+
+def test_colbert_delta_scores_equal_brute_force_maxsim(live):
+    view = live["view"]
+    searcher = view.searchers["colbert"]
+    codec = open_token_store(live["versions"].path(view.id.split("+")[0]) / "colbert").codec
+    delta_docs = [_doc(live["final"], i) for i in view.doc_ids[N_BASE:]]
+    encoder = searcher.encoder
+    doc_tokens = [codec.decode(codec.encode(t)) for t in encoder.encode_documents(
+        [d.full_text() for d in delta_docs])]  # fmt: skip
+    queries = [*demo_queries(6), NEW_TEXT]
+    q_tokens = encoder.encode_queries(queries)
+    truth = np.array(
+        [[(q @ d.T).max(axis=1).sum() for d in doc_tokens] for q in q_tokens], np.float64
+    )
+    for qi, hits in enumerate(searcher.search(queries, view.n_docs)):
+        assert len(hits) == int(searcher.valid.sum())
+        got = {h.doc_id: h.score for h in hits}
+        np.testing.assert_allclose([got[d.id] for d in delta_docs], truth[qi], rtol=1e-3, atol=1e-3)
+    # Filters reach inside the delta: a mask allowing delta rows only returns only them.
+    only_delta = np.zeros(view.n_docs, bool)
+    only_delta[N_BASE:] = True
+    hits = searcher.search(queries[:1], 3, only_delta)[0]
+    assert {h.doc_id for h in hits} <= {d.id for d in delta_docs} and len(hits) == 3
+
+
+def test_a_collection_without_an_encoder_kind_cannot_refresh(tmp_path):
+    """bm25 alone stores no text hashes to find the changed documents by: a clear 400."""
+    versions = VersionStore(tmp_path)
+    docs = demo_documents(5)
+    versions.build(docs, {"bm25": {}})
+    with pytest.raises(RefreshError, match="no stored text hashes"):
+        build_delta(docs, versions)

@@ -55,7 +55,9 @@ class LiveSettingsIn(BaseModel):
         description="Merge (a full build from the encoding store) in the background when "
         "the delta holds more than this share of the base version's documents.",
     )
-    merge_max_docs: int = Field(10000, ge=1, description="... or more than this many documents.")
+    merge_max_docs: int = Field(
+        10000, ge=1, le=10**9, description="... or more than this many documents."
+    )
 
 
 class CollectionCreate(LiveSettingsIn):
@@ -90,7 +92,7 @@ class CollectionPatch(BaseModel):
 
     refresh_interval: float | None = Field(None, ge=0, le=86400)
     merge_max_share: float | None = Field(None, gt=0, le=10)
-    merge_max_docs: int | None = Field(None, ge=1)
+    merge_max_docs: int | None = Field(None, ge=1, le=10**9)
 
 
 class LiveOut(BaseModel):

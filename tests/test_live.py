@@ -179,6 +179,19 @@ def test_settings_at_create_patch_and_validation(app_home):
         r = client.post("/collections", json={"name": "s3", "refresh_interval": "often"})
         assert r.status_code == 422
 
+    # bm25 alone: no refresh can make a write searchable, so ?refresh= is refused before it
+    with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
+        r = client.post("/collections", json={"name": "b25", "kinds": ["bm25"]})
+        assert r.status_code == 201
+        upsert(client, "b25", demo_documents(3))
+        build(app_home, "b25")
+        doc = demo_documents(4)[3]
+        r = client.post(
+            "/collections/b25/documents?refresh=wait_for", json={"documents": [doc_json(doc)]}
+        )
+        assert r.status_code == 400 and "dense, binary or colbert" in r.json()["detail"]
+        assert client.get(f"/collections/b25/documents/{doc.id}").status_code == 404
+
 
 def test_background_refresh_then_background_merge_equals_a_fresh_full_build(app_home, tmp_path):
     name = "bg"

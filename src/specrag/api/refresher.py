@@ -53,6 +53,10 @@ class Refresher:
         """Look now rather than at the next tick (a version switched under a delta)."""
         self._wake.set()
 
+    def _refreshable(self, info) -> bool:
+        """A collection no refresh can serve (bm25 alone) is skipped, not retried."""
+        return self.service.unrefreshable(self.service.versions(info)) is None
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.tick_s)
@@ -74,7 +78,7 @@ class Refresher:
             now = time.monotonic()
             due = interval is not None and now - self._last.get(info.folder, -1e18) >= interval
             try:
-                if due and self.service.pending(info):
+                if due and self.service.pending(info) and self._refreshable(info):
                     self._last[info.folder] = now
                     self.service.refresh(info.name)
                 self.service.maybe_merge(info)

@@ -324,24 +324,34 @@ class CollectionService:
             )
         return status
 
-    def _check_refreshable(self, name: str) -> None:
-        """Before a write that asks ``?refresh=``: there must be a version to extend and a
-        kind a delta covers, or the write could never become searchable before a build."""
+    def unrefreshable(self, versions: VersionStore) -> str | None:
+        """Why a refresh cannot extend the current version (None: it can): no version
+        yet, or no kind whose delta part finds changed documents by stored text hashes (a
+        neural kind a delta covers; on a sharded version, dense only)."""
         from specrag.indexing.delta import DELTA_KINDS
+        from specrag.indexing.registry import get_kind
 
-        versions = self.versions(name)
         base = versions.current()
         if base is None:
-            raise NotReady(
-                f"collection {name!r} has no index yet, so ?refresh cannot make a write "
-                f"searchable: build one first (POST /collections/{name}/builds)"
-            )
-        if not set(versions.manifest(base).get("kinds", {})) & set(DELTA_KINDS):
-            raise UserError(
-                f"?refresh needs one of the kinds a delta segment covers "
-                f"({', '.join(DELTA_KINDS)}); collection {name!r} has none: drop ?refresh "
-                "and build"
-            )
+            return "it has no index yet: build one first"
+        manifest = versions.manifest(base)
+        covered = [n for n in DELTA_KINDS if n in manifest.get("kinds", {})]
+        if "shards" in manifest:
+            covered = [n for n in covered if n == "dense"]
+        if not any(get_kind(n).encodings for n in covered):
+            return "it has no dense, binary or colbert kind, which a refresh needs"
+        return None
+
+    def _check_refreshable(self, name: str) -> None:
+        """Before a write that asks ``?refresh=``: refused (409 without a version, else
+        400) when no refresh could make it searchable before the next build."""
+        why = self.unrefreshable(self.versions(name))
+        if why is None:
+            return
+        message = f"?refresh cannot make writes to {name!r} searchable: {why}"
+        if self.versions(name).current() is None:
+            raise NotReady(message)
+        raise UserError(message)
 
     def refresh_covering(self, name: str, generation: int) -> None:
         """Return once the served files cover ``generation``: refresh unless a refresh

@@ -28,7 +28,7 @@ Refresh = Annotated[
     "",
     response_model=dict[str, int],
     dependencies=WRITE,
-    responses=errors(*WRITES, 400, 404, 422),
+    responses=errors(*WRITES, 400, 404, 409, 422),
 )
 def upsert_documents(
     name: str, body: UpsertDocuments, service: ServiceDep, refresh: Refresh = "false"
@@ -44,7 +44,7 @@ def upsert_documents(
     "/delete",
     response_model=dict[str, int],
     dependencies=WRITE,
-    responses=errors(*WRITES, 400, 404, 422),
+    responses=errors(*WRITES, 400, 404, 409, 422),
 )
 def delete_documents(
     name: str,
@@ -69,7 +69,7 @@ def get_document(name: str, doc_id: str, service: ServiceDep) -> DocumentOut:
     "/{doc_id:path}",
     response_model=dict[str, int],
     dependencies=WRITE,
-    responses=errors(*WRITES, 404),
+    responses=errors(*WRITES, 400, 404, 409, 422),
 )
 def delete_document(
     name: str, doc_id: str, service: ServiceDep, refresh: Refresh = "false"

@@ -18,7 +18,7 @@ from specrag.types import Document
 from tests.conftest import demo_documents, demo_queries
 
 N_BASE = 20
-KINDS = {"dense": {}, "bm25": {}}
+KINDS = {"dense": {}, "bm25": {}, "binary": {}, "colbert": {}}
 
 
 def doc_json(doc: Document) -> dict:
@@ -97,16 +97,22 @@ def test_refresh_equals_a_full_build(client, tmp_path):
                 np.testing.assert_allclose(
                     [h["score"] for h in got["hits"]], [h.score for h in want.hits], atol=1e-5
                 )
-        # bm25 searches the delta too (its scores: tests/test_delta_kinds.py): the added
-        # documents are found; the deleted one never comes back, also after a restart.
-        bm25 = search(client, query, 30, "bm25")["hits"]
-        assert bm25[0]["doc_id"] == extra[0].id
+        # Every covered kind searches the delta too (scores: tests/test_delta_kinds.py):
+        # k over the collection size returns each live document once, an updated one by
+        # its delta row; the deleted one never comes back, also after a restart.
         gone = base[11].title or base[11].text[:80]
-        assert base[11].id not in [h["doc_id"] for h in search(client, gone, 30, "bm25")["hits"]]
+        live_ids = sorted(d.id for d in final)
         restarted = CollectionService(settings)
         try:
-            hits = restarted.search("live", SearchRequest(query=gone, k=30, retriever="bm25"))
-            assert base[11].id not in [h.doc_id for h in hits.hits] and hits.hits
+            for kind in KINDS:
+                assert search(client, query, 30, kind)["hits"][0]["doc_id"] == extra[0].id
+                for q in (gone, query):
+                    ids = [h["doc_id"] for h in search(client, q, 30, kind)["hits"]]
+                    again = restarted.search("live", SearchRequest(query=q, k=30, retriever=kind))
+                    for got in (ids, [h.doc_id for h in again.hits]):
+                        assert base[11].id not in got
+                        if kind != "bm25":  # vectors score every document
+                            assert sorted(got) == live_ids
         finally:
             restarted.close()
     finally:

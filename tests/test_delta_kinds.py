@@ -210,3 +210,52 @@ def test_a_collection_without_an_encoder_kind_cannot_refresh(tmp_path):
     versions.build(docs, {"bm25": {}})
     with pytest.raises(RefreshError, match="no stored text hashes"):
         build_delta(docs, versions)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_splade_delta_scores_with_the_base_scale(tmp_path):
+    """A tiny SparseEncoder: delta documents score as their SPLADE weights quantized with
+    the base's scale (the base's largest weight / 255), brute force from the encoder."""
+    from specrag.indexing.encoders.sparse import encode_sparse
+    from tests.tiny_models import tiny_splade_dir
+
+    model = str(tiny_splade_dir(tmp_path / "splade"))
+    docs = demo_documents(16)
+    base_docs = docs[:12]
+    versions = VersionStore(tmp_path / "home")
+    versions.build(base_docs, {"splade": {"model": model}})
+    rewritten = Document(base_docs[3].id, NEW_TEXT, "")
+    final = [rewritten if d.id == rewritten.id else d for d in base_docs] + docs[12:]
+    manifest = build_delta(final, versions)
+    assert "splade" in manifest["kinds"] and manifest["n_docs"] == 5
+    view = with_delta(versions, open_version(versions))
+    searcher = view.searchers["splade"]
+    assert type(searcher).__name__ == "SegmentedImpactSearcher"
+
+    def weights(texts, side):
+        terms, values, _ = encode_sparse(model, texts, side=side)
+        return [
+            dict(zip(t.tolist(), v.tolist(), strict=True))
+            for t, v in zip(terms, values, strict=True)
+        ]
+
+    scale = max(max(w.values()) for w in weights([d.full_text() for d in base_docs], "document"))
+    scale /= 255
+    delta_docs = [_doc(final, i) for i in view.doc_ids[len(base_docs) :]]
+    doc_w = weights([d.full_text() for d in delta_docs], "document")
+    queries = [*demo_queries(4), NEW_TEXT]
+    got = searcher.reference_scores(queries)
+    assert np.isneginf(got[:, ~searcher.valid]).all()  # the old text never matches
+    for qi, q in enumerate(weights(queries, "query")):
+        for j, w in enumerate(doc_w):
+            shared = [t for t in q if t in w]
+            want = scale * sum(q[t] * min(255, max(1, round(w[t] / scale))) for t in shared)
+            # Stored and direct encodings may differ in the last float bits: an impact may
+            # round one level apart, no more.
+            bound = scale * sum(q[t] for t in shared) + 1e-9
+            assert abs(got[qi, len(base_docs) + j] - want) <= bound
+            if not shared:
+                assert got[qi, len(base_docs) + j] == -np.inf
+        hits = searcher.search([queries[qi]], view.n_docs)[0]
+        rows = np.flatnonzero(np.isfinite(got[qi]))
+        assert {h.doc_id for h in hits} == set(view.doc_ids[rows].tolist())

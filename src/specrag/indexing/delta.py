@@ -13,6 +13,7 @@ one delta segment over that version with a part per covered kind:
                                 superseded.npy   base rows whose document changed (masked)
                                 dense/embeddings.npy   the rows' vectors, as dense stores
                                 bm25/            a bm25 index, the base's statistics
+                                splade/          a splade index, the base's scale
                                 binary/          codes + int8 rows, the base's calibration
                                 colbert/tokens/  a token store, the base's codec
                                 encodings/<space>.npy  their text hashes (GC keeps them)
@@ -22,9 +23,9 @@ one delta segment over that version with a part per covered kind:
 Each part is written by its kind (``kinds/<kind>/delta.py``) with the base's frozen
 parameters, so that delta scores are in the base's units and merge by value
 (``retrieval/live.py``): bm25 with the base's N, avgdl, df and scale; binary with its
-int8 calibration; colbert with its token codec. A kind outside ``DELTA_KINDS`` (splade,
-lucene, datastore) and a sharded base's kinds other than dense answer from the base
-minus superseded rows until the next build.
+int8 calibration; colbert with its token codec; splade with its scale. A kind outside
+``DELTA_KINDS`` (lucene, datastore) and a sharded base's kinds other than dense answer
+from the base minus superseded rows until the next build.
 
 The segment is written whole into a hidden folder and renamed into place, then ``DELTA``
 is replaced atomically: a kill leaves the previous delta (or none) serving. A delta always
@@ -56,6 +57,7 @@ from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.binary.delta import write_binary_delta
 from specrag.indexing.kinds.bm25.delta import write_bm25_delta
 from specrag.indexing.kinds.colbert.delta import write_colbert_delta
+from specrag.indexing.kinds.splade.delta import write_splade_delta
 from specrag.indexing.registry import get_kind
 from specrag.indexing.versions import VersionStore, new_version_id
 from specrag.types import Corpus, Document, Progress, no_progress
@@ -117,7 +119,8 @@ def build_delta(
     if refs is None:
         raise RefreshError(
             f"version {base} has no stored text hashes (it predates the encoding store, or "
-            "it has no dense, binary or colbert kind to compare texts with): run a full build"
+            "it has no kind with an encoder (dense, splade, binary, colbert) to compare texts "
+            "with): run a full build"
         )
     space, base_hashes = refs
     base_ids = np.load(base_dir / "ids.npy").tolist()
@@ -208,9 +211,14 @@ def _colbert_part(docs: list[Document], out: Path, base_dir: Path, config, progr
         return write_colbert_delta(encoded.batches("tokens"), out, base_dir)
 
 
+def _splade_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+    return write_splade_delta(docs, out, base_dir, config, progress)
+
+
 WRITERS = {
     "dense": _dense_part,
     "bm25": _bm25_part,
+    "splade": _splade_part,
     "binary": _binary_part,
     "colbert": _colbert_part,
 }

@@ -12,12 +12,13 @@ and the delta's part (its allowed rows), and merges the two by the contract's or
   returns.
 - ``bm25``: the kind's own searcher over the delta's impact index, whose weights use the
   base's statistics and scale (``kinds/bm25/delta.py``): scores in the same units.
+- ``splade``: the same, over the delta's splade index (the base's scale and term ids).
 - ``binary``: the kind's own searcher over the delta's codes and int8 rows (quantized with
   the base's calibration, ``kinds/binary/delta.py``): exact up to ``min_candidates``
   allowed delta rows.
 - ``colbert``: exact MaxSim over the delta's allowed documents (their token store is coded
   with the base's codec, ``kinds/colbert/delta.py``).
-- every other kind (and a kind whose delta part is missing): the base's search with the
+- every other kind (lucene, datastore; and a kind whose delta part is missing): the base's search with the
   superseded rows masked out; the delta's documents reach it at the next full build.
 """
 
@@ -106,6 +107,11 @@ class _Segmented:
         self.n_base = len(base.doc_ids)
         self._id_list: list[str] | None = None
 
+    @property
+    def n_docs(self) -> int:
+        """Rows of the view: base and delta."""
+        return len(self.doc_ids)
+
     def __getattr__(self, name: str) -> Any:
         if name == "base":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
@@ -175,7 +181,8 @@ class DeltaVectors:
 
 
 def open_dense(base, part: Path, doc_ids: np.ndarray, valid: np.ndarray):
-    delta = DeltaVectors(np.load(part / "embeddings.npy", mmap_mode="r"), base.encode)
+    # In memory: a delta is small, and every search gathers its allowed rows.
+    delta = DeltaVectors(np.load(part / "embeddings.npy"), base.encode)
     return SegmentedEmbeddingSearcher(base, delta, doc_ids, valid)
 
 
@@ -185,8 +192,9 @@ def open_binary(base, part: Path, doc_ids: np.ndarray, valid: np.ndarray):
 
 
 class SegmentedImpactSearcher(_Segmented):
-    """An impact kind (``bm25``): the kind's searcher over the base and over the delta's
-    index (same scale, so scores compare by value), each with its own vocabulary."""
+    """An impact kind (``bm25``, ``splade``): the kind's searcher over the base and over
+    the delta's index (same scale, so scores compare by value). Queries are prepared
+    (analyzed, or run through the encoder) once and mapped to each index's term ids."""
 
     def __init__(self, base, delta, doc_ids: np.ndarray, valid: np.ndarray):
         super().__init__(base, doc_ids, valid)
@@ -200,8 +208,9 @@ class SegmentedImpactSearcher(_Segmented):
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)
         base_mask, delta_mask = self.masks(allowed)
-        base = _impact_rows(self.base, queries, k, base_mask)
-        delta = _impact_rows(self.delta, queries, k, delta_mask)
+        prepared = self.base.prepare_queries(queries)  # analyzed or encoded once
+        base = _impact_rows(self.base, self.base.encode_prepared(prepared), k, base_mask)
+        delta = _impact_rows(self.delta, self.delta.encode_prepared(prepared), k, delta_mask)
         return [
             self.hits(*merge([b, (d_rows + self.n_base, d_scores)], k))
             for b, (d_rows, d_scores) in zip(base, delta, strict=True)
@@ -213,10 +222,10 @@ class SegmentedImpactSearcher(_Segmented):
         )
 
 
-def _impact_rows(searcher, queries: list[str], k: int, mask: np.ndarray) -> list[Rows]:
+def _impact_rows(searcher, batch, k: int, mask: np.ndarray) -> list[Rows]:
     if not mask.any():
-        return _no_rows(len(queries))
-    rows, scores, counts = searcher.search_rows(searcher.encode_queries(queries), k, mask)
+        return _no_rows(len(batch))
+    rows, scores, counts = searcher.search_rows(batch, k, mask)
     return [(rows[q, :n], scores[q, :n]) for q, n in enumerate(counts.tolist())]
 
 
@@ -264,6 +273,7 @@ SEGMENTED = {
     "dense": open_dense,
     "binary": open_binary,
     "bm25": SegmentedImpactSearcher.open,
+    "splade": SegmentedImpactSearcher.open,
     "colbert": SegmentedColbertSearcher.open,
 }
 

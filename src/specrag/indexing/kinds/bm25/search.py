@@ -37,13 +37,17 @@ class BM25Searcher(ImpactSearcher):
         vocab = json.loads((index_dir / VOCAB_FILE).read_text())
         return cls(index, doc_ids, config, vocab)
 
-    def encode_queries(self, queries: list[str]) -> QueryBatch:
-        """Known analyzed terms with their query term frequency (unique and positive by
-        construction, so ``QueryBatch.from_lists``'s validation is not needed)."""
+    def prepare_queries(self, queries: list[str]) -> list[Counter]:
+        """Each query's analyzed terms with their frequency in the query."""
         _check_queries(queries)
+        return [Counter(self._analyzer(text)) for text in queries]
+
+    def encode_prepared(self, prepared: list[Counter]) -> QueryBatch:
+        """Terms this index knows, weighted by their query frequency (unique and positive
+        by construction, so ``QueryBatch.from_lists``'s validation is not needed)."""
         offsets, terms, weights = [0], [], []
-        for text in queries:
-            for term, count in Counter(self._analyzer(text)).items():
+        for counts in prepared:
+            for term, count in counts.items():
                 tid = self._term_of.get(term)
                 if tid is not None:
                     terms.append(tid)

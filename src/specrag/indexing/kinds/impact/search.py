@@ -65,8 +65,8 @@ class QueryBatch:
 class ImpactSearcher:
     """Searches an impact index by the knobs of its ``config`` (an ImpactConfig): BMP or
     exhaustive, ``alpha``, and the fallback rules. Subclasses (``bm25``, ``splade``) add
-    ``load`` and ``encode_queries``; this class alone searches already-encoded queries
-    (benchmarks, synthetic indexes)."""
+    ``load``, ``prepare_queries`` and ``encode_prepared``; this class alone searches
+    already-encoded queries (benchmarks, synthetic indexes)."""
 
     kind = "impact"
 
@@ -112,6 +112,16 @@ class ImpactSearcher:
 
     def encode_queries(self, queries: list[str]) -> QueryBatch:
         """Queries as (term id, weight) pairs, the way the kind encodes them."""
+        return self.encode_prepared(self.prepare_queries(queries))
+
+    def prepare_queries(self, queries: list[str]) -> object:
+        """The index-independent part of encoding queries (bm25: analysis; splade: the
+        encoder's forward), done once when several indexes of the kind are searched (a
+        version and its delta segment, ``retrieval/live.py``)."""
+        raise NotImplementedError(f"{type(self).__name__} searches encoded queries only")
+
+    def encode_prepared(self, prepared: object) -> QueryBatch:
+        """Prepared queries as this index's (term id, weight) pairs."""
         raise NotImplementedError(f"{type(self).__name__} searches encoded queries only")
 
     # -- search --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from specrag.indexing.encodings.session import EncodingNeed, encodings_for
+from specrag.indexing.encodings.session import Encoded, EncodingNeed, encodings_for
 from specrag.indexing.encodings.spaces import EncodingSpace, model_fingerprint
 from specrag.indexing.kinds.impact.index import ImpactIndex, quantize, term_major
 from specrag.indexing.kinds.impact.reorder import reorder_triples
@@ -26,40 +26,57 @@ ENCODER = "splade"
 def build_splade(
     corpus: Corpus, out_dir: Path, config: SpladeConfig, progress: Progress = no_progress
 ) -> dict[str, Any]:
-    total = len(corpus)
-    term_parts, doc_parts, value_parts = [], [], []
-    row = 0
     (need,) = splade_encodings(config)
     with encodings_for(corpus, need, Path(out_dir), progress) as encoded:
         n_terms = max([d for d in encoded.store.chunk_extra("dim") if d] or [0])
-        pending: tuple[list, list, list] = ([], [], [])
-        for terms, weights in zip(encoded.rows("terms"), encoded.rows("weights"), strict=True):
-            pending[0].append(np.asarray(terms, np.int32))
-            pending[1].append(np.full(len(terms), row, np.int32))
-            pending[2].append(np.asarray(weights, np.float32))
-            row += 1
-            if row % 4096 == 0 or row == total:
-                # Flat arrays per batch, not per document (1M documents were 3M arrays).
-                for parts, batch in zip((term_parts, doc_parts, value_parts), pending, strict=True):
-                    parts.append(np.concatenate(batch))
-                    batch.clear()
-                progress(row, total, "splade: reading stored weights")
-    if row == 0:
+        term_ids, doc_ids, weights = read_weights(encoded, len(corpus), progress)
+    if len(corpus) == 0:
         raise ValueError("cannot build a splade index over an empty corpus")
-    term_ids = np.concatenate(term_parts)
-    term_parts.clear()
-    doc_ids = np.concatenate(doc_parts)
-    doc_parts.clear()
-    impacts, scale = quantize(np.concatenate(value_parts), config.impact_bits)
-    value_parts.clear()
+    return write_splade_index(
+        out_dir, term_ids, doc_ids, weights, len(corpus), n_terms, config, progress
+    )
+
+
+def read_weights(
+    encoded: Encoded, total: int, progress: Progress = no_progress
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored document weights as doc-major (term ids int32, rows int32, weights
+    float32) arrays, concatenated per 4,096 documents (1M documents were 3M arrays)."""
+    term_parts, doc_parts, value_parts = [], [], []
+    pending: tuple[list, list, list] = ([], [], [])
+    pairs = zip(encoded.rows("terms"), encoded.rows("weights"), strict=True)
+    for row, (terms, weights) in enumerate(pairs):
+        pending[0].append(np.asarray(terms, np.int32))
+        pending[1].append(np.full(len(terms), row, np.int32))
+        pending[2].append(np.asarray(weights, np.float32))
+        done = row + 1
+        if done % 4096 == 0 or done == total:
+            for parts, batch in zip((term_parts, doc_parts, value_parts), pending, strict=True):
+                parts.append(np.concatenate(batch))
+                batch.clear()
+            progress(done, total, "splade: reading stored weights")
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    return cat(term_parts, np.int32), cat(doc_parts, np.int32), cat(value_parts, np.float32)
+
+
+def write_splade_index(
+    out_dir: Path, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray,
+    n_docs: int, n_terms: int, config: SpladeConfig, progress: Progress = no_progress,
+    scale: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Quantize doc-major weights (with ``scale``, default: the largest weight's), reorder
+    when configured, and write the splade index of ``n_docs`` rows over ``n_terms`` term
+    ids: the files ``SpladeSearcher.load`` opens. Shared by the build and delta segments."""
+    impacts, scale = quantize(weights, config.impact_bits, scale=scale)
+    del weights
     term_ids, doc_ids, impacts, perm = reorder_triples(
-        config.reorder, term_ids, doc_ids, impacts, row, n_terms,
+        config.reorder, term_ids, doc_ids, impacts, n_docs, n_terms,
         leaf_size=config.block_size, iterations=config.bp_iterations, progress=progress,
     )  # fmt: skip
     offsets, docs, impacts = term_major(term_ids, doc_ids, impacts, n_terms)
     del term_ids, doc_ids
     index = ImpactIndex.from_postings(
-        row,
+        n_docs,
         offsets,
         docs,
         impacts,
@@ -69,7 +86,7 @@ def build_splade(
         meta={"encoder": ENCODER, "model": config.model},
     )
     stats = index.save(out_dir)
-    progress(row, row, "splade: written")
+    progress(n_docs, n_docs, "splade: written")
     return {**stats, "model": config.model}
 
 

@@ -26,10 +26,16 @@ class SpladeSearcher(ImpactSearcher):
             )
         return cls(index, doc_ids, config)
 
-    def encode_queries(self, queries: list[str]) -> QueryBatch:
+    def prepare_queries(self, queries: list[str]) -> tuple[list, list]:
+        """The SparseEncoder's query (term ids, weights): its output dimensions, the same
+        term ids in every index of the model."""
         if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
             raise ValueError("queries must be a list of strings")
         terms, weights, _ = encode_sparse(
             self.config.model, queries, side="query", max_seq_length=self.config.max_seq_length
         )
+        return terms, weights
+
+    def encode_prepared(self, prepared: tuple[list, list]) -> QueryBatch:
+        terms, weights = prepared
         return QueryBatch.from_lists(terms, weights, self.index.n_terms)

@@ -189,7 +189,7 @@ def test_settings_at_create_patch_and_validation(app_home):
         r = client.post(
             "/collections/b25/documents?refresh=wait_for", json={"documents": [doc_json(doc)]}
         )
-        assert r.status_code == 400 and "dense, binary or colbert" in r.json()["detail"]
+        assert r.status_code == 400 and "neural encoder" in r.json()["detail"]
         assert client.get(f"/collections/b25/documents/{doc.id}").status_code == 404
 
 

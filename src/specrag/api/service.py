@@ -339,7 +339,10 @@ class CollectionService:
         if "shards" in manifest:
             covered = [n for n in covered if n == "dense"]
         if not any(get_kind(n).encodings for n in covered):
-            return "it has no dense, binary or colbert kind, which a refresh needs"
+            return (
+                "it has no kind with a neural encoder (dense, binary, colbert, splade), "
+                "which a refresh needs to find changed documents"
+            )
         return None
 
     def _check_refreshable(self, name: str) -> None:

@@ -11,6 +11,13 @@ With ``--collection-dir DIR --queries FILE`` it measures instead a collection th
 corpus), its queries encoded by the index's own encoder: real SPLADE output in place of
 the SPLADE-like generator, wherever the model can be downloaded (docs/benchmarks.md).
 
+With ``--masks 0.5 0.05 0.005`` the synthetic corpora are searched filtered instead:
+random masks keeping those shares of the documents, exhaustive vs BMP with its fallback
+rules vs BMP with every fallback off, and the path the rules chose (``sparse_filtered``)::
+
+    nice .venv/bin/python scripts/bench_sparse.py --skip-scifact --synthetic-docs 200000 \
+        --synthetic-kinds bm25 --orders bp --synthetic-block-sizes 32 --masks 0.5 0.05 0.005
+
 Synthetic generators (``synthetic_postings``; ``--generator``). Both draw from SciFact's
 analyzed documents (title + text, our analyzer); each synthetic document picks a random
 SciFact *seed* document (uniform over non-empty ones).
@@ -681,7 +688,10 @@ def synthetic(args, data) -> dict:
                     perm=perm,
                 )
                 del offsets, docs, imps
-                res = measure_index(index, batch, per_query, nq_time, args, first_results)
+                if args.masks:
+                    res = measure_masks(index, batch, per_query, nq_time, args)
+                else:
+                    res = measure_index(index, batch, per_query, nq_time, args, first_results)
                 res.update(
                     {
                         "n_docs": args.synthetic_docs,
@@ -743,6 +753,71 @@ def built_collection(args) -> dict:
         }
     )
     return {f"{args.kind}-{Path(args.collection_dir).name}-bs{index.block_size}": res}
+
+
+#: BMP with every fallback to the exhaustive pass switched off (the pruned path always).
+NO_FALLBACK = {"fallback_fraction": 2.0, "term_block_cost": 0.0, "early_probe_blocks": None}
+
+
+def measure_masks(index, batch, per_query, nq_time, args) -> dict:
+    """Filtered search (``--masks``): for each share of documents kept (a seeded random
+    mask over corpus rows) and each k, the exhaustive pass vs BMP with its fallback rules
+    (the default config) vs BMP with every fallback off, one query per call, interleaved.
+    Every path must return exactly the exhaustive top-k; the share of queries where BMP's
+    rule chose the exhaustive pass is recorded (the path that ran)."""
+    s = ImpactSearcher(index, np.arange(index.n_docs), ImpactConfig())
+    paths = {
+        "exhaustive": ImpactConfig(mode="exhaustive"),
+        "bmp_rule": ImpactConfig(mode="bmp"),
+        "bmp_no_fallback": ImpactConfig(mode="bmp", **NO_FALLBACK),
+    }
+    rng = np.random.default_rng(args.seed)
+    row = {"index_bytes": index.nbytes(), "n_blocks": index.n_blocks}
+    for share in args.masks:
+        mask = rng.random(index.n_docs) < share
+        mask.setflags(write=False)  # as the service's cached masks (ImpactSearcher keeps its
+        # internal order and per-block counts for the last read-only mask)
+        for k in args.ks:
+            results, fell_back, blocks = {}, {}, {}
+            for name, config in paths.items():
+                s.config = config
+                results[name] = s.search_rows(batch, k, mask)
+                if config.mode == "bmp":
+                    fell_back[name] = float((s.last_blocks_scored >= index.n_blocks).mean())
+                    blocks[name] = float(s.last_blocks_scored.mean())
+            exact = all(
+                np.array_equal(a, b)
+                for name in ("bmp_rule", "bmp_no_fallback")
+                for a, b in zip(results["exhaustive"], results[name], strict=True)
+            )
+
+            def path_fn(config, k=k, mask=mask, searcher=s, queries=per_query):
+                def fn(qi):
+                    searcher.config = config
+                    return searcher.search_rows(queries[qi], k, mask)
+
+                return fn
+
+            qps = interleaved_qps(
+                {name: path_fn(config) for name, config in paths.items()}, nq_time, args.repeats
+            )
+            row[f"mask{share:g}-k{k}"] = {
+                "share": share,
+                "kept": int(mask.sum()),
+                "k": k,
+                "exact": exact,
+                "fell_back": fell_back,
+                "blocks_scored": blocks,
+                "qps": qps,
+            }
+            log(
+                f"    mask {share:.1%} k={k}: QPS exhaustive {qps['exhaustive']['qps_best']:.0f}, "
+                f"BMP+rule {qps['bmp_rule']['qps_best']:.0f} (fell back "
+                f"{fell_back['bmp_rule']:.0%}, blocks {blocks['bmp_rule']:.0f}), BMP no "
+                f"fallback {qps['bmp_no_fallback']['qps_best']:.0f} (blocks "
+                f"{blocks['bmp_no_fallback']:.0f}) / {index.n_blocks}; exact {exact}"
+            )
+    return row
 
 
 def measure_index(index, batch, per_query, nq_time, args, first_results) -> dict:
@@ -842,6 +917,14 @@ def main() -> None:
     )
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100])
     parser.add_argument(
+        "--masks",
+        type=float,
+        nargs="+",
+        default=[],
+        help="synthetic corpora: time filtered search instead, with random masks keeping "
+        "these shares of the documents (e.g. 0.5 0.05 0.005); writes sparse_filtered",
+    )
+    parser.add_argument(
         "--generator",
         choices=["dropout", "mix"],
         default="dropout",
@@ -919,7 +1002,10 @@ def main() -> None:
                 order=30,
                 data=sci["data"],
             )
-        if not args.skip_synthetic:
+        if not args.skip_synthetic and args.masks:
+            results["synthetic"] = synthetic(args, load_scifact(args.data))
+            write_filtered_result(results["synthetic"], args)
+        elif not args.skip_synthetic:
             results["synthetic"] = synthetic(args, load_scifact(args.data))
             write_impact_result("sparse_synthetic", "Sparse: exhaustive vs BMP on "
                                 f"{args.synthetic_docs:,} synthetic documents",
@@ -927,6 +1013,53 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     log(f"raw results written to {args.out}")
+
+
+def write_filtered_result(runs: dict, args) -> None:
+    """One row per index, mask and k: exhaustive vs BMP with its rule vs BMP without
+    fallback, the path the rule chose, and whether every path was exact."""
+    rows = []
+    for index_name, res in runs.items():
+        for key, r in res.items():
+            if not (key.startswith("mask") and isinstance(r, dict)):
+                continue
+            q = {name: v["qps_best"] for name, v in r["qps"].items()}
+            fell = r["fell_back"]["bmp_rule"]
+            path = (
+                "pruned" if fell == 0 else "exhaustive" if fell == 1 else f"{fell:.0%} exhaustive"
+            )
+            rows.append([
+                index_name, f"{r['share']:.1%}", r["k"], q["exhaustive"], q["bmp_rule"],
+                q["bmp_rule"] / q["exhaustive"], path, q["bmp_no_fallback"],
+                round(r["blocks_scored"]["bmp_no_fallback"]), res["n_blocks"], r["exact"],
+            ])  # fmt: skip
+    columns = ["index", "mask keeps", "k", "exhaustive QPS", "BMP + rule QPS",
+               "rule / exhaustive", "path the rule chose", "BMP no fallback QPS",
+               "blocks scored (no fallback)", "blocks", "all paths exact"]  # fmt: skip
+    bench_results.write_result(
+        "sparse_filtered",
+        f"Sparse, filtered: exhaustive vs BMP under masks at {args.synthetic_docs:,} documents",
+        [
+            bench_results.table(
+                f"One query per call, one CPU, best of {args.repeats} interleaved runs",
+                columns,
+                rows,
+            )
+        ],  # fmt: skip
+        notes=[
+            "A mask keeps a random share of the documents (seeded), applied inside each "
+            "search. `BMP + rule` is the default config: BMP, with the rules that send a "
+            "query to the exhaustive pass when its bounds prune too little "
+            "(`impact/config.py`); `BMP no fallback` switches every such rule off (always "
+            "the pruned path). The path column says which code path the rule ran. Every "
+            "path returned exactly the exhaustive top-k on every query when the last column "
+            "says True.",
+            f"Load average (1 min) when the run ended: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores shared with other work.",
+        ],
+        order=33,
+        data=runs,
+    )
 
 
 def write_impact_result(name: str, title: str, runs: dict, order: int) -> None:

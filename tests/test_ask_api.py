@@ -14,6 +14,7 @@ from specrag.api import cli
 from specrag.api.app import ERROR_STATUS, _handler
 from specrag.api.auth import Auth
 from specrag.api.deps import get_service
+from specrag.api.generation_pool import GenerationPool
 from specrag.api.routes import ask as ask_route
 from specrag.api.schemas import SearchHit, SearchResponse
 from specrag.api.service import CollectionService
@@ -87,6 +88,7 @@ def make_client(generator: str) -> tuple[TestClient, FakeService]:
     app.include_router(ask_route.router)
     app.state.auth = Auth(Settings(auth="off"), keys=None)  # the route's key check: off
     svc = FakeService(Settings(generator=generator, device="cpu"))
+    app.state.generations = GenerationPool.from_settings(svc.settings)
     app.dependency_overrides[get_service] = lambda: svc
     return TestClient(app), svc
 
@@ -268,3 +270,25 @@ def test_stop_strings_identical_and_no_overshoot(tiny_lm):
     assert out == ref and len(ref) < len(full)
     assert stop in tok.decode(ref) and stop not in tok.decode(ref[:-1])  # ends at the stop
     assert stop not in trim_stop_text(tok.decode(ref), [stop])
+
+
+def test_an_unread_answer_holds_no_lock(tiny_lm):
+    """An LM answer whose consumer stopped reading mid-stream (suspended at a yield, as
+    under a slow SSE client) does not block another answer from the same generator: the
+    decode lock is held for one step, never across a yield."""
+    import threading
+
+    gen = gen_service.get_generator(tiny_lm, "cpu")
+    passages = [Passage(i, x, t) for i, t, x in PASSAGES]
+    options = gen_service.AskOptions(max_new_tokens=16, speculative=False)
+    paused = gen.stream("What raises vitamin D?", passages, options)
+    assert next(paused)[0] == "delta"  # suspended mid-answer
+    other: list = []
+    thread = threading.Thread(
+        target=lambda: other.append(gen.answer("How long to sleep?", passages, options)),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive() and other[0].stats["generated_tokens"] > 0
+    assert [k for k, _ in paused][-1] == "done"  # the paused answer still completes

@@ -27,6 +27,7 @@ from specrag.storage.store import NotFound  # noqa: E402
 from tests.conftest import demo_documents  # noqa: E402
 
 SCRATCH = "fuzz"
+READ_TIMEOUT_S = 120
 HOME = Path(tempfile.mkdtemp(prefix="specrag-fuzz-"))
 #: Keys off: a fuzzed POST /keys would otherwise lock every later case out (401).
 APP = create_app(Settings(home=HOME, auth="off", max_body_bytes=64 * 1024))
@@ -64,7 +65,9 @@ def test_api_conforms_to_its_schema(case):
     # half of the cases, chosen by a stable hash (derandomized runs repeat)
     if "name" in (case.path_parameters or {}) and zlib.crc32(repr(case.body).encode()) % 2 == 0:
         case.path_parameters["name"] = SCRATCH
-    case.call_and_validate(checks=CHECKS)
+    # The harness's read timeout (10 s by default) cancels a request that runs past it;
+    # the first rerank case loads a model, which takes longer on a busy machine.
+    case.call_and_validate(checks=CHECKS, timeout=READ_TIMEOUT_S)
 
 
 def test_every_route_declares_its_guard_responses():

@@ -1,18 +1,22 @@
 """Each request limit that is a setting, at its edge (accepted) and one past it (refused
 with its status): filter nodes, rerank top_n, ids per delete, prompt tokens (422), queued
-builds and concurrent generations (429)."""
+builds and generations (429 with Retry-After). The time limits (504) are in
+tests/test_generation_pool.py."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 
 from specrag.api.app import create_app
 from specrag.api.request_limits import filter_nodes
+from specrag.generation import service as gen_service
 from specrag.settings import Settings
 from tests.conftest import demo_documents
+from tests.gated_generator import GatedGenerator
 
 LIMITS = dict(
     max_filter_nodes=9,
@@ -21,6 +25,7 @@ LIMITS = dict(
     max_prompt_tokens=512,
     max_queued_builds=2,
     max_concurrent_generations=1,
+    max_queued_generations=1,
 )
 
 
@@ -82,14 +87,28 @@ def test_prompt_tokens_limit(client):
     assert client.post("/collections/lim/ask", json=ask).is_success  # default: clamped
 
 
-def test_concurrent_generations_limit(client):
-    admission = client.app.state.admission
-    ask = {"question": "what do cells do?", "k": 2, "max_prompt_tokens": 512}
-    with admission.generation():  # one answer is being generated: the limit
-        r = client.post("/collections/lim/ask", json=ask)
-        assert r.status_code == 429 and "max_concurrent_generations" in r.json()["detail"]
-        r = client.post("/collections/lim/ask", json={**ask, "stream": True})
-        assert r.status_code == 429
+def test_concurrent_generations_limit(client, monkeypatch):
+    """One answer generated and one queued is the limit (1 worker + 1 queued): a third is
+    429 with Retry-After, streaming or not; the two admitted ones complete."""
+    gated = GatedGenerator(steps=1)
+    monkeypatch.setattr(gen_service, "get_generator", lambda name, device=None: gated)
+    pool = client.app.state.generations
+    ask = {"question": "slow: what do cells do?", "k": 2, "max_prompt_tokens": 512}
+    with ThreadPoolExecutor(2) as threads:
+        held = [threads.submit(client.post, "/collections/lim/ask", json=ask) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while pool.admitted < 2:
+            assert time.monotonic() < deadline and not any(f.done() for f in held)
+            time.sleep(0.01)
+        for body in (ask, {**ask, "stream": True}):
+            r = client.post("/collections/lim/ask", json=body)
+            assert r.status_code == 429, r.text
+            assert "max_concurrent_generations" in r.json()["detail"]
+            assert "max_queued_generations" in r.json()["detail"]
+            assert int(r.headers["Retry-After"]) >= 1
+        gated.release(2)
+        assert [f.result().status_code for f in held] == [200, 200]
+    monkeypatch.undo()  # the configured (extractive) generator again
     assert client.post("/collections/lim/ask", json=ask).status_code == 200
     r = client.post("/collections/lim/ask", json={**ask, "stream": True})
     assert r.status_code == 200 and "event: done" in r.text
@@ -103,6 +122,7 @@ def test_queued_builds_limit(client):
     try:
         r = client.post("/collections/lim/builds")
         assert r.status_code == 429 and "max_queued_builds" in r.json()["detail"]
+        assert int(r.headers["Retry-After"]) >= 1
     finally:
         admission.build_ended()
     try:

@@ -184,7 +184,7 @@ def test_delete_documents_and_cascade(store):
     assert store.get_collection("c").generation == generation + 1
     assert store.delete_documents("c", ["unknown"]) == 0
     assert store.get_collection("c").generation == generation + 1  # nothing removed
-    assert store.live_ids("c") == [f"d{i}" for i in range(1, 1200, 2)]
+    assert store.matching_ids("c") == [f"d{i}" for i in range(1, 1200, 2)]
     job = store.create_job("c", ["bm25"])
     store.record_version("c", "v1", {"bm25": {}}, 600)
     store.delete_collection("c")

@@ -54,7 +54,28 @@ class Settings(BaseSettings):
         description="Builds queued or running in one server (one runs at a time); more: 429.",
     )
     max_concurrent_generations: int = Field(
-        default=2, ge=1, description="Answers generated at once by one server; more: 429."
+        default=2,
+        ge=1,
+        description="Worker threads generating answers (/ask) in one server: answers "
+        "generated at once.",
+    )
+    max_queued_generations: int = Field(
+        default=4,
+        ge=0,
+        description="Answers waiting for a generation worker; past the workers and these: "
+        "429 with Retry-After.",
+    )
+    search_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one /search may take; past it: 504 (its result is dropped).",
+    )
+    ask_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds one /ask may take, waiting in the queue, retrieval and "
+        "generation included; past it: 504 (or an SSE `error` event once streaming), and "
+        "the generation stops at its next step.",
     )
     auth: Literal["auto", "off"] = Field(
         default="auto",

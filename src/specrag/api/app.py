@@ -22,10 +22,11 @@ from specrag import __version__
 from specrag.api.auth import Auth
 from specrag.api.console import mount_console
 from specrag.api.errors import internal_error, validation_error
+from specrag.api.generation_pool import GenerationPool
 from specrag.api.guards import WriteGuard
 from specrag.api.limits import BodySizeLimit
 from specrag.api.observability import Metrics, RequestContext
-from specrag.api.request_limits import Admission, TooBusy
+from specrag.api.request_limits import Admission, RequestTimeout, TooBusy
 from specrag.api.routes import (
     ask,
     builds,
@@ -64,6 +65,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     RequestTooLarge: 422,  # (starlette renamed its constant; the number is stable)
     GeneratorUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     TooBusy: status.HTTP_429_TOO_MANY_REQUESTS,
+    RequestTimeout: status.HTTP_504_GATEWAY_TIMEOUT,
     # Every other user error (specrag.errors.UserError). A bare ValueError is a defect: 500.
     UserError: status.HTTP_400_BAD_REQUEST,
 }
@@ -82,9 +84,11 @@ def create_app(
         for warning in app.state.auth.warnings():
             log.warning("%s", warning)
         app.state.service.start_refresher()
+        generations = app.state.generations = GenerationPool.from_settings(settings)
         try:
             yield
         finally:
+            generations.close()
             app.state.service.close()
 
     app = FastAPI(
@@ -122,6 +126,7 @@ def create_app(
 def _handler(code: int):
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
-        return JSONResponse(status_code=code, content={"detail": message})
+        headers = getattr(exc, "headers", None)  # TooBusy's Retry-After
+        return JSONResponse(status_code=code, content={"detail": message}, headers=headers)
 
     return handle

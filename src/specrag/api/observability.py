@@ -163,10 +163,6 @@ class _StateCollector:
             info = loader.cache_info()
             sizes["encoder_models"] = [info.currsize, info.maxsize or 0]
         service: CollectionService | None = self.service_getter()
-        if service is not None:
-            from specrag.api.service import MASK_CACHE_SIZE
-
-            sizes["tombstone_masks"] = [len(service._masks), MASK_CACHE_SIZE]
         for name, (n, cap) in sorted(sizes.items()):
             entries.add_metric([name], n)
             capacity.add_metric([name], cap)

@@ -1,23 +1,49 @@
 """Limits on what one request may ask for, beyond those of ``CollectionService.check_limits``
 (``k``, query length) and the schemas: filter size, rerank depth, prompt size, ids per
-delete (422), and the admission of builds and generations (429: try again later).
+delete (422), the admission of builds (429: try again later; generations are admitted by
+``api/generation_pool.py``), and the time one request may take (504).
 Every bound is a setting (docs/security.md has the table)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
 
 from specrag.api.service import RequestTooLarge
 from specrag.errors import UserError
 from specrag.retrieval.request import SearchRequest
 from specrag.settings import Settings
 
+T = TypeVar("T")
+
 
 class TooBusy(UserError, RuntimeError):
-    """The server is at its limit of queued builds or concurrent generations (HTTP 429)."""
+    """The server is at its limit of queued builds or concurrent generations (HTTP 429,
+    with ``Retry-After``: the seconds after which trying again is reasonable)."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class RequestTimeout(UserError, RuntimeError):
+    """A search or answer took longer than its setting allows (HTTP 504): the client gets
+    the message, the work is abandoned (an answer stops at its next step)."""
+
+
+async def in_thread_within(timeout_s: float, setting: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread, answered within ``timeout_s`` or RequestTimeout.
+    A thread cannot be stopped safely mid-search: past the time the request stops waiting
+    and the thread's result, when it comes, is dropped."""
+    with anyio.move_on_after(timeout_s):
+        return await anyio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+    raise RequestTimeout(
+        f"the request took longer than {setting}={timeout_s:g} s; its result was abandoned"
+    )
 
 
 def filter_nodes(value: Any) -> int:
@@ -62,33 +88,25 @@ def check_delete(settings: Settings, ids: list[str]) -> None:
         )
 
 
+#: Retry-After of a refused build: builds take seconds to minutes.
+BUILD_RETRY_AFTER_S = 10
+
+
 class Admission:
-    """Counts what runs: generations now, builds queued or running in this server."""
+    """Counts the builds queued or running in this server."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._generations = threading.BoundedSemaphore(settings.max_concurrent_generations)
         self._builds = 0
         self._lock = threading.Lock()
-
-    @contextmanager
-    def generation(self) -> Iterator[None]:
-        if not self._generations.acquire(blocking=False):
-            raise TooBusy(
-                f"{self.settings.max_concurrent_generations} answers are being generated "
-                "(max_concurrent_generations); try again shortly"
-            )
-        try:
-            yield
-        finally:
-            self._generations.release()
 
     def build_started(self) -> None:
         with self._lock:
             if self._builds >= self.settings.max_queued_builds:
                 raise TooBusy(
                     f"{self._builds} builds are queued or running (max_queued_builds="
-                    f"{self.settings.max_queued_builds}); try again when one has finished"
+                    f"{self.settings.max_queued_builds}); try again when one has finished",
+                    retry_after_s=BUILD_RETRY_AFTER_S,
                 )
             self._builds += 1
 

@@ -4,7 +4,8 @@ route decorators), so that a client generated from the schema, and the schema fu
 
 Every error body is ``{"detail": ...}``: a message, or pydantic's list of field errors
 (422 of a malformed body); a 500 adds ``request_id``. 429 is the admission limit of builds
-and generations (not rate limiting per client: docs/security.md, "Not covered")."""
+and generations, with ``Retry-After`` (not rate limiting per client: docs/security.md,
+"Not covered"); 504 a search or answer past its time setting."""
 
 from __future__ import annotations
 
@@ -31,8 +32,20 @@ DESCRIPTIONS = {
     413: "The request body is over max_body_bytes.",
     415: "A write whose body is not JSON.",
     422: "A malformed request, or one over a limit (k, query length, batch size).",
-    429: "The server is at its limit of queued builds or concurrent generations.",
+    429: "The server is at its limit of queued builds or of generations (workers and "
+    "queue); Retry-After says in how many seconds to try again.",
     503: "The generator is not available (no model, or it failed to load).",
+    504: "The search or answer took longer than search_timeout_s / ask_timeout_s.",
+}
+
+#: Headers a status declares besides its body.
+HEADERS = {
+    429: {
+        "Retry-After": {
+            "description": "Seconds after which trying again is reasonable.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
 }
 
 #: Any route with a scope (auth.py): 401 and 403.
@@ -43,9 +56,12 @@ WRITE = (*AUTH, 413, 415)
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each code with the error body and its meaning."""
-    return {
-        code: {"model": ErrorOut, "description": DESCRIPTIONS[code]} for code in sorted(set(codes))
-    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted(set(codes)):
+        out[code] = {"model": ErrorOut, "description": DESCRIPTIONS[code]}
+        if code in HEADERS:
+            out[code]["headers"] = HEADERS[code]
+    return out
 
 
 def sse(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -59,9 +75,11 @@ def sse(*codes: int) -> dict[int | str, dict[str, Any]]:
                         "type": "object",
                         "description": "With `stream: true`: `event: delta` with "
                         '`{"text": ...}` as data per piece of the answer, then one '
-                        "`event: done` with the AskResponse as data (JSON).",
+                        "`event: done` with the AskResponse as data (JSON), or, when "
+                        "the answer fails or runs out of time once streaming, one "
+                        '`event: error` with `{"detail": ...}`.',
                         "properties": {
-                            "event": {"type": "string", "enum": ["delta", "done"]},
+                            "event": {"type": "string", "enum": ["delta", "done", "error"]},
                             "data": {"type": "string", "description": "JSON"},
                         },
                         "required": ["event", "data"],

@@ -2,7 +2,7 @@
 
 It owns the database engine and the DocumentStore, opens index versions lazily and caches
 one per collection (reloaded when ``CURRENT`` changes; the old one keeps serving while the
-new one loads), caches tombstone masks per (version, collection generation), and runs
+new one loads), caches tombstone and filter masks per (version, collection generation), and runs
 builds in one background worker thread so that no request waits for a build.
 """
 
@@ -14,7 +14,6 @@ import os
 import shutil
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from specrag.api.schemas import (
     SearchResponse,
 )
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
+from specrag.cache import LRUCache
 from specrag.errors import UserError
 from specrag.faults import pause_point
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
@@ -51,6 +51,7 @@ from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
 from specrag.storage.db import create_engine_for, init_db
+from specrag.storage.filters import filter_key
 from specrag.storage.store import (
     CollectionInfo,
     DocumentStore,
@@ -64,8 +65,10 @@ log = logging.getLogger(__name__)
 
 #: Documents per store.upsert call when indexing from a file.
 UPSERT_CHUNK = 1000
-#: Tombstone masks kept (one per collection and generation in practice).
-MASK_CACHE_SIZE = 64
+#: Masks kept (tombstones and filters, per collection, version and generation), and
+#: their bytes at most (one byte per row: 128 masks of a 1M-document collection).
+MASK_CACHE_SIZE = 256
+MASK_CACHE_BYTES = 128 << 20
 #: Least seconds between two looks for jobs whose process died.
 STALE_CHECK_INTERVAL_S = 2.0
 #: Seconds a collection delete waits for its running build to stop.
@@ -108,8 +111,9 @@ class CollectionService:
         self._refresh_locks: dict[str, threading.Lock] = {}
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._masks: OrderedDict[tuple[str, str, int], DocMask] = OrderedDict()
-        self._masks_guard = threading.Lock()
+        self._masks: LRUCache[DocMask] = LRUCache(
+            MASK_CACHE_SIZE, "masks", max_bytes=MASK_CACHE_BYTES, size_of=lambda m: m.nbytes
+        )
         self._worker: ThreadPoolExecutor | None = None
         self._stale_checked = float("-inf")
         #: Builds running in this process per storage folder, and folders being deleted.
@@ -661,27 +665,32 @@ class CollectionService:
         with self._locks_guard:
             return self._load_locks.setdefault(name, threading.Lock())
 
-    def live_mask(self, name: str, version: OpenVersion, generation: int) -> DocMask:
-        """Rows of ``version`` whose document still exists (deletes are tombstones until the
-        next build), cached per (collection, version, generation)."""
-        key = (name, version.id, generation)
-        with self._masks_guard:
-            mask = self._masks.get(key)
-            if mask is not None:
-                self._masks.move_to_end(key)
-                return mask
-        mask = version.mask_for(self.store.live_ids(name))
-        mask.setflags(write=False)
-        with self._masks_guard:
-            self._masks[key] = mask
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
-        return mask
+    def allowed_mask(
+        self, name: str, version: OpenVersion, generation: int, filter_
+    ) -> DocMask | None:
+        """The rows a search may return (None: every row): documents that still exist
+        (deletes since the version are tombstones until the next build) and match
+        ``filter_``. A filter selects existing documents only, so its mask is also the
+        tombstone mask. See ``mask_bitmap`` for how it is built and cached."""
+        manifest = version.manifest
+        if filter_ is None and manifest.get("generation") == generation and "delta" not in manifest:
+            return None  # built from this very generation: no tombstones
+        return self.mask_bitmap(name, version, generation, filter_)
 
-    def allowed_mask(self, name: str, version: OpenVersion, generation: int, filter_) -> DocMask:
-        mask = self.live_mask(name, version, generation)
-        if filter_ is not None:
-            mask = mask & version.mask_for(self.store.matching_ids(name, filter_))
+    def mask_bitmap(
+        self, name: str, version: OpenVersion, generation: int, filter_=None
+    ) -> DocMask:
+        """The bitmap over ``version``'s rows of the documents now in the collection that
+        match ``filter_`` (all of them when None): one SQL query for their ids, mapped to
+        rows by ``OpenVersion.mask_for`` (vectorized). Cached, read-only, per (collection,
+        version, generation, filter): every write bumps the generation, so a cached mask
+        is never stale, and the cache is bounded in count and bytes (docs/design.md)."""
+        key = (name, version.id, generation, filter_key(filter_))
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = version.mask_for(self.store.matching_ids(name, filter_, ordered=False))
+            mask.setflags(write=False)
+            self._masks.put(key, mask)
         return mask
 
     def check_limits(self, request: SearchRequest) -> None:

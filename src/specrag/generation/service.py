@@ -110,7 +110,15 @@ class LMGenerator:
     def __init__(self, loaded):
         self.loaded = loaded
         self.name = loaded.name
-        self._lock = threading.Lock()  # one decode at a time: CPU threads are the bottleneck
+        # One decode step at a time (CPU threads are the bottleneck): held for one step,
+        # never across a yield, so concurrent answers interleave by steps and a consumer
+        # that stops reading (a slow client) blocks no other answer.
+        self._lock = threading.Lock()
+
+    def _step(self, chunks: Iterator[list[int]]) -> list[int] | None:
+        """The decoder's next committed tokens (one step), under the lock; None at the end."""
+        with self._lock:
+            return next(chunks, None)
 
     def _drafters(self, options: AskOptions, datastore) -> list:
         from specrag.generation.drafters import ContextDrafter, DatastoreDrafter, DraftModelDrafter
@@ -155,17 +163,15 @@ class LMGenerator:
             stop_strings=tuple(options.stop_strings),
         )
         stats = DecodeStats()
-        with self._lock:
-            if options.speculative:
-                drafters = self._drafters(options, datastore)
-                chunks = speculative_stream(
-                    self.loaded.model, prompt.ids, drafters, config, tok, stats
-                )
-            else:
-                chunks = plain_stream(self.loaded.model, prompt.ids, config, tok, stats)
-            tokens: list[int] = []
-            sent = ""
-            for chunk in chunks:
+        if options.speculative:
+            drafters = self._drafters(options, datastore)
+            chunks = speculative_stream(self.loaded.model, prompt.ids, drafters, config, tok, stats)
+        else:
+            chunks = plain_stream(self.loaded.model, prompt.ids, config, tok, stats)
+        tokens: list[int] = []
+        sent = ""
+        try:
+            while (chunk := self._step(chunks)) is not None:
                 tokens.extend(chunk)
                 text = self._text(tokens, options)
                 safe = text.rstrip("\ufffd")  # an incomplete multi-byte character waits
@@ -175,6 +181,8 @@ class LMGenerator:
                 if len(safe) > len(sent) and safe.startswith(sent):
                     yield "delta", safe[len(sent) :]
                     sent = safe
+        finally:
+            chunks.close()  # a consumer that stops early frees the runner (its KV cache) now
         text = self._text(tokens, options)
         if len(text) > len(sent) and text.startswith(sent):
             yield "delta", text[len(sent) :]

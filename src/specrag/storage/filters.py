@@ -29,6 +29,7 @@ Bad filters raise :class:`FilterError` naming the operator, field or value.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import re
@@ -83,6 +84,16 @@ Node = Leaf | Logical
 def validate_filter(filter: Mapping[str, Any]) -> None:
     """Raise FilterError when ``filter`` is not a valid filter."""
     parse_filter(filter)
+
+
+def filter_key(filter: Mapping[str, Any] | None) -> str | None:
+    """A cache key of a valid filter (raises FilterError otherwise): its canonical JSON,
+    keys sorted. Equal keys are equal filters; ``1`` and ``1.0`` or reordered list items
+    give different keys for the same selection, which only costs a cache miss."""
+    if filter is None:
+        return None
+    validate_filter(filter)
+    return json.dumps(filter, sort_keys=True, separators=(",", ":"))
 
 
 def parse_filter(filter: Mapping[str, Any]) -> Node:

@@ -402,31 +402,20 @@ class DocumentStore:
         a context manager (or call ``close``) to end its read transaction."""
         return CorpusSnapshot(self.engine, name, page_size)
 
-    def matching_ids(self, name: str, filter: Mapping[str, Any]) -> list[str]:
-        """Ids of the documents whose metadata match ``filter`` (raises FilterError)."""
-        condition = compile_filter(filter)
+    def matching_ids(
+        self, name: str, filter: Mapping[str, Any] | None = None, *, ordered: bool = True
+    ) -> list[str]:
+        """Ids of the documents whose metadata match ``filter`` (every document when None;
+        raises FilterError), in row-id order unless ``ordered=False``: a mask needs no
+        order, and sorting every id of a large collection costs a fifth of the query."""
         with self.engine.connect() as conn:
             cid = self._collection_id(conn, name)
-            return list(
-                conn.scalars(
-                    select(DocumentRow.ext_id)
-                    .where(DocumentRow.collection_id == cid, condition)
-                    .order_by(DocumentRow.id)
-                )
-            )
-
-    def live_ids(self, name: str) -> list[str]:
-        """Ids of every document now in the collection (a version's rows missing from it
-        are tombstones)."""
-        with self.engine.connect() as conn:
-            cid = self._collection_id(conn, name)
-            return list(
-                conn.scalars(
-                    select(DocumentRow.ext_id)
-                    .where(DocumentRow.collection_id == cid)
-                    .order_by(DocumentRow.id)
-                )
-            )
+            query = select(DocumentRow.ext_id).where(DocumentRow.collection_id == cid)
+            if filter is not None:
+                query = query.where(compile_filter(filter))
+            if ordered:
+                query = query.order_by(DocumentRow.id)
+            return list(conn.scalars(query))
 
     # -- index versions --------------------------------------------------------------
     def record_version(

@@ -86,15 +86,15 @@ def _topk_push(hs, hd, size, k, s, d):
 
 
 @numba.njit(inline="always")
-def _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key):
-    """Offer row ``d`` with score ``s`` unless the mask excludes it; the heap keys rows by
-    corpus row (``row_key[d]`` under a reordering), so ties go to the lower corpus row.
+def _offer(hs, hd, size, k, s, d, row_key, use_key):
+    """Offer row ``d`` with score ``s``; the heap keys rows by corpus row (``row_key[d]``
+    under a reordering), so ties go to the lower corpus row.
 
-    Callers test ``size < k or s >= hs[0]`` before calling: most offers fail it, and the
-    call itself, even inlined, costs ~15 ns (numba reference-counts its array arguments),
-    which made the scans that offer every document ~10x slower."""
-    if use_mask and not allowed[d]:
-        return size
+    Callers test ``size < k or s >= hs[0]``, and the mask, before calling: most offers
+    fail them, and the call itself, even inlined, costs ~15 ns (numba reference-counts its
+    array arguments), which made the scans that offer every document ~10x slower (and,
+    under a mask that keeps few rows, the heap fills late, so the score test alone let
+    nearly every matched document through: the exhaustive pass ran 10x slower at 0.5%)."""
     key = row_key[d] if use_key else d
     if size < k or _worse(hs[0], hd[0], s, key):
         size = _topk_push(hs, hd, size, k, s, key)
@@ -151,16 +151,16 @@ def _score_all(
                 d = np.int64(postings[p]) & doc_mask
                 s = acc[d]
                 acc[d] = 0.0
-                if s >= least:
-                    size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+                if s >= least and (not use_mask or allowed[d]):
+                    size = _offer(hs, hd, size, k, s, d, row_key, use_key)
                     least = hs[0] if size == k else _SMALLEST_SCORE
     else:
         # Long postings: one sequential scan of the accumulators is cheaper.
         for d in range(n_docs):
             s = acc[d]
             acc[d] = 0.0
-            if s >= least:
-                size = _offer(hs, hd, size, k, s, d, allowed, use_mask, row_key, use_key)
+            if s >= least and (not use_mask or allowed[d]):
+                size = _offer(hs, hd, size, k, s, d, row_key, use_key)
                 least = hs[0] if size == k else _SMALLEST_SCORE
     return size
 
@@ -212,16 +212,6 @@ def _block_sift_down(hu, hb, size, i):
             i = child
         else:
             return
-
-
-@numba.njit(cache=True, nogil=True)
-def block_allowed_counts(allowed, block_size, n_blocks):
-    """Allowed rows per block (blocks with none are never visited)."""
-    counts = np.zeros(n_blocks, dtype=np.int64)
-    for d in range(len(allowed)):
-        if allowed[d]:
-            counts[d // block_size] += 1
-    return counts
 
 
 #: Candidate blocks are heaped in bands: bounds >= BAND * (the highest), then the next
@@ -447,7 +437,7 @@ def bmp_search(
             )
             if early or n_scored == probe_blocks and n_scored + 1 + _would_visit(
                 hu, hb, n_cand, ub, n_walk, dense, touched, alpha * cut <= hs[0], alpha, safe,
-                hs, hd, size, k, block_size, block_key, use_key,
+                hs, hd, size, k, block_size, block_key, use_key, use_mask, block_allowed,
             ) >= q_fallback:  # fmt: skip
                 size = _score_all(
                     offsets, postings, doc_bits, n_docs, q_terms, q_weights, q_lo, q_hi,
@@ -502,10 +492,8 @@ def bmp_search(
             for i in range(n_rows):
                 s = acc[i]
                 acc[i] = 0.0
-                if s >= least:
-                    size = _offer(
-                        hs, hd, size, k, s, first + i, allowed, use_mask, row_key, use_key
-                    )
+                if s >= least and (not use_mask or allowed[first + i]):
+                    size = _offer(hs, hd, size, k, s, first + i, row_key, use_key)
                     least = hs[0] if size == k else _SMALLEST_SCORE
             n_scored += 1
         if dense:  # bounds of the blocks never heaped
@@ -592,10 +580,11 @@ def _heap_band(ub, cut, n_walk, dense, touched, use_mask, block_allowed, hu, hb)
 @numba.njit(cache=True, nogil=True)
 def _would_visit(
     hu, hb, n_cand, ub, n_walk, dense, touched, below_cut_closed, alpha, safe, hs, hd, size,
-    k, block_size, block_key, use_key,
+    k, block_size, block_key, use_key, use_mask, block_allowed,
 ):  # fmt: skip
     """Blocks left (heaped or not yet) that the stopping rule would still visit with the
-    current k-th score. ``below_cut_closed``: no block below the current band can enter
+    current k-th score; under a mask, only blocks with an allowed row (the others are
+    never visited). ``below_cut_closed``: no block below the current band can enter
     (then the bounds not yet heaped are not read)."""
     full = size == k
     n = 0
@@ -607,8 +596,10 @@ def _would_visit(
     for i in range(n_walk):
         b = touched[i] if not dense else i
         u = ub[b]
-        if u > 0.0 and (
-            not full or _admits(alpha * u, b, safe, hs, hd, block_size, block_key, use_key)
+        if (
+            u > 0.0
+            and (not use_mask or block_allowed[b] > 0)
+            and (not full or _admits(alpha * u, b, safe, hs, hd, block_size, block_key, use_key))
         ):
             n += 1
     return n

@@ -51,7 +51,8 @@ class ImpactConfig(KindConfig):
         None,
         ge=0,
         description="After scoring this many blocks, BMP checks whether the blocks it could "
-        "still visit would cost more than one exhaustive pass, and then does that instead. "
+        "still visit (under a mask: those with an allowed row) would cost more than one "
+        "exhaustive pass, and then does that instead. "
         "Default: n_blocks / 64 within [1, 256], enough for a useful k-th score.",
     )
     term_block_cost: float = Field(

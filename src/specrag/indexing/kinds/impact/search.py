@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from specrag.indexing.kinds.impact.bmp import block_allowed_counts, bmp_search, exhaustive_search
+from specrag.indexing.kinds.impact.bmp import bmp_search, exhaustive_search
 from specrag.indexing.kinds.impact.config import ImpactConfig
 from specrag.indexing.kinds.impact.index import ImpactIndex
 from specrag.indexing.kinds.topk import check_k, check_mask
@@ -81,6 +81,7 @@ class ImpactSearcher:
         #: Blocks fully scored per query by the last BMP search (benchmark diagnostics).
         self.last_blocks_scored: np.ndarray | None = None
         self._local = threading.local()
+        self._mask_memo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         # A document reordering (BP) stores rows internally in another order: the kernels
         # break ties and return by corpus row (row_key), masks are taken to internal order.
         perm = index.perm
@@ -156,10 +157,11 @@ class ImpactSearcher:
         k = int(min(k, ix.n_docs))
         mask = check_mask(allowed, ix.n_docs)
         use_mask = mask is not None
+        block_allowed = np.zeros(1, dtype=np.int64)
         if mask is None:
             mask = np.ones(1, dtype=bool)
-        elif self._use_key:
-            mask = mask[ix.perm]  # internal row order
+        else:
+            mask, block_allowed = self._internal_mask(mask)
         if cfg.mode == "exhaustive" or ix.n_blocks < cfg.bmp_min_blocks:
             rows, scores, counts = exhaustive_search(
                 ix.offsets,
@@ -179,11 +181,6 @@ class ImpactSearcher:
             if cfg.mode == "bmp":
                 self.last_blocks_scored = np.full(len(batch), ix.n_blocks, dtype=np.int64)
         else:
-            block_allowed = (
-                block_allowed_counts(mask, ix.block_size, ix.n_blocks)
-                if use_mask
-                else np.zeros(1, dtype=np.int64)
-            )
             scored = np.zeros(len(batch), dtype=np.int64)
             ranges, stamp = self._ranges(int(np.diff(batch.offsets).max(initial=0)))
             rows, scores, counts = bmp_search(
@@ -226,6 +223,22 @@ class ImpactSearcher:
             )
             self.last_blocks_scored = scored
         return rows, scores * ix.scale, counts
+
+    def _internal_mask(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mask`` in internal row order and its allowed rows per block (BMP never
+        visits a block with none). Both cost O(n_docs) a call, more than a pruned search
+        of 200k documents, so they are kept for the last *read-only* mask seen: the
+        service hands the same cached read-only mask to every search until the next
+        write (a writable mask may change between calls, so it is never kept)."""
+        kept = self._mask_memo
+        if kept is not None and kept[0] is mask:
+            return kept[1], kept[2]
+        ix = self.index
+        internal = mask[ix.perm] if self._use_key else mask
+        counts = np.add.reduceat(internal, np.arange(0, ix.n_docs, ix.block_size), dtype=np.int64)
+        if not mask.flags.writeable:
+            self._mask_memo = (mask, internal, counts)
+        return internal, counts
 
     # -- reference -----------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ export function initAsk(state) {
           status.textContent = `Streaming… ${deltas} parts`;
         } else if (name === "done") {
           final = data;
+        } else if (name === "error") {
+          throw new Error(data.detail);
         }
       });
       if (!final) throw new Error("the answer stream ended before its final event");

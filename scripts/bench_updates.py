@@ -257,7 +257,7 @@ def main() -> int:
     parser.add_argument("--live", action="store_true", help="live collection over REST")
     parser.add_argument("--base", type=int, default=900, help="live: documents built first")
     parser.add_argument("--ingest", type=int, default=400, help="live: documents ingested")
-    parser.add_argument("--queries", type=int, default=100, help="live: queries per retriever")
+    parser.add_argument("--queries", type=int, default=300, help="live: queries per retriever")
     args = parser.parse_args()
     if args.live:
         from live_updates import LIVE, run_live

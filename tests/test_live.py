@@ -137,8 +137,8 @@ def test_wait_for_makes_writes_searchable_before_the_answer_and_after_restart(ap
                     assert victim.id not in ids(hits(client, name, query, retriever))
             # the old text of the updated document no longer matches its bm25 row
             assert old.id not in ids(served_bm25)
-            if "bm25" in DELTA_KINDS:  # bm25 delta segments (branch delta-kinds)
-                assert ids(hits(client, name, updated.text, "bm25"))[0] == updated.id
+            assert "bm25" in DELTA_KINDS  # bm25 has delta segments: the new text matches
+            assert ids(hits(client, name, updated.text, "bm25"))[0] == updated.id
         finally:
             truth.close()
 
@@ -312,3 +312,26 @@ def test_searches_during_a_merge_see_every_document(app_home):
         assert client.get(f"/jobs/{job}").json()["status"] == "succeeded"
         assert not failures, failures[:5]
         assert responses[0] >= 16  # at least two per client thread
+
+
+def test_status_counts_pending_documents(app_home):
+    """GET's ``live`` part: pending writes and how many documents they touch, the delta's
+    size after a refresh (no background refresher here: a bare service)."""
+    service = CollectionService(app_home)
+    try:
+        docs = demo_documents(8)
+        service.create_collection("st", {"dense": {}})
+        service.index("st", docs[:5], None)
+        live = service.get_collection("st").live
+        assert (live.pending, live.pending_documents, live.delta_documents) == (False, 0, 0)
+        service.upsert("st", docs[5:7])
+        live = service.get_collection("st").live
+        assert (live.pending, live.pending_documents, live.last_refresh_at) == (True, 2, None)
+        service.refresh("st")
+        service.upsert("st", [Document(docs[0].id, "A changed text.")])
+        live = service.get_collection("st").live
+        assert (live.pending, live.pending_documents) == (True, 1)
+        assert (live.delta_documents, live.delta_superseded) == (2, 0)
+        assert live.last_refresh_at >= live.last_merge_at
+    finally:
+        service.close()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from specrag import __version__ as specrag_version
@@ -313,7 +314,7 @@ class CollectionService:
         base = versions.current()
         if base is None:
             return status
-        status.last_merge_at = _created_at(versions.manifest(base))
+        status.last_merge_at = _mtime(versions.path(base) / "manifest.json")
         delta = current_delta(versions, base)
         if delta is not None:
             _, path, manifest = delta
@@ -863,14 +864,9 @@ def _covers(version: OpenVersion) -> int:
     return generation if isinstance(generation, int) else -1
 
 
-def _created_at(manifest: dict[str, Any]):
-    try:
-        return datetime.strptime(manifest["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _mtime(path):
+def _mtime(path: Path) -> datetime | None:
+    """When a manifest was written: a delta's is its refresh, a version's its build or
+    merge (sub-second, unlike the manifest's own ``created_at``)."""
     try:
         return datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError:

@@ -9,7 +9,18 @@ The machine may be shared: every step reports the process's CPU seconds (all thr
 seconds are work done, not spinning), and the load average before and after each step
 goes into the notes. Every step runs once: read the figures as one sample.
 
+``--live`` (issue #14): a ``specrag serve`` subprocess over a collection
+of bm25 + dense on a SciFact slice; over REST it measures upserts of 1, 10 and 100 documents
+with ``?refresh=wait_for`` (time until the answer, when the documents are searchable: each
+one is then checked to be its own top dense hit), sustained ingest with the background
+refresh (documents per second until the last one is searchable, against the raw encoder's
+documents per second on the same texts and torch threads), and search latency (bm25, dense,
+hybrid) with 10% of the collection in the delta segment against after the merge
+(``scripts/live_updates.py``). Each of the three runs replaces its own tables in
+``updates.json`` and keeps the others'.
+
 Run: nice -n 10 /work/main/.venv/bin/python scripts/bench_updates.py [--limit 1000]
+     nice -n 10 /work/main/.venv/bin/python scripts/bench_updates.py --live
 
 ``--drift`` measures instead what a delta segment's frozen BM25 statistics cost (issue #14,
 point 3): on SciFact (all documents by default), a full build of 90% of the corpus, the
@@ -243,7 +254,15 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--live", action="store_true", help="live collection over REST")
+    parser.add_argument("--base", type=int, default=900, help="live: documents built first")
+    parser.add_argument("--ingest", type=int, default=400, help="live: documents ingested")
+    parser.add_argument("--queries", type=int, default=300, help="live: queries per retriever")
     args = parser.parse_args()
+    if args.live:
+        from live_updates import LIVE, run_live
+
+        return run_live(args, lambda: kept(LIVE, own=True))
 
     import torch
 
@@ -285,6 +304,9 @@ def main() -> int:
     if args.no_write:
         return 0
     drift_tables, drift_notes, data = kept(DRIFT, own=False)
+    from live_updates import LIVE
+
+    live_tables, live_notes, _ = kept(LIVE, own=False)
     data.update({"n_docs": len(docs), "changed": n_changed, "store_bytes": store_bytes})
     write_result(
         "updates",
@@ -305,6 +327,7 @@ def main() -> int:
                 rows,
             ),
             *drift_tables,
+            *live_tables,
         ],
         notes=[
             "Compare CPU seconds (the machine is shared: wall seconds depend on the load). "
@@ -320,6 +343,7 @@ def main() -> int:
             "Shared machine (other jobs running): 1-minute load average before → after each "
             "step: " + "; ".join(loads) + f". CPU cores: {os.cpu_count()}.",
             *drift_notes,
+            *live_notes,
         ],
         order=45,
         data=data,

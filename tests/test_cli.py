@@ -297,3 +297,30 @@ def test_reindexing_says_what_was_encoded_and_reused(env, tmp_path, capsys):
     small.write_text("".join(lines))
     assert main(args) == 0
     assert "all-MiniLM-L6-v2 (dense): encoded 1, reused 11" in capsys.readouterr().out
+
+
+def test_refresh_and_merge_commands(env, tmp_path, capsys):
+    """`specrag refresh NAME` makes upserted documents searchable (a delta), `specrag merge
+    NAME` folds them into a new version without encoding anything again."""
+    from specrag.api.service import CollectionService
+    from specrag.settings import Settings
+    from tests.conftest import demo_documents
+
+    docs = demo_documents(14)
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"_id": d.id, "text": d.text}) + "\n" for d in docs[:12]))
+    args = ["index", "--collection", "rm", "--corpus", str(small), "--kinds", "dense"]
+    assert main(args) == 0
+    service = CollectionService(Settings(home=env))
+    try:
+        service.upsert("rm", docs[12:])
+    finally:
+        service.close()
+    capsys.readouterr()
+    assert main(["refresh", "rm"]) == 0
+    out = capsys.readouterr().out
+    assert "holds 2 documents (0 replace base rows); encoded 2, reused 0" in out
+    assert main(["merge", "rm"]) == 0
+    out = capsys.readouterr().out
+    assert "merged 'rm' into version" in out and "encoded 0, reused 14" in out
+    assert main(["refresh", "nothing-here"]) == 2

@@ -421,3 +421,30 @@ def test_api_keys_are_stored_hashed_and_revoked_on_every_backend(engine):
     assert [(k.name, k.revoked_at is None) for k in keys.list()] == [("ops", False), ("ops", True)]
     with pytest.raises(NotFound):
         keys.revoke("nobody")
+
+
+def test_live_settings_default_on_upgrade_and_round_trip_on_every_backend(engine):
+    """Migration 0005: collections made before it get a 1 s refresh interval and the default
+    merge policy; the settings are stored per collection and None means on demand only."""
+    from alembic import command
+
+    from specrag.storage.db import migrations_config, write_connection
+    from specrag.storage.store import LiveSettings
+
+    cfg = migrations_config()
+    with write_connection(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+        conn.exec_driver_sql(
+            "INSERT INTO collections (name, kinds, created_at, generation, n_documents, folder) "
+            "VALUES ('older', '{}', '2025-01-01', 0, 0, 'older.x')"
+        )
+    init_db(engine)
+    store = DocumentStore(engine)
+    assert store.get_collection("older").live == LiveSettings(1.0, 0.1, 10000)
+    store.create_collection("manual", live=LiveSettings(None, 0.25, 50))
+    assert store.get_collection("manual").live == LiveSettings(None, 0.25, 50)
+    store.set_live_settings("older", LiveSettings(0, 0.5, 7))  # 0: on demand only
+    assert store.get_collection("older").live == LiveSettings(None, 0.5, 7)
+    with pytest.raises(NotFound):
+        store.set_live_settings("nobody", LiveSettings())

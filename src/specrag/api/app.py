@@ -83,7 +83,7 @@ def create_app(
         app.state.auth = Auth(settings, KeyStore(app.state.service.engine))
         for warning in app.state.auth.warnings():
             log.warning("%s", warning)
-        app.state.service.start()
+        app.state.service.start_refresher()
         generations = app.state.generations = GenerationPool.from_settings(settings)
         try:
             yield
@@ -108,7 +108,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(RequestContext, metrics=metrics)  # outermost: sees every response

@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys_cli.add_parser(sub)
 
+    p = sub.add_parser(
+        "refresh", help="make a collection's pending writes searchable now (a delta segment)"
+    )
+    p.add_argument("name", help="the collection's name")
+    p.set_defaults(handler=cmd_refresh)
+
+    p = sub.add_parser(
+        "merge", help="merge a collection's delta into a new version (from the encoding store)"
+    )
+    p.add_argument("name", help="the collection's name")
+    p.set_defaults(handler=cmd_merge)
+
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p.set_defaults(handler=cmd_collections)
@@ -289,6 +301,37 @@ def cmd_index(args) -> int:
         f"indexed {n} documents into {args.collection!r}: version {version} "
         f"({', '.join(info.kinds)}) in {seconds:.1f} s"
     )
+    if encoded:
+        from specrag.indexing.encodings.session import summary
+
+        print(f"documents encoded / reused from the encoding store: {summary(encoded)}")
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    service = _service()
+    try:
+        out = service.refresh(args.name)
+    finally:
+        service.close()
+    print(
+        f"refreshed {args.name!r}: delta {out.id} over version {out.base} holds {out.n_docs} "
+        f"documents ({out.n_superseded} replace base rows); encoded {out.encoded}, "
+        f"reused {out.reused}"
+    )
+    return 0
+
+
+def cmd_merge(args) -> int:
+    service = _service()
+    try:
+        started = time.perf_counter()
+        version = service.merge_now(args.name, progress_bar=True)
+        seconds = time.perf_counter() - started
+        encoded = service.versions(args.name).manifest(version).get("encodings")
+    finally:
+        service.close()
+    print(f"merged {args.name!r} into version {version} in {seconds:.1f} s")
     if encoded:
         from specrag.indexing.encodings.session import summary
 

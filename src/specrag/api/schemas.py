@@ -23,6 +23,7 @@ __all__ = [
     "CitationOut",
     "CollectionCreate",
     "CollectionOut",
+    "CollectionPatch",
     "DeleteDocuments",
     "DocumentIn",
     "DocumentOut",
@@ -35,7 +36,31 @@ __all__ = [
 ]
 
 
-class CollectionCreate(BaseModel):
+class LiveSettingsIn(BaseModel):
+    """Live-collection settings (issue #14); every field optional in a PATCH."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    refresh_interval: float | None = Field(
+        1.0,
+        ge=0,
+        le=86400,
+        description="Seconds between background refreshes of pending writes (a delta "
+        "segment); 0 or null: only on demand (POST .../refresh, ?refresh=wait_for).",
+    )
+    merge_max_share: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="Merge (a full build from the encoding store) in the background when "
+        "the delta holds more than this share of the base version's documents.",
+    )
+    merge_max_docs: int = Field(
+        10000, ge=1, le=10**9, description="... or more than this many documents."
+    )
+
+
+class CollectionCreate(LiveSettingsIn):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
@@ -60,6 +85,35 @@ class CollectionCreate(BaseModel):
         return {name: config.model_dump() for name, config in parse_kinds(value).items()}
 
 
+class CollectionPatch(BaseModel):
+    """``PATCH /collections/{name}``: the fields given change, the others stay."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    refresh_interval: float | None = Field(None, ge=0, le=86400)
+    merge_max_share: float | None = Field(None, gt=0, le=10)
+    merge_max_docs: int | None = Field(None, ge=1, le=10**9)
+
+
+class LiveOut(BaseModel):
+    """Where a live collection stands: its settings, its pending writes and its delta."""
+
+    refresh_interval: float | None
+    merge_max_share: float
+    merge_max_docs: int
+    #: Writes (upserts, deletes) not yet covered by the served version and delta.
+    pending: bool = False
+    #: Documents written since the last refresh (0 when nothing is pending).
+    pending_documents: int = 0
+    #: Rows of the live delta segment, and base rows it supersedes (changed documents).
+    delta_documents: int = 0
+    delta_superseded: int = 0
+    #: When the live delta was written, and when the base version was (a merge is a
+    #: full build: the last merge or build).
+    last_refresh_at: datetime | None = None
+    last_merge_at: datetime | None = None
+
+
 class CollectionOut(BaseModel):
     name: str
     kinds: dict[str, Any]
@@ -68,6 +122,7 @@ class CollectionOut(BaseModel):
     current_version: str | None = None
     generation: int = 0
     shards: int = 1
+    live: LiveOut | None = None
 
 
 class DocumentIn(BaseModel):

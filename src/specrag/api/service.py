@@ -16,18 +16,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from specrag import __version__ as specrag_version
+from specrag.api.refresher import Refresher
 from specrag.api.schemas import (
     AskRequest,
     AskResponse,
     CitationOut,
     CollectionOut,
+    CollectionPatch,
     DocumentOut,
     Health,
     JobOut,
+    LiveOut,
+    LiveSettingsIn,
     RefreshOut,
     SearchHit,
     SearchResponse,
@@ -35,6 +41,7 @@ from specrag.api.schemas import (
 from specrag.api.stages import CALIBRATION_NAME, StageBuilder
 from specrag.cache import LRUCache
 from specrag.errors import UserError
+from specrag.faults import pause_point
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.scaleout import RayOptions, check_layout, read_shards, write_shards
 from specrag.indexing.versions import VersionStore
@@ -46,7 +53,13 @@ from specrag.retrieval.version import OpenVersion, open_version
 from specrag.settings import Settings
 from specrag.storage.db import create_engine_for, init_db
 from specrag.storage.filters import filter_key
-from specrag.storage.store import CollectionInfo, DocumentStore, MetadataLimits, NotFound
+from specrag.storage.store import (
+    CollectionInfo,
+    DocumentStore,
+    LiveSettings,
+    MetadataLimits,
+    NotFound,
+)
 from specrag.types import DocMask, Document, Hit
 
 log = logging.getLogger(__name__)
@@ -61,6 +74,13 @@ MASK_CACHE_BYTES = 128 << 20
 STALE_CHECK_INTERVAL_S = 2.0
 #: Seconds a collection delete waits for its running build to stop.
 BUILD_STOP_TIMEOUT_S = 60.0
+#: Least seconds between two background merges of one collection (a failed merge is
+#: not retried at every tick).
+MERGE_RETRY_S = 60.0
+#: ``?refresh=`` values of writes: answer once the change is searchable (both: the write's
+#: request refreshes unless a refresh that covers it has already run, as Elasticsearch's
+#: ``true``; one refresh covers every write committed before its snapshot).
+REFRESH_MODES = ("true", "wait_for")
 
 
 class NotReady(UserError, LookupError):
@@ -108,6 +128,10 @@ class CollectionService:
         #: Called with the job row (None when it is gone with its collection) when a build
         #: job of the worker ends: the metrics, the build admission count.
         self.build_listeners: list[Callable[[Any], None]] = []
+        #: Monotonic time of the last background merge started, per storage folder.
+        self._merged: dict[str, float] = {}
+        #: The background refresher (``api/refresher.py``), started by ``start_refresher``.
+        self.refresher = Refresher(self)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -162,7 +186,14 @@ class CollectionService:
                 if not self._held[key]:
                     del self._held[key]
 
+    def start_refresher(self) -> None:
+        """Refresh collections in the background by their ``refresh_interval`` (the
+        server does this; the CLI does not)."""
+        self.start()
+        self.refresher.start()
+
     def close(self) -> None:
+        self.refresher.stop()
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
             self._worker = None
@@ -178,17 +209,34 @@ class CollectionService:
         return VersionStore(self.settings.collections_dir / info.folder)
 
     def create_collection(
-        self, name: str, kinds: KindsSpec | None, shards: int = 1
+        self,
+        name: str,
+        kinds: KindsSpec | None,
+        shards: int = 1,
+        live: LiveSettingsIn | None = None,
     ) -> CollectionOut:
         parsed = parse_kinds(kinds or ["bm25"])
         check_layout(shards, parsed)  # before the row exists; written once it does
-        info = self.store.create_collection(name, _dump(parsed))
+        settings = LiveSettings(**(live or LiveSettingsIn()).model_dump(include=_LIVE_FIELDS))
+        info = self.store.create_collection(name, _dump(parsed), settings)
         if shards != 1:
             write_shards(self.versions(name).root, shards, parsed)
         return self._collection_out(info)
 
     def get_collection(self, name: str) -> CollectionOut:
-        return self._collection_out(self.store.get_collection(name))
+        return self._collection_out(self.store.get_collection(name), live=True)
+
+    def update_collection(self, name: str, patch: CollectionPatch) -> CollectionOut:
+        """Change the live settings named in ``patch`` (``refresh_interval`` null or 0:
+        refresh on demand only)."""
+        info = self.store.get_collection(name)
+        changes = {f: getattr(patch, f) for f in patch.model_fields_set}
+        for field in ("merge_max_share", "merge_max_docs"):
+            if field in changes and changes[field] is None:
+                raise UserError(f"{field} cannot be null")
+        self.store.set_live_settings(name, LiveSettings(**{**vars(info.live), **changes}))
+        self.refresher.wake()
+        return self.get_collection(name)
 
     def list_collections(self) -> list[CollectionOut]:
         return [self._collection_out(info) for info in self.store.list_collections()]
@@ -223,7 +271,9 @@ class CollectionService:
                     raise TimeoutError(f"the build in {folder!r} did not stop in {timeout} s")
                 self._builds_changed.wait(left)
 
-    def _collection_out(self, info) -> CollectionOut:
+    def _collection_out(self, info, live: bool = False) -> CollectionOut:
+        """``live``: add where the collection stands (``live_status``; a few small reads
+        of files and one count, so only for one collection)."""
         return CollectionOut(
             name=info.name,
             kinds=dict(info.kinds or {}),
@@ -233,18 +283,153 @@ class CollectionService:
             current_version=self.versions(info).current() or info.current_version,
             generation=info.generation,
             shards=read_shards(self.versions(info).root),
+            live=self.live_status(info) if live else None,
         )
 
+    # -- live collections ------------------------------------------------------------
+    def live_generation(self, versions: VersionStore) -> int | None:
+        """The collection generation that the served files cover: the live delta's
+        snapshot, else the current version's; None before the first build."""
+        from specrag.indexing.delta import current_delta
+
+        base = versions.current()
+        if base is None:
+            return None
+        delta = current_delta(versions, base)
+        manifest = delta[2] if delta is not None else versions.manifest(base)
+        generation = manifest.get("generation")
+        return generation if isinstance(generation, int) else -1
+
+    def pending(self, info: CollectionInfo) -> bool:
+        """True when writes were committed after the snapshot the served files cover
+        (and there is a version a refresh can extend)."""
+        covered = self.live_generation(self.versions(info))
+        return covered is not None and info.generation > covered
+
+    def live_status(self, info: CollectionInfo) -> LiveOut:
+        from specrag.indexing.delta import current_delta
+
+        versions = self.versions(info)
+        status = LiveOut(**vars(info.live))
+        base = versions.current()
+        if base is None:
+            return status
+        status.last_merge_at = _mtime(versions.path(base) / "manifest.json")
+        delta = current_delta(versions, base)
+        if delta is not None:
+            _, path, manifest = delta
+            status.delta_documents = int(manifest.get("n_docs", 0))
+            status.delta_superseded = int(manifest.get("n_superseded", 0))
+            status.last_refresh_at = _mtime(path / "manifest.json")
+        status.pending = self.pending(info)
+        if status.pending:
+            since = status.last_refresh_at or status.last_merge_at
+            status.pending_documents = (
+                self.store.count_updated_since(info.name, since) if since else info.n_documents
+            )
+        return status
+
+    def unrefreshable(self, versions: VersionStore) -> str | None:
+        """Why a refresh cannot extend the current version (None: it can): no version
+        yet, or no kind whose delta part finds changed documents by stored text hashes (a
+        neural kind a delta covers; on a sharded version, dense only)."""
+        from specrag.indexing.delta import DELTA_KINDS
+        from specrag.indexing.registry import get_kind
+
+        base = versions.current()
+        if base is None:
+            return "it has no index yet: build one first"
+        manifest = versions.manifest(base)
+        covered = [n for n in DELTA_KINDS if n in manifest.get("kinds", {})]
+        if "shards" in manifest:
+            covered = [n for n in covered if n == "dense"]
+        if not any(get_kind(n).encodings for n in covered):
+            return (
+                "it has no kind with a neural encoder (dense, binary, colbert, splade), "
+                "which a refresh needs to find changed documents"
+            )
+        return None
+
+    def _check_refreshable(self, name: str) -> None:
+        """Before a write that asks ``?refresh=``: refused (409 without a version, else
+        400) when no refresh could make it searchable before the next build."""
+        why = self.unrefreshable(self.versions(name))
+        if why is None:
+            return
+        message = f"?refresh cannot make writes to {name!r} searchable: {why}"
+        if self.versions(name).current() is None:
+            raise NotReady(message)
+        raise UserError(message)
+
+    def refresh_covering(self, name: str, generation: int) -> None:
+        """Return once the served files cover ``generation``: refresh unless a refresh
+        that covers it ran meanwhile (``?refresh=wait_for``)."""
+        info = self.store.get_collection(name)
+        versions = self.versions(info)
+        with self._refresh_lock(info.folder):
+            covered = self.live_generation(versions)
+            if covered is None or covered < generation:
+                self._refresh_locked(name, info)
+
+    def maybe_merge(self, info: CollectionInfo) -> JobOut | None:
+        """Start a background merge when the live delta exceeds the collection's merge
+        policy (and no build of it is queued or running); returns its job."""
+        from specrag.indexing.delta import current_delta
+
+        versions = self.versions(info)
+        base = versions.current()
+        delta = current_delta(versions, base) if base is not None else None
+        if delta is None:
+            return None
+        n_delta = int(delta[2].get("n_docs", 0))
+        n_base = int(versions.manifest(base).get("n_docs", 0))
+        policy = info.live
+        if n_delta <= policy.merge_max_docs and n_delta <= policy.merge_max_share * n_base:
+            return None
+        if time.monotonic() - self._merged.get(info.folder, -1e18) < MERGE_RETRY_S:
+            return None
+        if any(job.status in ("queued", "running") for job in self.store.list_jobs(info.name)):
+            return None
+        self._merged[info.folder] = time.monotonic()
+        log.info("merging %r: its delta holds %d documents over %d", info.name, n_delta, n_base)
+        return self.merge(info.name)
+
+    def merge_now(self, name: str, progress_bar: bool = False) -> str:
+        """A merge run here, synchronously (the CLI's ``specrag merge``): the version id."""
+        info = self.store.get_collection(name)
+        job = self.store.create_job(name, list(info.kinds))
+        version = self._build(name, job.id, progress_bar=progress_bar)
+        self._catch_up(name)
+        return version
+
+    def merge(self, name: str) -> JobOut:
+        """Queue a merge: a build job over every kind of the collection, reading the
+        encoding store (only documents never encoded are encoded), so the version it
+        writes is a fresh full build by construction; the delta is then retired."""
+        return self.start_build(name)
+
     # -- documents -------------------------------------------------------------------
-    def upsert(self, name: str, docs: list[Document]) -> int:
+    def upsert(self, name: str, docs: list[Document], refresh: str | None = None) -> int:
+        """Write ``docs`` (durable before this returns); ``refresh`` (``REFRESH_MODES``):
+        return only once they are searchable."""
         if len(docs) > self.settings.max_batch_documents:
             raise RequestTooLarge(
                 f"{len(docs)} documents in one batch; the limit is {self.settings.max_batch_documents}"
             )
-        return self.store.upsert(name, docs)
+        return self._write(name, refresh, lambda: self.store.upsert(name, docs))
 
-    def delete_documents(self, name: str, ids: list[str]) -> int:
-        return self.store.delete_documents(name, ids)
+    def delete_documents(self, name: str, ids: list[str], refresh: str | None = None) -> int:
+        return self._write(name, refresh, lambda: self.store.delete_documents(name, ids))
+
+    def _write(self, name: str, refresh: str | None, write: Callable[[], int]) -> int:
+        if refresh not in (None, "false", *REFRESH_MODES):
+            raise UserError(f"refresh={refresh!r}: use one of false, {', '.join(REFRESH_MODES)}")
+        if refresh in REFRESH_MODES:
+            self._check_refreshable(name)
+        n = write()
+        if n and refresh in REFRESH_MODES:
+            self.refresh_covering(name, self.store.get_collection(name).generation)
+        return n
 
     def get_document(self, name: str, doc_id: str) -> DocumentOut:
         self.store.get_collection(name)
@@ -283,12 +468,26 @@ class CollectionService:
             raise
         finally:
             self._build_ended(job_id)
+        self._catch_up(name)
         self.version_for(name)  # warm the new version before the first query needs it
         try:
             self.prune(name)
         except Exception as exc:  # noqa: BLE001 - the build succeeded; pruning is housekeeping
             log.warning("could not prune the versions of %r: %s", name, exc)
         return version_id
+
+    def _catch_up(self, name: str) -> None:
+        """After a build (a merge): writes committed after its snapshot were in the old
+        delta; refresh over the new version so they stay searchable (until then,
+        ``version_for`` keeps serving the old version and delta)."""
+        from specrag.indexing.delta import RefreshError
+
+        try:
+            info = self.store.get_collection(name)
+            if self.pending(info):
+                self.refresh(name)
+        except (RefreshError, NotFound) as exc:
+            log.info("no refresh after the build of %r: %s", name, exc)
 
     def _build_ended(self, job_id: str) -> None:
         if not self.build_listeners:
@@ -321,7 +520,7 @@ class CollectionService:
                 name,
                 job_id=job_id,
                 progress_bar=progress_bar,
-                cancelled=lambda: folder in self._cancelled,
+                cancelled=lambda: pause_point("build") or folder in self._cancelled,
                 ray=ray,
             )
         finally:
@@ -390,20 +589,34 @@ class CollectionService:
         for chunk in _chunks(documents, UPSERT_CHUNK):
             self.store.upsert(name, chunk)
         job = self.store.create_job(name, kind_names)
-        return self._build(name, job.id, progress_bar=progress_bar, ray=ray)
+        version = self._build(name, job.id, progress_bar=progress_bar, ray=ray)
+        self._catch_up(name)
+        return version
 
     # -- search ----------------------------------------------------------------------
     def refresh(self, name: str) -> RefreshOut:
         """Make every document upserted since the current version searchable by the
         kinds a delta segment covers (``indexing/delta.py``), without a full build."""
-        from specrag.indexing.delta import build_delta
 
         info = self.store.get_collection(name)
-        with self._locks_guard:
-            lock = self._refresh_locks.setdefault(info.folder, threading.Lock())
-        with lock, self.store.corpus(name) as corpus:
-            manifest = build_delta(corpus, self.versions(info), corpus.generation)
+        with self._refresh_lock(info.folder):
+            return self._refresh_locked(name, info)
+
+    def _refresh_locked(self, name: str, info: CollectionInfo) -> RefreshOut:
+        from specrag.indexing.delta import build_delta
+
+        def progress(done: int, total: int, stage: str, unit: str = "doc") -> None:
+            pause_point("refresh")  # crash tests: a kill -9 with the segment half written
+
+        with self.store.corpus(name) as corpus:
+            manifest = build_delta(corpus, self.versions(info), corpus.generation, progress)
         return RefreshOut(**{k: manifest[k] for k in RefreshOut.model_fields})
+
+    def _refresh_lock(self, folder: str) -> threading.Lock:
+        """One refresh of a collection at a time in this process (the background
+        refresher, ``POST .../refresh`` and ``?refresh=`` writes share it)."""
+        with self._locks_guard:
+            return self._refresh_locks.setdefault(folder, threading.Lock())
 
     def version_for(self, name: str, info: CollectionInfo | None = None) -> OpenVersion:
         """The open CURRENT version of ``name`` with its live delta segment
@@ -436,7 +649,14 @@ class CollectionService:
                 if opened is None or opened.id != base:
                     opened = open_version(versions, base)
                     self._bases[key] = opened
-                cached = with_delta(versions, opened)
+                fresh = with_delta(versions, opened)
+                if cached is not None and _covers(fresh) < _covers(cached):
+                    # A merge switched CURRENT: writes after its snapshot are in the old
+                    # delta only. Keep serving old version + delta until a refresh over
+                    # the new version covers them (never drop an acknowledged write).
+                    self.refresher.wake()
+                    return cached
+                cached = fresh
                 self._versions[key] = cached
             return cached
         finally:
@@ -632,6 +852,25 @@ class CollectionService:
                     item.metadata = dict(doc.metadata) if "metadata" in include else None
             out.append(item)
         return out
+
+
+_LIVE_FIELDS = {"refresh_interval", "merge_max_share", "merge_max_docs"}
+
+
+def _covers(version: OpenVersion) -> int:
+    """The collection generation an open version (with its delta) was built from."""
+    manifest = version.manifest.get("delta") or version.manifest
+    generation = manifest.get("generation")
+    return generation if isinstance(generation, int) else -1
+
+
+def _mtime(path: Path) -> datetime | None:
+    """When a manifest was written: a delta's is its refresh, a version's its build or
+    merge (sub-second, unlike the manifest's own ``created_at``)."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
 
 
 def _dump(kinds) -> dict[str, dict[str, Any]]:

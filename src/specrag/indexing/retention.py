@@ -108,14 +108,15 @@ def _alive(pid: int) -> bool:
 def sweep_temporaries(collections_dir: Path) -> list[Path]:
     """Remove the temporary files and folders of builds, atomic writes and collection
     deletes whose process is gone (a ``kill -9``), in the collections folder, each
-    collection's folder and its ``versions/`` and ``encodings/``; returns what went."""
+    collection's folder and its ``versions/``, ``encodings/`` and ``deltas/``; returns what
+    went."""
     collections_dir = Path(collections_dir)
     if not collections_dir.is_dir():
         return []
     places = [collections_dir]
     for folder in collections_dir.iterdir():
         if folder.is_dir() and not folder.name.startswith("."):
-            places += [folder, folder / "versions", folder / "encodings"]
+            places += [folder, folder / "versions", folder / "encodings", folder / "deltas"]
     removed = []
     for place in places:
         if not place.is_dir():

@@ -53,6 +53,20 @@ class CollectionRow(Base):
     #: The folder of its index files under ``collections/``: unique per collection ever
     #: created, so a new collection with a deleted one's name never sees its files.
     folder: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: Seconds between background refreshes (a delta segment of pending writes,
+    #: ``indexing/delta.py``); None: refresh only on demand.
+    refresh_interval: Mapped[float | None] = mapped_column(
+        Float, nullable=True, default=1.0, server_default="1"
+    )
+    #: Merge policy: a background merge (a full build from the encoding store) starts when
+    #: the delta holds more than this share of the base version's documents, ...
+    merge_max_share: Mapped[float] = mapped_column(
+        Float, nullable=False, default=0.1, server_default="0.1"
+    )
+    #: ... or more than this many documents.
+    merge_max_docs: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=10000, server_default="10000"
+    )
 
 
 class DocumentRow(Base):

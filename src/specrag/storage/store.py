@@ -23,7 +23,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -78,6 +78,18 @@ class MetadataLimits:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """How a collection stays live (issue #14): seconds between background refreshes
+    (None: on demand only), and the merge policy (a background full build from the
+    encoding store when the delta holds more than ``merge_max_share`` of the base
+    version's documents or more than ``merge_max_docs``)."""
+
+    refresh_interval: float | None = 1.0
+    merge_max_share: float = 0.1
+    merge_max_docs: int = 10000
+
+
+@dataclass(frozen=True)
 class CollectionInfo:
     name: str
     kinds: dict[str, dict]
@@ -87,6 +99,8 @@ class CollectionInfo:
     generation: int
     #: Folder of its index files under ``collections/`` (unique per collection created).
     folder: str
+    #: The live-collection settings (``LiveSettings``).
+    live: LiveSettings = field(default_factory=LiveSettings)
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,15 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
+def _live_values(live: LiveSettings) -> dict[str, Any]:
+    interval = live.refresh_interval
+    return {
+        "refresh_interval": None if not interval else float(interval),
+        "merge_max_share": float(live.merge_max_share),
+        "merge_max_docs": int(live.merge_max_docs),
+    }
+
+
 def new_folder(name: str) -> str:
     """A storage folder never used before: the name (readable on disk) and a random part."""
     return f"{name}.{uuid.uuid4().hex[:12]}"
@@ -141,8 +164,11 @@ class DocumentStore:
         self.limits = limits or MetadataLimits()
 
     # -- collections -----------------------------------------------------------------
-    def create_collection(self, name: str, kinds: dict[str, dict] | None = None) -> CollectionInfo:
+    def create_collection(
+        self, name: str, kinds: dict[str, dict] | None = None, live: LiveSettings | None = None
+    ) -> CollectionInfo:
         validate_collection_name(name)
+        live = live or LiveSettings()
         kinds = dict(kinds or {})
         _check_json(kinds, f"collection {name!r} kinds")
         try:
@@ -155,6 +181,7 @@ class DocumentStore:
                         generation=0,
                         n_documents=0,
                         folder=new_folder(name),
+                        **_live_values(live),
                     )
                 )
         except IntegrityError:
@@ -182,7 +209,16 @@ class DocumentStore:
         )
         query = (
             select(
-                c.name, c.kinds, c.created_at, c.generation, c.n_documents, c.folder, current.c.vid
+                c.name,
+                c.kinds,
+                c.created_at,
+                c.generation,
+                c.n_documents,
+                c.folder,
+                c.refresh_interval,
+                c.merge_max_share,
+                c.merge_max_docs,
+                current.c.vid,
             )
             .outerjoin(current, current.c.collection_id == c.id)
             .order_by(c.name)
@@ -198,6 +234,9 @@ class DocumentStore:
                 current_version=row.vid,
                 generation=int(row.generation),
                 folder=row.folder or row.name,
+                live=LiveSettings(
+                    row.refresh_interval, float(row.merge_max_share), int(row.merge_max_docs)
+                ),
             )
             for row in conn.execute(query)
         ]
@@ -218,6 +257,27 @@ class DocumentStore:
             )
         if result.rowcount == 0:
             raise NotFound(f"collection {name!r} not found")
+
+    def set_live_settings(self, name: str, live: LiveSettings) -> None:
+        with write_connection(self.engine) as conn:
+            result = conn.execute(
+                update(CollectionRow).where(CollectionRow.name == name).values(**_live_values(live))
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"collection {name!r} not found")
+
+    def count_updated_since(self, name: str, since: datetime) -> int:
+        """Documents written (inserted or updated) after ``since``."""
+        with self.engine.connect() as conn:
+            cid = self._collection_id(conn, name)
+            return int(
+                conn.scalar(
+                    select(func.count()).where(
+                        DocumentRow.collection_id == cid, DocumentRow.updated_at > since
+                    )
+                )
+                or 0
+            )
 
     def _collection_id(self, conn: Connection, name: str) -> int:
         cid = conn.scalar(select(CollectionRow.id).where(CollectionRow.name == name))

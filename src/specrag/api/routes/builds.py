@@ -47,6 +47,20 @@ def refresh(name: str, service: ServiceDep) -> RefreshOut:
     return service.refresh(name)
 
 
+@router.post(
+    "/collections/{name}/merge",
+    response_model=JobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=WRITE,
+    responses=errors(*WRITES, 400, 404, 422, 429),
+)
+def merge(name: str, service: ServiceDep, request: Request) -> JobOut:
+    """Merge the delta into a new version now: a build job over every kind, from the
+    encoding store (nothing already encoded is encoded again); poll ``GET /jobs/{id}``.
+    Searches see the old version and delta until the new version is switched in."""
+    return start_build(name, service, request, None)
+
+
 @router.get(
     "/collections/{name}/builds",
     response_model=list[JobOut],

@@ -224,6 +224,9 @@ def test_calibrated_fusion_fuses_each_retrievers_probability(service, pair):
     np.testing.assert_allclose([h.score for h in fused], [s for _, s in best], rtol=1e-9)
     assert [h.doc_id for h in fused][:5] == [d for d, _ in best][:5]
     assert all(0 <= h.score <= 1 for h in fused)
+    # PRF expands bm25 queries: a search without bm25 is refused
+    with pytest.raises(SearchError, match="no bm25"):
+        service.search(pair, SearchRequest(query=QUERY, retriever="dense", prf=PrfSpec()))
     # a retriever without a calibration of its own (bm25 with PRF): refused, naming it
     with pytest.raises(NotAvailable, match=r"scores \(bm25-prf\) have no calibration"):
         service.search(pair, request.model_copy(update={"prf": PrfSpec()}))

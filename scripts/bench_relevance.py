@@ -1,0 +1,544 @@
+"""Relevance defaults chosen by leave-one-collection-out (issue #19).
+
+A fusion default tuned on one collection may only win there. This benchmark chooses the
+rule among candidates on the *choosing* queries of every collection but X, scores the
+choice on X's *test* queries, for every X, and compares it with plain RRF k=60 and the
+best single retriever, with paired tests over X's test queries.
+
+Two phases:
+
+1. **Cache** (slow, once): for each collection, an index version with bm25, dense (the
+   default offline MiniLM, flat) and colbert (MiniLM int8 tokens), built through
+   ``CollectionService.index`` (the code ``specrag index`` runs) in ``--index-home``, or an
+   existing collection folder given by ``--collection-dir NAME=DIR``. Each list maker in
+   ``LIST_MAKERS`` runs through ``pipeline.search_batch`` (the service's search code) for
+   the choosing and the test queries, top ``CACHE_DEPTH`` (1000), and the raw MaxSim of
+   every query against the union of the top ``MAXSIM_DEPTH`` (200) of bm25 and dense is
+   read from the colbert token store (``MaxSimReranker.maxsim_scores``, what the rerank
+   stage computes).
+2. **Evaluate** (seconds): every rule in ``candidate_rules()`` turns the cached lists into
+   a run with specrag's fusion functions (``retrieval/fusion.py``; rows as tie keys, as
+   the pipeline fuses); metrics by ir-measures (nDCG@10, R@100); the LOO choice maximizes
+   the mean over the other collections of their mean choosing-split nDCG@10 (each
+   collection weighs the same). Test queries never enter a choice.
+
+Cached lists (``--cache``, default ``<repo>/.cache/relevance``), one JSON file per
+collection and split, ``<cache>/<collection>/<split>.json``::
+
+    {"collection": "cisi", "split": "dev", "version": "<index version id>",
+     "query_ids": ["1", ...], "queries": {"1": "query text", ...},
+     "lists": {"bm25":  {"1": {"ids": [...], "rows": [...], "scores": [...]}, ...},
+               "dense": {...}},                       # best first, top 1000
+     "maxsim": {"1": {"ids": [...], "scores": [...]}}}  # raw MaxSim, union of top 200s
+
+``rows`` are the version's internal rows (the pipeline's tie-break). To add a retriever's
+list (e.g. bm25 with pseudo-relevance feedback), add a function ``(version, queries,
+depth) -> list[list[Hit]]`` to ``LIST_MAKERS`` and rerun with ``--refresh-lists NAME``.
+To add a system, add a ``Rule(name, family, run)`` to ``candidate_rules()`` (or to
+``extra_rules``) whose ``run(candidates) -> {qid: [(doc_id, score), ...]}`` reads a
+``Candidates`` (one collection and split of the cache, with its qrels). A rule in
+``candidate_rules()`` competes in the LOO choice; a rule in ``extra_rules`` is scored on
+every test split (a row of the last table) but never chosen.
+
+Run (a few minutes per collection to build and cache on 2 shared cores; evaluation is
+seconds)::
+
+    python scripts/fetch_collections.py --mirror /work/.mirror    # the collections
+    nice python scripts/bench_relevance.py [--collections scifact,cranfield,cisi,npl]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import ir_measures  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_results  # noqa: E402
+from bench_retrieval import paired_test  # noqa: E402
+from scifact_cache import read_corpus, read_qrels, read_queries  # noqa: E402
+
+from specrag.retrieval.fusion import RRF_K, convex, rrf, zscore  # noqa: E402
+from specrag.retrieval.recipe import HYBRID  # noqa: E402
+from specrag.types import Hit  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE_DEPTH = 1000
+MAXSIM_DEPTH = 200
+#: Candidates the MaxSim rerank reorders (the rerank stage's default ``top_n``).
+RERANK_TOP = 100
+MEASURES = {"nDCG@10": ir_measures.nDCG @ 10, "R@100": ir_measures.R @ 100}
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A BEIR folder and the split whose queries choose (the other is ``test``)."""
+
+    name: str
+    data: Path
+    choose: str  # "train" or "dev"
+
+
+def collection_specs(names: list[str], scifact: Path, collections_dir: Path) -> list:
+    return [
+        CollectionSpec(n, scifact, "train")
+        if n == "scifact"
+        else CollectionSpec(n, collections_dir / n, "dev")
+        for n in names
+    ]
+
+
+# -- phase 1: lists from specrag's own indexes --------------------------------------------
+
+
+def _search_kind(kind: str) -> Callable:
+    def make(version, queries: list[str], depth: int) -> list[list[Hit]]:
+        from specrag.retrieval import pipeline
+        from specrag.retrieval.request import SearchRequest
+
+        request = SearchRequest(query="x", k=depth, retriever=kind, rerank=None)
+        return pipeline.search_batch(version, queries, request).hits
+
+    return make
+
+
+#: name -> (version, queries, depth) -> hits per query, best first.
+LIST_MAKERS: dict[str, Callable] = {"bm25": _search_kind("bm25"), "dense": _search_kind("dense")}
+KINDS = ["bm25", "dense", "colbert"]
+
+
+def open_collection(spec: CollectionSpec, home: Path, existing: dict[str, Path]):
+    """The collection's current version: an existing collection folder, else built
+    (once) through ``CollectionService.index`` in ``home``."""
+    from specrag.indexing.versions import VersionStore
+    from specrag.retrieval.version import open_version
+
+    if spec.name in existing:
+        return open_version(VersionStore(existing[spec.name]))
+    from specrag.api.service import CollectionService
+    from specrag.settings import Settings
+    from specrag.storage.store import NotFound
+
+    service = CollectionService(Settings(home=home))
+    service.start()
+    try:
+        try:
+            current = service.versions(spec.name).current()
+        except NotFound:
+            current = None
+        if current is None:
+            started = time.perf_counter()
+            docs = read_corpus(spec.data)
+            print(f"{spec.name}: building {len(docs)} documents ({KINDS})", file=sys.stderr)
+            service.index(spec.name, docs, KINDS, progress_bar=True)
+            print(f"{spec.name}: built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        return open_version(service.versions(spec.name))
+    finally:
+        service.close()
+
+
+def judged_queries(spec: CollectionSpec, split: str) -> tuple[dict[str, str], dict]:
+    """The split's queries that have judgements (qid -> text), and its qrels."""
+    qrels = read_qrels(spec.data, split)
+    ids, texts = read_queries(spec.data)
+    queries = {q: t for q, t in zip(ids, texts, strict=True) if q in qrels}
+    return queries, qrels
+
+
+def cache_lists(spec: CollectionSpec, version, cache: Path, refresh: set[str]) -> None:
+    """Write (or complete) ``<cache>/<name>/<split>.json`` for the choosing and test splits."""
+    reranker = None
+    for split in (spec.choose, "test"):
+        path = cache / spec.name / f"{split}.json"
+        queries, _ = judged_queries(spec, split)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if data.get("version") != version.id or list(data.get("queries", {})) != list(queries):
+            data = {"collection": spec.name, "split": split, "version": version.id,
+                    "query_ids": list(queries), "queries": queries, "lists": {}}  # fmt: skip
+        texts = list(queries.values())
+        for name, make in LIST_MAKERS.items():
+            if name in data["lists"] and name not in refresh:
+                continue
+            started = time.perf_counter()
+            hits = make(version, texts, min(CACHE_DEPTH, version.n_docs))
+            data["lists"][name] = {
+                q: {"ids": [h.doc_id for h in hs],
+                    "rows": [version.row_of(h.doc_id) for h in hs],
+                    "scores": [float(h.score) for h in hs]}
+                for q, hs in zip(queries, hits, strict=True)
+            }  # fmt: skip
+            print(f"{spec.name}/{split}: {name} for {len(texts)} queries in "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+        if "maxsim" not in data and "colbert" in version.searchers:
+            from specrag.rerank import make_reranker
+
+            reranker = reranker or make_reranker("maxsim", None, version)
+            data["maxsim"] = {}
+            for q, text in queries.items():
+                ids = list(dict.fromkeys(
+                    d for name in ("bm25", "dense") for d in data["lists"][name][q]["ids"][:MAXSIM_DEPTH]
+                ))  # fmt: skip
+                rows = np.array([version.row_of(d) for d in ids], dtype=np.int64)
+                scores = reranker.maxsim_scores(text, rows=rows)
+                data["maxsim"][q] = {"ids": ids, "scores": [float(s) for s in scores]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
+
+# -- phase 2: rules over the cached lists -------------------------------------------------
+
+Run = dict[str, list[tuple[str, float]]]
+
+
+@dataclass
+class Candidates:
+    """One collection and split of the cache, with its qrels."""
+
+    collection: str
+    split: str
+    query_ids: list[str]
+    queries: dict[str, str]
+    lists: dict[str, dict[str, dict[str, list]]]  # retriever -> qid -> ids/rows/scores
+    maxsim: dict[str, dict[str, float]]  # qid -> doc id -> raw MaxSim
+    qrels: dict[str, dict[str, int]]
+
+    def pairs(self, retriever: str, qid: str, depth: int) -> list[tuple[int, float]]:
+        entry = self.lists[retriever][qid]
+        return list(zip(entry["rows"][:depth], entry["scores"][:depth], strict=True))
+
+    def ids_of(self, qid: str) -> dict[int, str]:
+        """Internal row -> document id over every list of the query."""
+        out: dict[int, str] = {}
+        for lists in self.lists.values():
+            out.update(zip(lists[qid]["rows"], lists[qid]["ids"], strict=True))
+        return out
+
+
+def load_candidates(spec: CollectionSpec, split: str, cache: Path) -> Candidates:
+    data = json.loads((cache / spec.name / f"{split}.json").read_text())
+    maxsim = {q: dict(zip(e["ids"], e["scores"], strict=True)) for q, e in data.get("maxsim", {}).items()}  # fmt: skip  # noqa: E501
+    return Candidates(spec.name, split, data["query_ids"], data["queries"], data["lists"],
+                      maxsim, read_qrels(spec.data, split))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A way to turn the cached lists into one run; ``family`` groups it in the tables."""
+
+    name: str
+    family: str
+    run: Callable[[Candidates], Run]
+    params: dict = field(default_factory=dict)
+
+
+def single(retriever: str) -> Callable[[Candidates], Run]:
+    def run(c: Candidates) -> Run:
+        return {q: list(zip(c.lists[retriever][q]["ids"], c.lists[retriever][q]["scores"], strict=True)) for q in c.query_ids}  # fmt: skip  # noqa: E501
+
+    return run
+
+
+def fused(
+    method: str,
+    depth: int,
+    w_bm25: float = 0.5,
+    normalization: str = "zscore",
+    rrf_k: float = RRF_K,
+    maxsim: dict[str, float] | None = None,
+) -> Callable[[Candidates], Run]:
+    """bm25 + dense fused as the pipeline fuses (rows as tie keys), ``depth`` candidates
+    each; with ``maxsim`` (fusion weights by retriever name), the top ``RERANK_TOP`` fused
+    hits reranked by ``z(maxsim) + sum w z(score)`` as ``MaxSimReranker`` does."""
+    weights = [w_bm25, 1.0 - w_bm25]
+
+    def run(c: Candidates) -> Run:
+        out: Run = {}
+        for q in c.query_ids:
+            lists = [c.pairs("bm25", q, depth), c.pairs("dense", q, depth)]
+            if method == "rrf":
+                ranked = rrf([[r for r, _ in p] for p in lists], weights, rrf_k, tie_key=int)
+            else:
+                ranked = convex(lists, weights, normalization, tie_key=int)
+            ids = c.ids_of(q)
+            hits = [(ids[row], score) for row, score in ranked]
+            if maxsim is not None:
+                hits = _maxsim_rerank(c, q, hits[:RERANK_TOP], lists, ids, maxsim) + hits[RERANK_TOP:]  # fmt: skip  # noqa: E501
+            out[q] = hits
+        return out
+
+    return run
+
+
+def _maxsim_rerank(c, q, hits, lists, ids, weights) -> list[tuple[str, float]]:
+    """``rerank/maxsim.py``'s fusion over the cached raw MaxSim: a hit without a cached
+    MaxSim (below both top-200s) gets the list's lowest, as a hit without tokens does."""
+    table = c.maxsim[q]
+    sims = np.array([table.get(d, np.nan) for d, _ in hits])
+    sims = np.where(np.isnan(sims), np.nanmin(sims), sims)
+    final = zscore(sims)
+    raw = {name: dict(pairs) for name, pairs in zip(("bm25", "dense"), lists, strict=True)}
+    rows = {doc: row for row, doc in ids.items()}
+    for name, w in weights.items():
+        values = np.array([raw[name].get(rows[d], np.nan) for d, _ in hits])
+        floor = np.nanmin(values) if not np.isnan(values).all() else 0.0
+        final = final + w * zscore(np.where(np.isnan(values), floor, values))
+    order = sorted(range(len(hits)), key=lambda i: (-final[i], i))
+    return [(hits[i][0], float(final[i])) for i in order]
+
+
+WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
+DEPTHS = (100, 200, 1000)
+
+
+def candidate_rules() -> list[Rule]:
+    """The rules the LOO choice picks from: plain RRF, convex z-score and min-max (bm25
+    weight grid, 0.5 = equal), candidate depths, and the MaxSim rerank on top of the
+    z-score rules (the recipe's MaxSim weights)."""
+    rules = []
+    for depth in DEPTHS:
+        rules.append(Rule(f"rrf k=60 d={depth}", "rrf", fused("rrf", depth),
+                          {"fusion": "rrf", "rrf_k": RRF_K, "depth": depth}))  # fmt: skip
+        for norm in ("zscore", "minmax"):
+            for w in WEIGHTS:
+                params = {"fusion": "convex", "normalization": norm, "w_bm25": w, "depth": depth}
+                rules.append(Rule(f"{norm} {w:.1f}:{1 - w:.1f} d={depth}", norm,
+                                  fused("convex", depth, w, norm), params))  # fmt: skip
+    for w in WEIGHTS:
+        params = {"fusion": "convex", "normalization": "zscore", "w_bm25": w, "depth": 100,
+                  "maxsim": dict(HYBRID.maxsim_fusion)}  # fmt: skip
+        rules.append(Rule(f"zscore {w:.1f}:{1 - w:.1f} d=100 + MaxSim", "zscore+maxsim",
+                          fused("convex", 100, w, "zscore", maxsim=HYBRID.maxsim_fusion), params))  # fmt: skip  # noqa: E501
+    return rules
+
+
+#: Systems scored on every collection but never chosen (other modules may append).
+extra_rules: list[Rule] = []
+
+
+def per_query(run: Run, qrels: dict[str, dict[str, int]], query_ids: list[str]) -> dict:
+    """measure -> per-query values in ``query_ids`` order (0 for a query without hits).
+    Rank-derived scores, so ir-measures sees exactly the run's order."""
+    ranked = {q: {d: float(len(hits) - i) for i, (d, _) in enumerate(hits)} for q, hits in run.items() if hits}  # fmt: skip  # noqa: E501
+    names = {m: n for n, m in MEASURES.items()}
+    values: dict[str, dict[str, float]] = {n: {} for n in MEASURES}
+    for metric in ir_measures.iter_calc(list(MEASURES.values()), qrels, ranked):
+        values[names[metric.measure]][metric.query_id] = metric.value
+    return {n: np.array([values[n].get(q, 0.0) for q in query_ids]) for n in MEASURES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collections", default="scifact,cranfield,cisi,npl")
+    parser.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--collections-dir", type=Path, default=REPO / ".cache" / "collections")
+    parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "relevance")
+    parser.add_argument("--index-home", type=Path, default=None, help="default <cache>/home")
+    parser.add_argument("--collection-dir", action="append", default=[], metavar="NAME=DIR",
+                        help="use this existing collection folder (holds CURRENT) for NAME")  # fmt: skip
+    parser.add_argument("--refresh-lists", default="", help="list makers to run again")
+    parser.add_argument("--cache-only", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print, write no result file")
+    args = parser.parse_args()
+
+    specs = collection_specs(args.collections.split(","), args.scifact, args.collections_dir)
+    existing = dict(item.split("=", 1) for item in args.collection_dir)
+    existing = {k: Path(v) for k, v in existing.items()}
+    refresh = set(filter(None, args.refresh_lists.split(",")))
+    for spec in specs:
+        done = all((args.cache / spec.name / f"{s}.json").exists() for s in (spec.choose, "test"))
+        if not done or refresh:
+            version = open_collection(spec, args.index_home or args.cache / "home", existing)
+            cache_lists(spec, version, args.cache, refresh)
+    if args.cache_only:
+        return
+    evaluate_all(specs, args)
+
+
+@dataclass
+class Scores:
+    """Per-query metrics of every rule on every collection and split."""
+
+    values: dict[tuple[str, str, str], dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, rule: str, c: Candidates, run: Run) -> None:
+        self.values[(rule, c.collection, c.split)] = per_query(run, c.qrels, c.query_ids)
+
+    def mean(self, rule: str, collection: str, split: str, measure: str = "nDCG@10") -> float:
+        return float(self.values[(rule, collection, split)][measure].mean())
+
+    def get(self, rule: str, collection: str, split: str, measure: str = "nDCG@10") -> np.ndarray:
+        return self.values[(rule, collection, split)][measure]
+
+
+def choose(scores: Scores, rules: list[Rule], specs: list[CollectionSpec]) -> Rule:
+    """The rule with the best mean over ``specs`` of their choosing-split nDCG@10 (each
+    collection counts once, whatever its query count); ties go to the earlier rule."""
+    return max(rules, key=lambda r: np.mean([scores.mean(r.name, s.name, s.choose) for s in specs]))
+
+
+RRF_PLAIN = "rrf k=60 d=100"
+TODAY = "zscore 0.6:0.4 d=100"
+
+
+def evaluate_all(specs: list[CollectionSpec], args) -> dict:
+    """Score every rule, choose leave-one-collection-out, write the result file."""
+    rules = candidate_rules()
+    singles = [Rule("bm25", "single", single("bm25")), Rule("dense", "single", single("dense"))]
+    reported = singles + list(extra_rules)
+    scores = Scores()
+    info = {}
+    for spec in specs:
+        for split in (spec.choose, "test"):
+            c = load_candidates(spec, split, args.cache)
+            for rule in rules + reported:
+                if rule.family.endswith("maxsim") and not c.maxsim:
+                    continue
+                scores.add(rule.name, c, rule.run(c))
+        meta = spec.data / "collection.json"
+        info[spec.name] = json.loads(meta.read_text()) if meta.exists() else {
+            "name": spec.name, "domain": "biomedical claims (BEIR SciFact)",
+            "documents": (spec.data / "corpus.jsonl").read_text().count("\n"),
+        }  # fmt: skip
+    usable = [r for r in rules if all((r.name, s.name, s.choose) in scores.values for s in specs)]
+    loo = {}
+    for spec in specs:
+        others = [s for s in specs if s is not spec]
+        picked = choose(scores, usable, others)
+        best_single = max(singles, key=lambda r: scores.mean(r.name, spec.name, "test"))
+        t = {m: {n: scores.mean(n, spec.name, "test", m) for n in (picked.name, RRF_PLAIN, TODAY, best_single.name)} for m in MEASURES}  # fmt: skip  # noqa: E501
+        loo[spec.name] = {
+            "chosen": picked.name, "best_single": best_single.name, "test": t,
+            "vs_rrf": paired_test(scores.get(picked.name, spec.name, "test"), scores.get(RRF_PLAIN, spec.name, "test")),  # noqa: E501
+            "vs_today": paired_test(scores.get(picked.name, spec.name, "test"), scores.get(TODAY, spec.name, "test")),  # noqa: E501
+            "n_test": len(scores.get(RRF_PLAIN, spec.name, "test")),
+        }  # fmt: skip
+        print(f"LOO {spec.name}: {loo[spec.name]}", file=sys.stderr)
+    overall = choose(scores, usable, specs)
+    pooled = {
+        name: np.concatenate(
+            [
+                scores.get(loo[s.name]["chosen"] if name == "loo" else name, s.name, "test")
+                for s in specs
+            ]
+        )  # fmt: skip  # noqa: E501
+        for name in ("loo", RRF_PLAIN, TODAY)
+    }
+    result = {"loo": loo, "overall_choice": overall.name, "overall_params": overall.params,
+              "pooled_vs_rrf": paired_test(pooled["loo"], pooled[RRF_PLAIN]),
+              "pooled_vs_today": paired_test(pooled["loo"], pooled[TODAY])}  # fmt: skip
+    print(f"chosen on every collection: {overall.name} {overall.params}", file=sys.stderr)
+    if not args.no_write:
+        write(specs, rules, reported, scores, info, result)
+    return result
+
+
+def _ci(t: dict) -> str:
+    return f"[{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}]"
+
+
+def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> None:
+    loo = result["loo"]
+    names = [s.name for s in specs]
+    collections = bench_results.table(
+        "Collections (choosing split: SciFact train; the others' judged test queries split "
+        "by a fixed hash, scripts/fetch_collections.py)",
+        ["collection", "domain", "documents", "choosing queries", "test queries"],
+        [[s.name, info[s.name].get("domain", ""), info[s.name].get("documents"),
+          len(scores.get(RRF_PLAIN, s.name, s.choose)), loo[s.name]["n_test"]]
+         for s in specs],
+    )  # fmt: skip
+    main_rows = []
+    for s in specs:
+        e = loo[s.name]
+        n, r = e["test"]["nDCG@10"], e["test"]["R@100"]
+        main_rows.append([
+            s.name, e["chosen"], n[e["chosen"]], n[RRF_PLAIN], f"{e['best_single']} {n[e['best_single']]:.4f}",
+            r[e["chosen"]], r[RRF_PLAIN], f"{e['best_single']} {r[e['best_single']]:.4f}",
+            e["vs_rrf"]["mean_diff"], _ci(e["vs_rrf"]), e["vs_rrf"]["p_ttest"],
+        ])  # fmt: skip  # noqa: E501
+    mean = lambda key: float(np.mean([loo[s][key] for s in names]))  # noqa: E731
+    for s in names:
+        loo[s]["d"] = (
+            loo[s]["test"]["nDCG@10"][loo[s]["chosen"]] - loo[s]["test"]["nDCG@10"][RRF_PLAIN]
+        )
+    main = bench_results.table(
+        "Leave-one-collection-out: the rule chosen on the choosing queries of the *other* "
+        "collections, scored on this collection's test queries, against plain RRF k=60 (100 "
+        "candidates each) and the best single retriever on that test split. Paired t-test "
+        "and bootstrap 95% interval of the nDCG@10 difference (chosen - RRF) over the test "
+        f"queries. Mean difference over collections: {mean('d'):+.4f}; pooled over all "
+        f"{len(result['loo']) and sum(loo[s]['n_test'] for s in names)} test queries: "
+        f"{result['pooled_vs_rrf']['mean_diff']:+.4f} {_ci(result['pooled_vs_rrf'])}, "
+        f"p = {result['pooled_vs_rrf']['p_ttest']:.3g}.",
+        ["collection", "chosen without it", "nDCG@10 chosen", "nDCG@10 RRF", "nDCG@10 best single",
+         "R@100 chosen", "R@100 RRF", "R@100 best single", "chosen - RRF", "95% interval", "p (paired t)"],
+        main_rows,
+    )  # fmt: skip
+    today = bench_results.table(
+        f"Today's default ({TODAY}: convex z-score bm25 0.6 : dense 0.4, tuned on SciFact "
+        "train) on each test split, against the LOO choice and RRF (paired t-test, chosen - today)",
+        ["collection", "nDCG@10 today", "nDCG@10 chosen", "chosen - today", "95% interval", "p"],
+        [[s, loo[s]["test"]["nDCG@10"][TODAY], loo[s]["test"]["nDCG@10"][loo[s]["chosen"]],
+          loo[s]["vs_today"]["mean_diff"], _ci(loo[s]["vs_today"]), loo[s]["vs_today"]["p_ttest"]]
+         for s in names],
+    )  # fmt: skip
+    usable = [r for r in rules if all((r.name, s.name, s.choose) in scores.values for s in specs)]
+    ranked = sorted(
+        usable, key=lambda r: -np.mean([scores.mean(r.name, s.name, s.choose) for s in specs])
+    )
+    shown = ranked[:12] + [
+        r for r in usable if r.name in (RRF_PLAIN, TODAY) and r not in ranked[:12]
+    ]
+    grid = bench_results.table(
+        "Choosing splits (never test): nDCG@10 of the best rules by their mean over collections, "
+        f"plus RRF and today's default ({len(usable)} rules tried: RRF k=60; convex z-score and "
+        f"min-max with bm25 weight {', '.join(map(str, WEIGHTS))}; depth {', '.join(map(str, DEPTHS))}; "
+        "z-score + MaxSim rerank of the top 100)",
+        ["rule", "mean", *names],
+        [[r.name, float(np.mean([scores.mean(r.name, s.name, s.choose) for s in specs])),
+          *[scores.mean(r.name, s.name, s.choose) for s in specs]] for r in shown],
+    )  # fmt: skip
+    report_rows = []
+    for r in reported:
+        report_rows.append([r.name, *[scores.mean(r.name, s.name, "test") for s in specs]])
+    extra = bench_results.table(
+        "Single retrievers and report-only systems, nDCG@10 on each test split",
+        ["system", *names], report_rows,
+    )  # fmt: skip
+    bench_results.write_result(
+        "relevance",
+        "Relevance defaults chosen leave-one-collection-out (SciFact, Cranfield, CISI, NPL)",
+        [main, today, collections, grid, extra],
+        notes=[
+            "Candidate lists (bm25 and dense MiniLM flat, top 1000; raw MaxSim from the colbert "
+            "token store for the union of both top 200s) come from specrag's own indexes through "
+            "`pipeline.search_batch`, cached once; every rule fuses them with "
+            "`retrieval/fusion.py` as the pipeline does. Test queries never enter a choice.",
+            f"Chosen on the choosing splits of all collections: `{result['overall_choice']}` "
+            f"({result['overall_params']}).",
+            f"Load average when the tables were computed: {os.getloadavg()[0]:.1f} "
+            "(quality figures do not depend on it).",
+        ],
+        order=12,
+        data={k: v for k, v in result.items()},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Rebuild the public test collections that relevance defaults are chosen on, in BEIR layout.
+
+SciFact (``../shared/data/scifact``) is the collection the first defaults were tuned on; to
+choose defaults that generalize (``scripts/bench_relevance.py``, leave one collection out)
+we need collections of other domains. Three classic test collections are small, public
+and kept in public GitHub repositories, so each is rebuilt here from a pinned file
+(repository + commit + path, with its sha256 checked):
+
+============  ===================================  =======  ========  =====================
+name          domain                               docs     queries   judgements
+============  ===================================  =======  ========  =====================
+cranfield     aeronautics abstracts (1960s)        1,400    225       graded 1-4 (Cleverdon)
+cisi          library and information science      1,460    76        binary
+npl           electrical engineering (title-like)  11,426   93        binary
+============  ===================================  =======  ========  =====================
+
+None of them has a train or dev split, so each query goes by a fixed hash of
+``<collection>:<query id>`` (sha256, even -> ``dev``, odd -> ``test``) into the choosing
+half (``qrels/dev.tsv``) or the test half (``qrels/test.tsv``): the same split on every
+machine, and no query is in both. Every document is kept (none is above ~10k short
+documents, so no subsample is needed). Cranfield's relevance codes run the wrong way for
+nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 = "no interest"), so the gain
+written is ``5 - code`` for codes 1-4 and codes -1 are dropped; its queries are numbered
+1..225 in file order, as its qrels number them (the ``.I`` numbers in ``cran.qry`` skip).
+
+Output per collection, under ``--out`` (default ``<repo>/.cache/collections``)::
+
+    <name>/corpus.jsonl          {"_id", "title", "text"} per line
+    <name>/queries.jsonl         {"_id", "text"}, every query that has a judgement
+    <name>/qrels/dev.tsv         query-id, corpus-id, score (header line), choosing half
+    <name>/qrels/test.tsv        the test half
+    <name>/collection.json       source, split rule and counts
+
+Sources are read from a local bare mirror when ``--mirror DIR`` holds one
+(``DIR/<owner>+<name>/repo``, e.g. the ``/work/.mirror`` of a session), else downloaded
+from ``raw.githubusercontent.com`` at the pinned commit. Run::
+
+    python scripts/fetch_collections.py [--only cisi,npl] [--mirror /work/.mirror] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / ".cache" / "collections"
+
+Qrels = dict[str, dict[str, int]]
+Docs = list[dict[str, str]]
+Queries = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pinned file of a public GitHub repository."""
+
+    repo: str  # owner/name
+    commit: str
+    path: str
+    sha256: str
+
+    def read(self, mirror: Path | None) -> bytes:
+        """The file's bytes, from the local mirror when it has the repository, else from
+        GitHub; raises when the checksum differs."""
+        local = mirror / self.repo.replace("/", "+") / "repo" if mirror else None
+        if local is not None and local.exists():
+            data = subprocess.run(
+                ["git", "--git-dir", str(local), "show", f"{self.commit}:{self.path}"],
+                capture_output=True, check=True,
+            ).stdout  # fmt: skip
+        else:
+            url = f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+            with urllib.request.urlopen(url, timeout=60) as response:
+                data = response.read()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != self.sha256:
+            raise ValueError(f"{self.repo}@{self.commit[:10]}:{self.path}: sha256 {digest}, "
+                             f"expected {self.sha256}")  # fmt: skip
+        return data
+
+
+# -- the SMART format of Cranfield and CISI (".I id" records with ".X" fields) ----------
+
+
+def smart_records(text: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(id, {field letter: text})`` per ``.I`` record; fields are ``.T``, ``.W`` ..."""
+    record_id, fields, current = None, {}, None
+    for line in text.splitlines():
+        head = re.match(r"^\.([A-Z])(?:\s+(\S+))?\s*$", line)
+        if head and head.group(1) == "I":
+            if record_id is not None:
+                yield record_id, _joined(fields)
+            record_id, fields, current = head.group(2), {}, None
+        elif head:
+            current = head.group(1)
+            fields.setdefault(current, [])
+        elif current is not None:
+            fields[current].append(line.strip())
+    if record_id is not None:
+        yield record_id, _joined(fields)
+
+
+def _joined(fields: dict[str, list[str]]) -> dict[str, str]:
+    return {key: " ".join(part for part in lines if part) for key, lines in fields.items()}
+
+
+def smart_docs(text: str) -> Docs:
+    """Title ``.T`` and body ``.W``; a document without a body keeps its title as text."""
+    docs = []
+    for doc_id, fields in smart_records(text):
+        title, body = fields.get("T", ""), fields.get("W", "")
+        docs.append({"_id": str(int(doc_id)), "title": title, "text": body or title})
+    return docs
+
+
+# -- NPL's format: an id line, text lines, a "/" line -----------------------------------
+
+
+def slash_records(text: str) -> Iterator[tuple[str, str]]:
+    """``(id, text)`` per record of NPL's files (records end with a line ``/``)."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip() == "/":
+            if lines:
+                yield lines[0].strip(), " ".join(part.strip() for part in lines[1:]).strip()
+            lines = []
+        elif line.strip() or lines:
+            lines.append(line)
+
+
+# -- the collections -------------------------------------------------------------------
+
+
+def cranfield(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    docs = smart_docs(read("docs"))
+    records = list(smart_records(read("queries")))
+    queries = {str(n): fields.get("W", "") for n, (_, fields) in enumerate(records, start=1)}
+    qrels: Qrels = {}
+    for line in read("qrels").splitlines():
+        if line.strip():
+            qid, doc_id, code = line.split()[:3]
+            if int(code) in (1, 2, 3, 4):  # -1: "no interest"
+                qrels.setdefault(qid, {})[doc_id] = 5 - int(code)
+    return docs, queries, qrels
+
+
+def cisi(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    docs = smart_docs(read("docs"))
+    queries = {str(int(q)): fields.get("W", "") for q, fields in smart_records(read("queries"))}
+    qrels: Qrels = {}
+    for line in read("qrels").splitlines():
+        if line.strip():
+            qid, doc_id = line.split()[:2]
+            qrels.setdefault(qid, {})[doc_id] = 1
+    return docs, queries, qrels
+
+
+def npl(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    docs = [{"_id": i, "title": "", "text": t} for i, t in slash_records(read("docs"))]
+    queries = {qid: text.lower() for qid, text in slash_records(read("queries"))}
+    qrels: Qrels = {}
+    for qid, ids in slash_records(read("qrels")):
+        qrels[qid] = dict.fromkeys(ids.split(), 1)
+    return docs, queries, qrels
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    domain: str
+    parse: Callable[[Callable[[str], str]], tuple[Docs, Queries, Qrels]]
+    sources: dict[str, Source]  # "docs", "queries", "qrels"
+
+
+_CRAN = ("noramtboraas/information-retrieval", "4ea1b8e02da1db64b68b0364d50620b3c95528dc")
+_CISI = ("Shakiba-Alipour/Information-Retrieval-on-CISI", "7a23c34602e8949d795bb1835004546e00d1d1ba")  # fmt: skip  # noqa: E501
+_NPL = ("stefreschke/Information-Retrieval", "ec84884f012ae2c655004f1025753381bef27adb")
+
+COLLECTIONS = {
+    c.name: c
+    for c in [
+        Collection("cranfield", "aeronautics abstracts", cranfield, {
+            "docs": Source(*_CRAN, "cran.all.1400", "fbb8935a93263ab6c9fadefb507fd7cd5e101e7fbeb31c12e6bff6dd501315e8"),
+            "queries": Source(*_CRAN, "cran.qry", "99578ceb88941ef89c14faf7c63c23776a376d8fba319b990f01d0c601d8b03f"),
+            "qrels": Source(*_CRAN, "cranqrel", "a90f56082cd44db70bf2c21ebca39a1a34e37c82ccb5ddf1bcc64f18795234c7"),
+        }),
+        Collection("cisi", "library and information science", cisi, {
+            "docs": Source(*_CISI, "CISI.ALL", "c13934ad921234b571e7b424af3461fe39dccb16757cb21954b3aea5250d072e"),
+            "queries": Source(*_CISI, "CISI.QRY", "b72de0e0cb8aa5c93ac988e5be0400cc18949d0a94913a248783a37dd97d5470"),
+            "qrels": Source(*_CISI, "CISI.REL", "f7396c92586c61953ccb7ae99ad8d3ac749ac3b989041fc93a9e311568f58997"),
+        }),
+        Collection("npl", "electrical engineering titles and abstracts", npl, {
+            "docs": Source(*_NPL, "npl/doc-text", "a69b907bdbf59e43b8004e521eb3560dbbaa9cd5facfad4b30b0392434ba18e4"),
+            "queries": Source(*_NPL, "npl/query-text", "0f5e9a179334183cc3b04fe24d9bdfc3f656b08330e6798d8df5dc621bf8e6d5"),
+            "qrels": Source(*_NPL, "npl/rlv-ass", "1af78732abed49055218c1548c27cfa354c5d02a9b6c9cb854b9d0b74fcce24c"),
+        }),
+    ]
+}  # fmt: skip
+
+
+def split_of(collection: str, qid: str) -> str:
+    """``dev`` (choosing) or ``test``, by a fixed hash of the collection and query id."""
+    return "dev" if hashlib.sha256(f"{collection}:{qid}".encode()).digest()[0] % 2 == 0 else "test"
+
+
+def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
+    """Write ``out/<name>/`` in BEIR layout; returns what ``collection.json`` records."""
+
+    def read(what: str) -> str:
+        return collection.sources[what].read(mirror).decode("utf-8")
+
+    docs, queries, qrels = collection.parse(read)
+    doc_ids = {d["_id"] for d in docs}
+    if len(doc_ids) != len(docs):
+        raise ValueError(f"{collection.name}: duplicate document ids")
+    qrels = {
+        q: {d: g for d, g in rels.items() if d in doc_ids}
+        for q, rels in qrels.items()
+        if q in queries and queries[q].strip()
+    }
+    qrels = {q: rels for q, rels in qrels.items() if rels}
+    folder = out / collection.name
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as f:
+        for doc in docs:
+            f.write(json.dumps(doc) + "\n")
+    with open(folder / "queries.jsonl", "w") as f:
+        for qid in sorted(qrels, key=_numeric):
+            f.write(json.dumps({"_id": qid, "text": queries[qid]}) + "\n")
+    counts = {}
+    for split in ("dev", "test"):
+        qids = [q for q in sorted(qrels, key=_numeric) if split_of(collection.name, q) == split]
+        counts[split] = len(qids)
+        with open(folder / "qrels" / f"{split}.tsv", "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for q in qids:
+                for d, g in sorted(qrels[q].items(), key=lambda item: _numeric(item[0])):
+                    f.write(f"{q}\t{d}\t{g}\n")
+    info = {
+        "name": collection.name,
+        "domain": collection.domain,
+        "documents": len(docs),
+        "queries": {"dev": counts["dev"], "test": counts["test"]},
+        "judgements": sum(len(r) for r in qrels.values()),
+        "split": "sha256('<name>:<query id>')[0] even -> dev (choosing), odd -> test",
+        "subset": "none: every document kept",
+        "sources": {k: vars(s) for k, s in collection.sources.items()},
+    }
+    (folder / "collection.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), value) if value.isdigit() else (1 << 62, value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--mirror", type=Path, default=None, help="bare mirrors <owner>+<name>/repo"
+    )
+    parser.add_argument("--only", default=",".join(COLLECTIONS), help="comma-separated names")
+    args = parser.parse_args()
+    for name in args.only.split(","):
+        info = build(COLLECTIONS[name], args.out, args.mirror)
+        print(f"{name}: {info['documents']} documents, queries {info['queries']}, "
+              f"{info['judgements']} judgements -> {args.out / name}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

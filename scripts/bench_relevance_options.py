@@ -250,6 +250,25 @@ def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, index_home: Path) 
 # -- the run -------------------------------------------------------------------------------
 
 
+class Scores:
+    """Per-query metrics of each system on each collection's test split."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def add(self, system: str, c: br.Candidates, run: br.Run) -> None:
+        self.values[(system, c.collection)] = br.per_query(run, c.qrels, c.query_ids)
+
+    def has(self, system: str, collection: str) -> bool:
+        return (system, collection) in self.values
+
+    def get(self, system: str, collection: str, measure: str = "nDCG@10") -> np.ndarray:
+        return self.values[(system, collection)][measure]
+
+    def mean(self, system: str, collection: str, measure: str = "nDCG@10") -> float:
+        return float(self.get(system, collection, measure).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections", default="scifact,cranfield,cisi,npl")
@@ -274,7 +293,7 @@ def main() -> None:
         for s in specs
         for split in (s.choose, "test")
     }
-    scores = br.Scores()
+    scores = Scores()
     prf_ms: dict[str, float] = {}
     cal_fits: dict[str, dict[str, Calibrator]] = {}
     for s in specs:
@@ -312,10 +331,10 @@ def main() -> None:
     rows, data = [], {"paired": {}, "prf_ms_per_query": prf_ms, "missing": missing}
     for system, base in comparisons:
         for s in specs:
-            if (system, s.name, "test") not in scores.values:
+            if not scores.has(system, s.name):
                 continue
-            t = paired_test(scores.get(system, s.name, "test"), scores.get(base, s.name, "test"))
-            r = {m: (scores.mean(system, s.name, "test", m), scores.mean(base, s.name, "test", m))
+            t = paired_test(scores.get(system, s.name), scores.get(base, s.name))
+            r = {m: (scores.mean(system, s.name, m), scores.mean(base, s.name, m))
                  for m in br.MEASURES}  # fmt: skip
             data["paired"][f"{system} vs {base} on {s.name}"] = {**t, **r}
             rows.append([system, base, s.name, r["nDCG@10"][0], r["nDCG@10"][1], t["mean_diff"],
@@ -336,8 +355,7 @@ def main() -> None:
         for top in MAXSIM_TOPS if ms else ():
             name = f"{TODAY} + MaxSim top {top}"
             latency_rows.append([s.name, top, ms[top], ms["encode"],
-                                 scores.mean(name, s.name, "test"),
-                                 scores.mean(TODAY, s.name, "test")])  # fmt: skip
+                                 scores.mean(name, s.name), scores.mean(TODAY, s.name)])  # fmt: skip
     latency = bench_results.table(
         "MaxSim rerank depth against its latency: median ms per query of the rerank alone "
         "(query encoding + MaxSim over the stored int8 tokens, `make_reranker`), and nDCG@10 "

@@ -73,7 +73,7 @@ from bench_retrieval import paired_test  # noqa: E402
 from scifact_cache import read_corpus, read_qrels, read_queries  # noqa: E402
 
 from specrag.retrieval.fusion import RRF_K, convex, rrf, zscore  # noqa: E402
-from specrag.retrieval.recipe import HYBRID  # noqa: E402
+from specrag.retrieval.recipe import HYBRID, Recipe  # noqa: E402
 from specrag.types import Hit  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -437,7 +437,16 @@ def choose(scores: Scores, rules: list[Rule], specs: list[CollectionSpec]) -> Ru
     return max(rules, key=lambda r: np.mean([scores.mean(r.name, s.name, s.choose) for s in specs]))
 
 
+def recipe_rule(recipe: Recipe = HYBRID) -> str:
+    """The candidate rule a bm25 + dense ``retriever="hybrid"`` request runs under ``recipe``."""
+    if recipe.fusion == "rrf":
+        return f"rrf k={recipe.rrf_k:g} d={recipe.depth}"
+    w = recipe.weight("bm25") / (recipe.weight("bm25") + recipe.weight("dense"))
+    return f"{recipe.normalization} {w:.1f}:{1 - w:.1f} d={recipe.depth}"
+
+
 RRF_PLAIN = "rrf k=60 d=100"
+#: The default before issue #19 (convex z-score bm25 0.6 : dense 0.4, tuned on SciFact train).
 TODAY = "zscore 0.6:0.4 d=100"
 
 

@@ -11,17 +11,19 @@ name          domain                               docs     queries   judgements
 ============  ===================================  =======  ========  =====================
 cranfield     aeronautics abstracts (1960s)        1,400    225       graded 1-4 (Cleverdon)
 cisi          library and information science      1,460    76        binary
-npl           electrical engineering (title-like)  11,426   93        binary
+npl           electrical engineering (title-like)  5,000 *  93        binary
 ============  ===================================  =======  ========  =====================
 
 None of them has a train or dev split, so each query goes by a fixed hash of
 ``<collection>:<query id>`` (sha256, even -> ``dev``, odd -> ``test``) into the choosing
 half (``qrels/dev.tsv``) or the test half (``qrels/test.tsv``): the same split on every
-machine, and no query is in both. Every document is kept (none is above ~10k short
-documents, so no subsample is needed). Cranfield's relevance codes run the wrong way for
-nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 = "no interest"), so the gain
-written is ``5 - code`` for codes 1-4 and codes -1 are dropped; its queries are numbered
-1..225 in file order, as its qrels number them (the ``.I`` numbers in ``cran.qry`` skip).
+machine, and no query is in both. Cranfield and CISI keep every document; NPL (*) keeps
+5,000 of its 11,426 (every judged document, then a seeded random sample of the others), as
+encoding all of them took ~45 minutes on a shared 2-core machine. Cranfield's relevance
+codes run the wrong way for nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 =
+"no interest"), so the gain written is ``5 - code`` for codes 1-4 and codes -1 are
+dropped; its queries are numbered 1..225 in file order, as its qrels number them (the
+``.I`` numbers in ``cran.qry`` skip).
 
 Output per collection, under ``--out`` (default ``<repo>/.cache/collections``)::
 
@@ -178,6 +180,9 @@ class Collection:
     domain: str
     parse: Callable[[Callable[[str], str]], tuple[Docs, Queries, Qrels]]
     sources: dict[str, Source]  # "docs", "queries", "qrels"
+    #: Cap on the corpus (encoding time on a shared CPU): every judged document is kept,
+    #: then others drawn at random (``SUBSET_SEED``) up to the cap, in corpus order.
+    max_docs: int | None = None
 
 
 _CRAN = ("noramtboraas/information-retrieval", "4ea1b8e02da1db64b68b0364d50620b3c95528dc")
@@ -201,9 +206,23 @@ COLLECTIONS = {
             "docs": Source(*_NPL, "npl/doc-text", "a69b907bdbf59e43b8004e521eb3560dbbaa9cd5facfad4b30b0392434ba18e4"),
             "queries": Source(*_NPL, "npl/query-text", "0f5e9a179334183cc3b04fe24d9bdfc3f656b08330e6798d8df5dc621bf8e6d5"),
             "qrels": Source(*_NPL, "npl/rlv-ass", "1af78732abed49055218c1548c27cfa354c5d02a9b6c9cb854b9d0b74fcce24c"),
-        }),
+        }, max_docs=5000),
     ]
 }  # fmt: skip
+
+
+SUBSET_SEED = 0
+
+
+def subset(docs: Docs, judged: set[str], cap: int) -> Docs:
+    """Every judged document plus a fixed random sample of the others, ``cap`` in all."""
+    import numpy as np
+
+    others = [i for i, d in enumerate(docs) if d["_id"] not in judged]
+    n_more = max(0, cap - (len(docs) - len(others)))
+    picked = np.random.default_rng(SUBSET_SEED).choice(len(others), size=n_more, replace=False)
+    keep = {others[i] for i in picked.tolist()}
+    return [d for i, d in enumerate(docs) if d["_id"] in judged or i in keep]
 
 
 def split_of(collection: str, qid: str) -> str:
@@ -227,6 +246,9 @@ def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
         if q in queries and queries[q].strip()
     }
     qrels = {q: rels for q, rels in qrels.items() if rels}
+    total = len(docs)
+    if collection.max_docs is not None and total > collection.max_docs:
+        docs = subset(docs, {d for rels in qrels.values() for d in rels}, collection.max_docs)
     folder = out / collection.name
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     with open(folder / "corpus.jsonl", "w") as f:
@@ -251,7 +273,12 @@ def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
         "queries": {"dev": counts["dev"], "test": counts["test"]},
         "judgements": sum(len(r) for r in qrels.values()),
         "split": "sha256('<name>:<query id>')[0] even -> dev (choosing), odd -> test",
-        "subset": "none: every document kept",
+        "subset": (
+            f"{len(docs)} of {total} documents: every judged one, then others drawn at random "
+            f"(numpy seed {SUBSET_SEED}), corpus order kept"
+            if len(docs) < total
+            else "none: every document kept"
+        ),
         "sources": {k: vars(s) for k, s in collection.sources.items()},
     }
     (folder / "collection.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -142,10 +142,22 @@ def cached(tmp_path_factory):
 @pytest.mark.parametrize(
     "rule, request_fields",
     [
-        ("zscore 0.6:0.4 d=100", {"retriever": "hybrid"}),
+        ("default", {"retriever": "hybrid"}),
         ("rrf k=60 d=100", {"fusion": "rrf"}),
         ("minmax 0.5:0.5 d=100", {"fusion": "convex", "normalization": "minmax"}),
-        ("zscore 0.6:0.4 d=100 + MaxSim", {"retriever": "hybrid", "rerank": "maxsim"}),
+        (
+            "zscore 0.6:0.4 d=100",
+            {"fusion": "convex", "normalization": "zscore", "weights": (0.6, 0.4)},
+        ),
+        (
+            "zscore 0.6:0.4 d=100 + MaxSim",
+            {
+                "fusion": "convex",
+                "normalization": "zscore",
+                "weights": (0.6, 0.4),
+                "rerank": "maxsim",
+            },
+        ),
     ],
 )
 def test_offline_rules_rank_as_the_pipeline_does(cached, rule, request_fields):
@@ -156,6 +168,8 @@ def test_offline_rules_rank_as_the_pipeline_does(cached, rule, request_fields):
     from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
 
     bench, candidates, version = cached
+    if rule == "default":  # the shipped recipe, whatever it is
+        rule = bench.recipe_rule(HYBRID)
     fields = dict(request_fields)
     stages = []
     if fields.pop("rerank", None):
@@ -165,7 +179,11 @@ def test_offline_rules_rank_as_the_pipeline_does(cached, rule, request_fields):
     else:
         fields["rerank"] = None
     if "retriever" not in fields:
-        fields["retrievers"] = [RetrieverSpec(kind="bm25"), RetrieverSpec(kind="dense")]
+        w_bm25, w_dense = fields.pop("weights", (1.0, 1.0))
+        fields["retrievers"] = [
+            RetrieverSpec(kind="bm25", weight=w_bm25, k=100),
+            RetrieverSpec(kind="dense", weight=w_dense, k=100),
+        ]
     request = SearchRequest(query="x", k=20, **fields)
     queries = [candidates.queries[q] for q in candidates.query_ids]
     expected = pipeline.search_batch(version, queries, request, stages=stages).hits

@@ -212,7 +212,16 @@ def maxsim_at(top: int):
     return run
 
 
-def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, index_home: Path) -> dict:
+def version_folder(name: str, homes: list[Path], existing: dict[str, Path]) -> Path | None:
+    """The folder of ``bench_relevance.py``'s version of a collection (with its colbert
+    token store): given by ``--collection-dir``, else found in one of the index homes."""
+    if name in existing:
+        return existing[name]
+    found = [f for home in homes for f in sorted((home / "collections").glob(f"{name}.*"))]
+    return found[-1] if found else None
+
+
+def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, folder: Path | None) -> dict:
     """Per-query ms of the MaxSim rerank (query encoding + MaxSim over the token store) of
     today's default top ``top`` hits, for each depth, and of the query encoding alone
     (``encode``); medians over the test queries."""
@@ -221,10 +230,9 @@ def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, index_home: Path) 
     from specrag.retrieval.version import open_version
     from specrag.types import Hit
 
-    folders = sorted((index_home / "collections").glob(f"{spec.name}.*"))
-    if not folders:
+    if folder is None:
         return {}
-    version = open_version(VersionStore(folders[-1]))
+    version = open_version(VersionStore(folder))
     if "colbert" not in version.searchers:
         return {}
     reranker = make_reranker("maxsim", None, version, HYBRID.maxsim_fusion)
@@ -275,11 +283,20 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--collections-dir", type=Path, default=REPO / ".cache" / "collections")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "relevance")
-    parser.add_argument("--index-home", type=Path, default=None, help="default <cache>/home")
+    parser.add_argument(
+        "--index-home",
+        type=Path,
+        action="append",
+        default=[],
+        help="bench_relevance's index homes (repeat; default <cache>/home)",
+    )
+    parser.add_argument("--collection-dir", action="append", default=[], metavar="NAME=DIR",
+                        help="bench_relevance's collection folder for NAME")  # fmt: skip
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "relevance_options")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    index_home = args.index_home or args.cache / "home"
+    homes = args.index_home or [args.cache / "home"]
+    existing = {k: Path(v) for k, v in (item.split("=", 1) for item in args.collection_dir)}
 
     wanted = br.collection_specs(args.collections.split(","), args.scifact, args.collections_dir)
     specs = [
@@ -350,7 +367,7 @@ def main() -> None:
 
     latency_rows = []
     for s in specs:
-        ms = maxsim_latency(s, cands[(s.name, "test")], index_home)
+        ms = maxsim_latency(s, cands[(s.name, "test")], version_folder(s.name, homes, existing))
         data.setdefault("maxsim_ms", {})[s.name] = ms
         for top in MAXSIM_TOPS if ms else ():
             name = f"{TODAY} + MaxSim top {top}"

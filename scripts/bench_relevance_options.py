@@ -21,8 +21,8 @@ replace, with a paired test over the queries (``bench_retrieval.paired_test``):
 
 And the **calibration transfer table** (point 4): today's default hybrid's fused scores
 (the top 100 per query, the depth the relevance stage sees whatever ``k``), a calibrator
-fitted on one collection's choosing split (or on the union of all of them) and applied to
-every collection's test split: expected calibration error (10 equal-width bins, over the
+fitted on one collection's choosing split (or on the union of all of them, or of all but the
+one it is applied to) and applied to every collection's test split: expected calibration error (10 equal-width bins, over the
 top 100 hits of every query, unjudged = not relevant) and the precision of the hits kept
 at ``min_relevance`` 0.5 (with how many are kept per query).
 
@@ -97,7 +97,7 @@ def prf_lists(spec: br.CollectionSpec, split: str, c: br.Candidates, home: Path,
     if path.exists():
         data = json.loads(path.read_text())
         if data["key"] == key:
-            return data["lists"], data["ms_per_query"]
+            return data["lists"]
     from specrag.retrieval import pipeline
     from specrag.retrieval.request import SearchRequest
 
@@ -106,12 +106,10 @@ def prf_lists(spec: br.CollectionSpec, split: str, c: br.Candidates, home: Path,
     texts = [c.queries[q] for q in c.query_ids]
     request = SearchRequest(query="-", k=min(br.CACHE_DEPTH, version.n_docs), retriever="bm25")
     plain = pipeline.search_batch(version, texts, request).hits
-    started = time.perf_counter()
     hits = pipeline.search_batch(
         version, texts, request.model_copy(update={"prf": PRF}),
         texts=lambda v, ids: [text_of[i] for i in ids],
     ).hits  # fmt: skip
-    ms = (time.perf_counter() - started) * 1000 / len(texts)
     # The same bm25 as bench_relevance's cached list (same builder and analyzer), so the
     # rows (corpus rows) and scores line up with the cached dense lists.
     for q, hs in zip(c.query_ids, plain, strict=True):
@@ -123,8 +121,30 @@ def prf_lists(spec: br.CollectionSpec, split: str, c: br.Candidates, home: Path,
         for q, hs in zip(c.query_ids, hits, strict=True)
     }  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "lists": lists, "ms_per_query": ms}))
-    return lists, ms
+    path.write_text(json.dumps({"key": key, "lists": lists}))
+    return lists
+
+
+def prf_latency(spec: br.CollectionSpec, c: br.Candidates, home: Path) -> dict[str, float]:
+    """Median ms per query of bm25 top 100 without and with PRF, one query per call (the
+    service's path, texts from memory here instead of the store)."""
+    from specrag.retrieval import pipeline
+    from specrag.retrieval.request import SearchRequest
+
+    version = bm25_version(spec, home)
+    text_of = {d.id: d.full_text() for d in read_corpus(spec.data)}
+    plain = SearchRequest(query="-", k=100, retriever="bm25")
+    out = {}
+    for name, request in (("bm25", plain), ("bm25 + PRF", plain.model_copy(update={"prf": PRF}))):
+        times = []
+        for q in c.query_ids:
+            t0 = time.perf_counter()
+            pipeline.search_batch(
+                version, [c.queries[q]], request, texts=lambda v, ids: [text_of[i] for i in ids]
+            )
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = float(np.median(times))
+    return out
 
 
 def with_bm25(c: br.Candidates, lists: dict) -> br.Candidates:
@@ -258,6 +278,24 @@ def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, folder: Path | Non
 # -- the run -------------------------------------------------------------------------------
 
 
+def verdicts(comparisons, paired: dict, specs) -> list[str]:
+    """One sentence per option: where it wins or loses significantly (p < 0.05)."""
+    out = []
+    for system, base in comparisons:
+        tests = {s.name: paired.get(f"{system} vs {base} on {s.name}") for s in specs}
+        tests = {n: t for n, t in tests.items() if t}
+        if not tests:
+            continue
+        wins = [n for n, t in tests.items() if t["mean_diff"] > 0 and t["p_ttest"] < 0.05]
+        losses = [n for n, t in tests.items() if t["mean_diff"] < 0 and t["p_ttest"] < 0.05]
+        ahead = sum(t["mean_diff"] > 0 for t in tests.values())
+        out.append(
+            f"*{system}* vs *{base}*: ahead on {ahead} of {len(tests)}; significantly better "
+            f"on {', '.join(wins) or 'none'}, worse on {', '.join(losses) or 'none'}."
+        )
+    return out
+
+
 class Scores:
     """Per-query metrics of each system on each collection's test split."""
 
@@ -311,11 +349,12 @@ def main() -> None:
         for split in (s.choose, "test")
     }
     scores = Scores()
-    prf_ms: dict[str, float] = {}
+    prf_ms: dict[str, dict[str, float]] = {}
     cal_fits: dict[str, dict[str, Calibrator]] = {}
     for s in specs:
         choose, test = cands[(s.name, s.choose)], cands[(s.name, "test")]
-        prf, prf_ms[s.name] = prf_lists(s, "test", test, args.work / "home", args.work)
+        prf = prf_lists(s, "test", test, args.work / "home", args.work)
+        prf_ms[s.name] = prf_latency(s, test, args.work / "home")
         prf_c = with_bm25(test, prf)
         kind_record = lambda k: {"retrievers": [{"kind": k}], "fusion": "none"}  # noqa: E731
         cal_fits[s.name] = {
@@ -397,18 +436,39 @@ def main() -> None:
     if len(specs) > 1:
         fitted["union"] = fit([runs[(s.name, s.choose)] for s in specs], hybrid_record)
     transfer, transfer_rows = {}, []
+    targets = {fit_on: specs for fit_on in fitted}
+    for s in specs if len(specs) > 2 else ():
+        others = [o for o in specs if o is not s]
+        name = "union of the others"
+        fitted[f"{name} ({s.name})"] = fit(
+            [runs[(o.name, o.choose)] for o in others], hybrid_record
+        )
+        targets[f"{name} ({s.name})"] = [s]
     for fit_on, cal in fitted.items():
-        for s in specs:
+        for s in targets[fit_on]:
             f = transfer_figures(cal, *runs[(s.name, "test")])
             transfer[f"{fit_on} -> {s.name}"] = f
             transfer_rows.append([fit_on, s.name, "yes" if fit_on == s.name else "",
                                   f["ece"], f["precision"], f["kept_per_query"], f["recall_kept"],
                                   f["base_rate"]])  # fmt: skip
     data["transfer"] = transfer
+    own = [transfer[f"{s.name} -> {s.name}"]["ece"] for s in specs]
+    cross = [f["ece"] for k, f in transfer.items() if k.split(" -> ")[0] in
+             {o.name for o in specs} - {k.split(" -> ")[1]}]  # fmt: skip
+    loo_union = [f["ece"] for k, f in transfer.items() if k.startswith("union of the others")]
+    transfer_note = (
+        f"Calibration transfer (ECE, lower is better): fitted on the same collection "
+        f"{min(own):.3f}-{max(own):.3f}; on another one {min(cross, default=0):.3f}-"
+        f"{max(cross, default=0):.3f}; on the union of the others "
+        f"{min(loo_union, default=0):.3f}-{max(loo_union, default=0):.3f}. "
+        "A calibration does not carry over to a collection whose share of relevant hits "
+        "differs: calibrate on the collection's own training queries."
+    )
     transfer_table = bench_results.table(
         "Calibration transfer: a calibrator of today's default hybrid (its fused scores, top "
-        f"{CAL_DEPTH} per query) fitted on one collection's choosing queries, or on the union "
-        "of all, applied to each collection's test queries: expected calibration error "
+        f"{CAL_DEPTH} per query) fitted on one collection's choosing queries, on the union "
+        "of all, or on the union of all but the one it is applied to, applied to each "
+        "collection's test queries: expected calibration error "
         f"({ECE_BINS} bins, over the top {CAL_DEPTH}), and at min_relevance {MIN_RELEVANCE}: "
         "precision of the kept hits, hits kept per query, share of the relevant hits in the "
         "top 100 that are kept; base rate = relevant share of the top 100",
@@ -424,10 +484,11 @@ def main() -> None:
         "MaxSim); PRF lists: a bm25 index built by this script, searched through "
         "`pipeline.search_batch` with the documents' texts (checked to give the cached bm25 "
         "top 100 without PRF).",
-        "Options stay opt-in unless they win on every collection: see the verdicts in "
-        "`docs/design.md` (Relevance options).",
-        "PRF search ms per query (both passes, batched): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in prf_ms.items())
+        transfer_note,
+        "Options stay opt-in unless they win on every collection (`docs/design.md`). "
+        + " ".join(verdicts(comparisons, data["paired"], specs)),
+        "bm25 ms per query (median, one query a call, top 100) without / with PRF: "
+        + ", ".join(f"{k} {v['bm25']:.1f} / {v['bm25 + PRF']:.1f}" for k, v in prf_ms.items())
         + f". Load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         "(1/5/15 min; 2 cores shared by several engineers: latencies are noisy).",
     ]

@@ -160,7 +160,9 @@ def test_a_calibration_refuses_another_pipelines_scores(service, pair, tmp_path)
         with pytest.raises(CalibrationMismatch, match="fitted on bm25, not on bm25:0.6"):
             service.search(pair, request)
         hybrid.unlink()
-        with pytest.raises(NotAvailable, match=r"no calibration .* \(it has: bm25, dense\)"):
+        with pytest.raises(
+            NotAvailable, match=r"min_relevance needs a calibration .* \(it has: bm25, dense\)"
+        ):
             service.search(pair, request)
         # Other fusion settings than the calibrated ones: refused by the record.
         hybrid.write_bytes(saved)
@@ -228,5 +230,8 @@ def test_calibrated_fusion_fuses_each_retrievers_probability(service, pair):
     with pytest.raises(SearchError, match="no bm25"):
         service.search(pair, SearchRequest(query=QUERY, retriever="dense", prf=PrfSpec()))
     # a retriever without a calibration of its own (bm25 with PRF): refused, naming it
-    with pytest.raises(NotAvailable, match=r"scores \(bm25-prf\) have no calibration"):
+    with pytest.raises(
+        NotAvailable,
+        match=r"fusion calibrated needs a calibration of this search's scores \(bm25-prf\)",
+    ):
         service.search(pair, request.model_copy(update={"prf": PrfSpec()}))

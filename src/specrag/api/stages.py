@@ -50,7 +50,7 @@ class StageBuilder:
         if spec is not None:
             stages.append(RerankStage(self._reranker(version, spec), spec.top_n, self.texts))
         if request.min_relevance is not None:
-            calibrator = self.checked_calibrator(version, request, request.k)
+            calibrator = self.checked_calibrator(version, request, request.k, "min_relevance")
             stages.append(RelevanceStage(calibrator, request.min_relevance))
         return stages
 
@@ -63,18 +63,20 @@ class StageBuilder:
         if the_plan.fusion != "calibrated":
             return {}
         return {
-            s.kind: self.checked_calibrator(version, pipeline.kind_request(request, s.kind))
+            s.kind: self.checked_calibrator(
+                version, pipeline.kind_request(request, s.kind), None, "fusion calibrated"
+            )
             for s in the_plan.specs
         }
 
     def checked_calibrator(
-        self, version: OpenVersion, request: SearchRequest, k: int | None = None
+        self, version: OpenVersion, request: SearchRequest, k: int | None, purpose: str
     ) -> Calibrator:
         """The calibration of ``request``'s scoring pipeline, checked against it (and
         ``k`` against its depth): a 4xx naming the command to run when there is none."""
         record = pipeline.scores_record(version, request, self.recipe)
         key = pipeline.calibration_key(record)
-        calibrator = self.calibrator(version, key)
+        calibrator = self.calibrator(version, key, purpose)
         calibrator.check_pipeline(record, k)
         return calibrator
 
@@ -92,8 +94,9 @@ class StageBuilder:
         docs = self.store.get_documents(version.manifest.get("collection"), doc_ids)
         return [docs[d].full_text() if d in docs else "" for d in doc_ids]
 
-    def calibrator(self, version: OpenVersion, key: str) -> Calibrator:
-        """The version's calibration of the scoring pipeline named ``key``."""
+    def calibrator(self, version: OpenVersion, key: str, purpose: str) -> Calibrator:
+        """The version's calibration of the scoring pipeline named ``key`` (``purpose``:
+        what needs it, for the error message)."""
 
         path = calibration_path(version.path, key)
 
@@ -108,7 +111,8 @@ class StageBuilder:
                 )
             fitted = sorted(p.stem for p in (version.path / "calibration").glob("*.json"))
             raise NotAvailable(
-                f"this search's scores ({key}) have no calibration in this index version"
+                f"{purpose} needs a calibration of this search's scores ({key}), and this "
+                "index version has none"
                 + (f" (it has: {', '.join(fitted)})" if fitted else "")
                 + ": run `specrag calibrate --collection NAME --queries FILE --qrels FILE` "
                 "with the same --retriever/--rerank settings"

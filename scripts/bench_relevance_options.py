@@ -5,21 +5,21 @@ replace, with a paired test over the queries (``bench_retrieval.paired_test``):
 
 - **bm25 RM3 PRF** (``"prf"``, ``retrieval/prf.py``; fb_docs 10, fb_terms 10,
   orig_weight 0.5, Anserini's defaults): alone against plain bm25, and in place of plain
-  bm25 inside today's default hybrid (convex z-score bm25 0.6 : dense 0.4, 100 each) and
-  inside plain RRF k=60. Lists come from a bm25 index built here through
+  bm25 inside the shipped default hybrid (``recipe.py`` HYBRID, read at run time: convex
+  min-max, equal weights, 1000 candidates each when measured) and inside plain RRF k=60. Lists come from a bm25 index built here through
   ``VersionStore`` (the kind's builder) and ``pipeline.search_batch`` with the documents'
   texts, as the service runs it.
 - **Calibrated fusion** (``fusion="calibrated"``): a calibrator per retriever
   (``fit_calibration``, bm25 alone and dense alone, their top 100) fitted on the
   collection's choosing queries; on the test queries each hit's score is the weighted mean
   of the two probabilities (``fusion.convex`` with ``normalization="none"``, what the
-  pipeline's calibrated fusion runs), equal weights and 0.6 : 0.4, against today's default.
-- **MaxSim rerank depth** 20 / 50 / 100 on top of today's default, from the cached raw
+  pipeline's calibrated fusion runs), equal weights and 0.6 : 0.4, against the shipped default (and RRF).
+- **MaxSim rerank depth** 20 / 50 / 100 on top of the shipped default, from the cached raw
   MaxSim of ``bench_relevance.py`` (the rerank's fusion, ``_maxsim_rerank``), against no
   rerank; its latency measured with the real reranker (``make_reranker`` over the colbert
   token store of a collection's version) per query.
 
-And the **calibration transfer table** (point 4): today's default hybrid's fused scores
+And the **calibration transfer table** (point 4): the shipped default hybrid's fused scores
 (the top 100 per query, the depth the relevance stage sees whatever ``k``), a calibrator
 fitted on one collection's choosing split (or on the union of all of them, or of all but the
 one it is applied to) and applied to every collection's test split: expected calibration error (10 equal-width bins, over the
@@ -70,9 +70,11 @@ CAL_DEPTH = 100
 MIN_RELEVANCE = 0.5
 ECE_BINS = 10
 MAXSIM_TOPS = (20, 50, 100)
-TODAY = br.TODAY  # convex z-score bm25 0.6 : dense 0.4, 100 candidates each
+#: The shipped default (``retrieval/recipe.py`` HYBRID) as a bench_relevance rule.
+TODAY = br.recipe_rule(HYBRID)
+_W_BM25 = HYBRID.weight("bm25") / (HYBRID.weight("bm25") + HYBRID.weight("dense"))
+TODAY_RULE = br.fused(HYBRID.fusion, HYBRID.depth, _W_BM25, HYBRID.normalization, HYBRID.rrf_k)
 RRF_PLAIN = br.RRF_PLAIN
-TODAY_RULE = br.fused("convex", 100, 0.6, "zscore")
 RRF_RULE = br.fused("rrf", 100)
 
 
@@ -219,12 +221,12 @@ def transfer_figures(cal: Calibrator, run: br.Run, qrels: dict) -> dict:
 
 
 def maxsim_at(top: int):
-    """Today's default, its top ``top`` reranked by MaxSim (the recipe's fusion)."""
+    """The shipped default, its top ``top`` reranked by MaxSim (the recipe's fusion)."""
 
     def run(c: br.Candidates) -> br.Run:
         out = {}
         for q, hits in TODAY_RULE(c).items():
-            lists = [c.pairs("bm25", q, 100), c.pairs("dense", q, 100)]
+            lists = [c.pairs("bm25", q, HYBRID.depth), c.pairs("dense", q, HYBRID.depth)]
             head = br._maxsim_rerank(c, q, hits[:top], lists, c.ids_of(q), HYBRID.maxsim_fusion)
             out[q] = head + hits[top:]
         return out
@@ -243,7 +245,7 @@ def version_folder(name: str, homes: list[Path], existing: dict[str, Path]) -> P
 
 def maxsim_latency(spec: br.CollectionSpec, c: br.Candidates, folder: Path | None) -> dict:
     """Per-query ms of the MaxSim rerank (query encoding + MaxSim over the token store) of
-    today's default top ``top`` hits, for each depth, and of the query encoding alone
+    the shipped default top ``top`` hits, for each depth, and of the query encoding alone
     (``encode``); medians over the test queries."""
     from specrag.indexing.versions import VersionStore
     from specrag.rerank import make_reranker
@@ -382,6 +384,7 @@ def main() -> None:
         (f"{RRF_PLAIN}, bm25 + PRF", RRF_PLAIN),
         ("calibrated 0.5:0.5", TODAY),
         ("calibrated 0.6:0.4", TODAY),
+        ("calibrated 0.5:0.5", RRF_PLAIN),
         *[(f"{TODAY} + MaxSim top {t}", TODAY) for t in MAXSIM_TOPS],
     ]
     rows, data = [], {"paired": {}, "prf_ms_per_query": prf_ms, "missing": missing}
@@ -421,11 +424,10 @@ def main() -> None:
         latency_rows,
     )  # fmt: skip
 
-    # Calibration transfer: today's default, fitted on one choosing split or the union.
+    # Calibration transfer: the shipped default, fitted on one choosing split or the union.
     hybrid_record = {
-        "retrievers": [{"kind": "bm25", "weight": 0.6, "k": None},
-                       {"kind": "dense", "weight": 0.4, "k": None}],
-        "fusion": "convex", "normalization": "zscore",
+        "retrievers": [{"kind": k, "weight": HYBRID.weight(k), "k": None} for k in ("bm25", "dense")],
+        "fusion": HYBRID.fusion, "normalization": HYBRID.normalization,
     }  # fmt: skip
     runs = {
         (s.name, split): (TODAY_RULE(cands[(s.name, split)]), cands[(s.name, split)].qrels)
@@ -465,7 +467,7 @@ def main() -> None:
         "differs: calibrate on the collection's own training queries."
     )
     transfer_table = bench_results.table(
-        "Calibration transfer: a calibrator of today's default hybrid (its fused scores, top "
+        "Calibration transfer: a calibrator of the shipped default hybrid (its fused scores, top "
         f"{CAL_DEPTH} per query) fitted on one collection's choosing queries, on the union "
         "of all, or on the union of all but the one it is applied to, applied to each "
         "collection's test queries: expected calibration error "

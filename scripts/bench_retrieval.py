@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 COLLECTION = "scifact"
 KINDS = ["bm25", "dense", "colbert"]
 MAXSIM = "hybrid + MaxSim rerank of the top 100 (opt-in)"
-HYBRID_ONLY = "hybrid, the default (convex z-score bm25 0.6 : dense 0.4)"
+HYBRID_ONLY = "hybrid, the default (retrieval/recipe.py HYBRID)"
 RRF = "RRF k=60, bm25 + dense 1:1"
 
 

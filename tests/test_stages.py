@@ -11,6 +11,7 @@ from specrag.api.service import CollectionService
 from specrag.errors import UserError
 from specrag.retrieval.calibration import CalibrationMismatch
 from specrag.retrieval.pipeline import NotAvailable, SearchError
+from specrag.retrieval.recipe import HYBRID
 from specrag.retrieval.request import PrfSpec, RerankSpec, SearchRequest
 from specrag.settings import Settings
 from tests.conftest import DEMO_CORPUS, DEMO_QRELS, DEMO_QUERIES
@@ -157,7 +158,7 @@ def test_a_calibration_refuses_another_pipelines_scores(service, pair, tmp_path)
     request = SearchRequest(query=QUERY, k=5, min_relevance=0.1)
     try:
         hybrid.write_bytes(calibration_path(version.path, "bm25").read_bytes())
-        with pytest.raises(CalibrationMismatch, match="fitted on bm25, not on bm25:0.6"):
+        with pytest.raises(CalibrationMismatch, match="fitted on bm25, not on bm25:1"):
             service.search(pair, request)
         hybrid.unlink()
         with pytest.raises(
@@ -166,8 +167,9 @@ def test_a_calibration_refuses_another_pipelines_scores(service, pair, tmp_path)
             service.search(pair, request)
         # Other fusion settings than the calibrated ones: refused by the record.
         hybrid.write_bytes(saved)
-        with pytest.raises(CalibrationMismatch, match="minmax"):
-            service.search(pair, request.model_copy(update={"normalization": "minmax"}))
+        other = "zscore" if HYBRID.normalization == "minmax" else "minmax"
+        with pytest.raises(CalibrationMismatch, match=f"normalization {HYBRID.normalization}"):
+            service.search(pair, request.model_copy(update={"normalization": other}))
         # the API's error table answers it 400 with the message
         from specrag.api.app import ERROR_STATUS
 
@@ -209,7 +211,8 @@ def test_calibrated_fusion_fuses_each_retrievers_probability(service, pair):
     from specrag.retrieval.request import RetrieverSpec
 
     weights = {"bm25": 0.6, "dense": 0.4}
-    specs = [RetrieverSpec(kind=k, weight=w) for k, w in weights.items()]
+    # 100 candidates each: the depth of the single-retriever searches that give the truth
+    specs = [RetrieverSpec(kind=k, weight=w, k=100) for k, w in weights.items()]
     request = SearchRequest(query=QUERY, k=20, retrievers=specs, fusion="calibrated")
     fused = service.search(pair, request).hits
     alone = {

@@ -14,7 +14,9 @@ class RetrieverSpec(BaseModel):
 
     kind: str = Field(description="Index kind, e.g. bm25, dense, splade, binary, colbert.")
     weight: float = Field(1.0, ge=0, description="Weight in the fusion.")
-    k: int | None = Field(None, ge=1, description="Candidates taken from it; default max(k, 100).")
+    k: int | None = Field(
+        None, ge=1, description="Candidates taken from it; default max(k, the recipe depth: 1000)."
+    )
 
 
 class RerankSpec(BaseModel):

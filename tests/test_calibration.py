@@ -9,6 +9,9 @@ from scipy.special import expit
 
 from specrag.retrieval.calibration import Calibrator, calibration_path, fit_calibration
 
+#: The scores_record of a plain dense search (retrieval/pipeline.py).
+DENSE = {"retrievers": [{"kind": "dense"}], "fusion": "none"}
+
 
 def true_probability(scores: np.ndarray) -> np.ndarray:
     """The known rule: relevance depends on the gap to the query's top score, not on the
@@ -34,7 +37,7 @@ def synthetic_run(n_queries: int, seed: int):
 @pytest.fixture(scope="module")
 def fitted():
     run, qrels, _ = synthetic_run(600, seed=0)
-    return fit_calibration(run, qrels, top_n=60)
+    return fit_calibration(run, qrels, top_n=60, pipeline=DENSE)
 
 
 def test_recovers_the_known_rule(fitted):
@@ -76,7 +79,7 @@ def test_bad_input_is_refused(fitted):
         fit_calibration({"a": [("d", 1.0)]}, {"b": {"d": 1}})
     with pytest.raises(ValueError, match="both"):
         fit_calibration({"a": [("d", 1.0), ("e", 0.5)]}, {"a": {"d": 1, "e": 1}})
-    with pytest.raises(ValueError, match="retriever"):
+    with pytest.raises(ValueError, match="calibration key"):
         calibration_path("v", "../x")
 
 
@@ -94,3 +97,27 @@ def test_apply_relevance_annotates_and_filters(fitted):
     assert len(apply_relevance(hits, fitted)) == len(hits)
     with pytest.raises(ValueError, match="min_relevance"):
         apply_relevance(hits, fitted, 1.5)
+
+
+def test_a_calibration_refuses_another_pipeline_and_a_k_beyond_its_depth(fitted):
+    from specrag.errors import UserError
+    from specrag.retrieval.calibration import CalibrationMismatch
+
+    fitted.check_pipeline(dict(DENSE), k=60)  # its own pipeline, k up to its depth
+    bm25 = {"retrievers": [{"kind": "bm25"}], "fusion": "none"}
+    with pytest.raises(CalibrationMismatch, match="fitted on dense, not on bm25"):
+        fitted.check_pipeline(bm25)
+    with pytest.raises(CalibrationMismatch, match="beyond the depth"):
+        fitted.check_pipeline(dict(DENSE), k=61)
+    assert issubclass(CalibrationMismatch, UserError)
+
+
+def test_a_file_without_the_pipeline_record_is_refused(fitted):
+    from specrag.errors import UserError
+
+    old = fitted.to_json() | {"format": 1}
+    del old["pipeline"]
+    with pytest.raises(UserError, match="re-run `specrag calibrate`"):
+        Calibrator.from_json(old)
+    with pytest.raises(ValueError, match="record of its pipeline"):
+        Calibrator(fitted.weights, fitted.bias, fitted.center, fitted.spread, 60).save("x.json")

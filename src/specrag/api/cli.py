@@ -114,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="the rerank of the searches to calibrate (default: the retriever's default pipeline)",
     )  # fmt: skip
     p.add_argument("--rerank-model", default=None, help="the reranker's model name or path")
+    p.add_argument(
+        "--fusion", choices=["rrf", "convex", "calibrated"], default=None,
+        help="the fusion of the searches to calibrate (default: the retriever's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--prf", default=None, metavar="JSON",
+        help='bm25 RM3 feedback of the searches, e.g. \'{"fb_docs": 10, "fb_terms": 10, '
+        '"orig_weight": 0.5}\' (a search with the same prf reads this calibration)',
+    )  # fmt: skip
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=100,
+        help="hits per query fitted on (100); searches may ask k up to it",
+    )
     p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("ask", help="answer a question from a collection's hits")
@@ -389,13 +404,17 @@ def cmd_eval(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from specrag.retrieval.request import RerankSpec, SearchRequest
+    from specrag.retrieval.request import PrfSpec, RerankSpec, SearchRequest
 
     queries, qrels, skipped = _judged(args)
-    request = SearchRequest(query="-", k=100, retriever=args.retriever)
+    fields: dict = {"query": "-", "k": args.depth, "retriever": args.retriever}
     if args.rerank:  # else the retriever's default pipeline, as a search request gets it
-        rerank = RerankSpec(method=args.rerank, model=args.rerank_model)
-        request = request.model_copy(update={"rerank": rerank})
+        fields["rerank"] = RerankSpec(method=args.rerank, model=args.rerank_model)
+    if args.fusion:
+        fields["fusion"] = args.fusion
+    if args.prf:
+        fields["prf"] = PrfSpec.model_validate_json(args.prf)
+    request = SearchRequest(**fields)
     service = _service()
     try:
         path, n = service.calibrate(args.collection, queries, qrels, request)
@@ -406,7 +425,10 @@ def cmd_calibrate(args) -> int:
         f"calibrated {args.retriever}{rerank} on {n} queries ({skipped} without judgments "
         f"skipped); written to {path}"
     )
-    print("search requests with the same retriever/rerank settings can now use min_relevance")
+    print(
+        "search requests with the same retriever/fusion/prf/rerank settings and k <= "
+        f"{args.depth} can now use min_relevance"
+    )
     return 0
 
 

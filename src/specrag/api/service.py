@@ -38,7 +38,7 @@ from specrag.api.schemas import (
     SearchHit,
     SearchResponse,
 )
-from specrag.api.stages import CALIBRATION_NAME, StageBuilder
+from specrag.api.stages import StageBuilder
 from specrag.cache import LRUCache
 from specrag.errors import UserError
 from specrag.faults import pause_point
@@ -747,8 +747,11 @@ class CollectionService:
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         filter_ms = _ms(t0)
         stages = self.stages.for_request(version, request)
+        calibrators = self.stages.fusion_calibrators(version, request)
         with self._holding(info.folder, version):
-            outcome = pipeline.search(version, request, allowed, stages)
+            outcome = pipeline.search(
+                version, request, allowed, stages, texts=self.stages.texts, calibrators=calibrators
+            )
         t0 = time.perf_counter()
         hits = self._hits_out(name, outcome.hits[0], request.include)
         timings = {"filter": filter_ms, **outcome.timings_ms, "fetch": _ms(t0)}
@@ -767,8 +770,12 @@ class CollectionService:
             self.check_model("rerank.model", request.rerank.model, version)
         allowed = self.allowed_mask(name, version, info.generation, request.filter)
         stages = self.stages.for_request(version, request)
+        calibrators = self.stages.fusion_calibrators(version, request)
         with self._holding(info.folder, version):
-            outcome = pipeline.search_batch(version, queries, request, allowed, stages)
+            outcome = pipeline.search_batch(
+                version, queries, request, allowed, stages,
+                texts=self.stages.texts, calibrators=calibrators,
+            )  # fmt: skip
         return version, outcome.hits
 
     def calibrate(
@@ -778,14 +785,18 @@ class CollectionService:
         qrels: dict[str, dict[str, int]],
         request: SearchRequest,
     ) -> tuple[str, int]:
-        """Fit the calibrator that ``min_relevance`` reads on training ``queries`` (qid ->
-        text) with ``qrels``, over the top ``request.k`` hits of ``request``'s pipeline, and
-        store it in the version searched. Returns (the file written, queries used)."""
+        """Fit the calibrator that ``min_relevance`` (and ``fusion="calibrated"``) reads on
+        training ``queries`` (qid -> text) with ``qrels``, over the top ``request.k`` hits
+        of ``request``'s pipeline (its depth), and store it in the version searched under
+        that pipeline's key, with its record. Returns (the file written, queries used)."""
+        if request.min_relevance is not None:
+            raise pipeline.SearchError("calibrate the scores themselves: leave min_relevance out")
         qids = list(queries)
         version, hits = self.search_batch(name, [queries[q] for q in qids], request)
         run = {q: [(h.doc_id, h.score) for h in hs] for q, hs in zip(qids, hits, strict=True)}
-        calibrator = fit_calibration(run, qrels, top_n=request.k)
-        path = calibration_path(version.path, CALIBRATION_NAME)
+        record = pipeline.scores_record(version, request, self.stages.recipe)
+        calibrator = fit_calibration(run, qrels, top_n=request.k, pipeline=record)
+        path = calibration_path(version.path, pipeline.calibration_key(record))
         calibrator.save(path)
         return str(path), len(qids)
 

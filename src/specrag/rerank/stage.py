@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from specrag.rerank.base import Reranker
+from specrag.retrieval.stages import TextSource
 from specrag.retrieval.version import OpenVersion
 from specrag.types import Hit
-
-#: texts(version, doc_ids) -> the documents' texts, in order ("" for a missing one).
-TextSource = Callable[[OpenVersion, list[str]], list[str]]
 
 
 class RerankStage:

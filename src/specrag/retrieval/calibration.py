@@ -12,7 +12,16 @@ list, fitted on training queries with qrels:
 Monotone in the score for a fixed query, by construction: every feature that moves with the
 score is oriented to grow with it and gets a non-negative weight (bounded L-BFGS in scipy),
 and ties share the lower rank. Saved as JSON (atomically) inside the version directory,
-``<version>/calibration/<retriever>.json``.
+``<version>/calibration/<key>.json``, one file per scoring pipeline (``pipeline.py``
+``calibration_key``: ``bm25``, ``dense``, ``bm25+dense-convex``, ``...-maxsim``).
+
+A probability must not depend on the request's ``k``, nor be read off another retriever's
+scores. So a calibrator records the pipeline whose scores it was fitted on (``pipeline``:
+retrievers, weights, fusion and its settings, PRF, rerank; ``pipeline.py``
+``scores_record``) and the candidate depth (``top_n``, the hits per query it was fitted
+on); it refuses scores of any other pipeline (``check_pipeline``), and the relevance stage
+sees the same ``top_n`` fused hits whatever ``k`` is, ``k`` being at most ``top_n``. Files
+written before the record (format 1) are refused with the advice to calibrate again.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from specrag.atomic import write_json_atomic
 from specrag.errors import UserError
 from specrag.types import Hit
 
-FORMAT = 1
+FORMAT = 2
+RECALIBRATE = "re-run `specrag calibrate` for this retriever"
 FEATURES = ("score", "minus_gap", "zscore", "minus_log_rank", "top", "mean", "std")
 #: Features that grow with the hit's score inside one query: their weights stay >= 0.
 MONOTONE = ("score", "minus_gap", "zscore", "minus_log_rank")
@@ -38,6 +48,11 @@ MONOTONE = ("score", "minus_gap", "zscore", "minus_log_rank")
 
 class CalibrationError(UserError, ValueError):
     """Training data a calibration cannot be fitted on, or a calibration file it cannot read."""
+
+
+class CalibrationMismatch(CalibrationError):
+    """A calibration asked to turn into probabilities the scores of a pipeline (retriever,
+    fusion, rerank, depth) it was not fitted on."""
 
 
 def query_features(scores: np.ndarray, top_n: int) -> np.ndarray:
@@ -69,7 +84,8 @@ def query_features(scores: np.ndarray, top_n: int) -> np.ndarray:
 @dataclass
 class Calibrator:
     """``predict(scores of one query) -> probabilities``; the scores must come from the
-    same retriever (and depth) the calibrator was fitted on."""
+    pipeline it was fitted on (``pipeline``, checked by ``check_pipeline``), its top
+    ``top_n`` hits per query."""
 
     weights: np.ndarray
     bias: float
@@ -77,6 +93,23 @@ class Calibrator:
     spread: np.ndarray
     top_n: int
     meta: dict = field(default_factory=dict)
+    #: The scoring pipeline the calibrator was fitted on (``pipeline.scores_record``).
+    pipeline: dict = field(default_factory=dict)
+
+    def check_pipeline(self, record: dict, k: int | None = None) -> None:
+        """Refuse scores of another pipeline than the fitted one, and a ``k`` beyond the
+        fitted depth (below it, hits have no calibrated probability)."""
+        if record != self.pipeline:
+            raise CalibrationMismatch(
+                f"the calibration was fitted on {describe_pipeline(self.pipeline)}, not on "
+                f"{describe_pipeline(record)}; calibrate this retriever with `specrag "
+                "calibrate` (its --retriever and --rerank settings)"
+            )
+        if k is not None and k > self.top_n:
+            raise CalibrationMismatch(
+                f"k={k} is beyond the depth the calibration was fitted on ({self.top_n} hits "
+                f"per query); ask k <= {self.top_n} or calibrate with --depth {k}"
+            )
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         x = (query_features(scores, self.top_n) - self.center) / self.spread
@@ -91,13 +124,21 @@ class Calibrator:
             "center": self.center.tolist(),
             "spread": self.spread.tolist(),
             "top_n": self.top_n,
+            "pipeline": self.pipeline,
             "meta": self.meta,
         }
 
     @classmethod
     def from_json(cls, obj: dict) -> Calibrator:
+        if obj.get("format") == 1 or (obj.get("format") == FORMAT and not obj.get("pipeline")):
+            raise CalibrationError(
+                "this calibration file was written without a record of the retriever it was "
+                f"fitted on, so it cannot be checked against a search's scores: {RECALIBRATE}"
+            )
         if obj.get("format") != FORMAT or obj.get("features") != list(FEATURES):
-            raise CalibrationError("calibration file has an unknown format or feature set")
+            raise CalibrationError(
+                f"calibration file has an unknown format or feature set: {RECALIBRATE}"
+            )
         return cls(
             np.asarray(obj["weights"], float),
             float(obj["bias"]),
@@ -105,9 +146,12 @@ class Calibrator:
             np.asarray(obj["spread"], float),
             int(obj["top_n"]),
             obj.get("meta", {}),
+            obj["pipeline"],
         )
 
     def save(self, path: Path) -> None:
+        if not self.pipeline:
+            raise ValueError("a calibration is saved with the record of its pipeline")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, self.to_json())
@@ -117,11 +161,31 @@ class Calibrator:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-def calibration_path(version_dir: Path, retriever: str) -> Path:
-    """Where a version keeps the calibrator of one retriever (a kind name or `hybrid`)."""
-    if not retriever or "/" in retriever or retriever.startswith("."):
-        raise ValueError(f"bad retriever name {retriever!r} for a calibration file")
-    return Path(version_dir) / "calibration" / f"{retriever}.json"
+def describe_pipeline(record: dict) -> str:
+    """A scoring pipeline in words, for error messages."""
+    if not record:
+        return "an unrecorded pipeline"
+    kinds = "+".join(
+        r["kind"] if "weight" not in r else f"{r['kind']}:{r['weight']:g}"
+        for r in record.get("retrievers", [])
+    )
+    words = [kinds]
+    if record.get("fusion", "none") != "none":
+        words.append(f"fused by {record['fusion']}")
+        words += [f"{key} {record[key]}" for key in ("normalization", "rrf_k") if key in record]
+    if record.get("prf"):
+        words.append(f"bm25 PRF {record['prf']}")
+    if record.get("rerank"):
+        words.append(f"reranked by {record['rerank'].get('method')}")
+    return ", ".join(words)
+
+
+def calibration_path(version_dir: Path, key: str) -> Path:
+    """Where a version keeps the calibrator of one scoring pipeline (``pipeline.py``
+    ``calibration_key``: a kind name, ``bm25+dense-convex``, ...)."""
+    if not key or "/" in key or key.startswith("."):
+        raise ValueError(f"bad calibration key {key!r} for a calibration file")
+    return Path(version_dir) / "calibration" / f"{key}.json"
 
 
 def fit_calibration(
@@ -129,10 +193,12 @@ def fit_calibration(
     qrels: dict[str, dict[str, int]],
     top_n: int = 100,
     l2: float = 1e-3,
+    pipeline: dict | None = None,
 ) -> Calibrator:
     """Fit on a run (qid -> [(doc_id, score)], the retriever's top hits per training query)
-    and qrels (qid -> {doc_id: grade}; grade > 0 is relevant). Queries without qrels are
-    skipped: unjudged is not the same as irrelevant for them."""
+    and qrels (qid -> {doc_id: grade}; grade > 0 is relevant), recording ``pipeline`` (the
+    ``scores_record`` of the search that made the run). Queries without qrels are skipped:
+    unjudged is not the same as irrelevant for them."""
     xs, ys = [], []
     for qid, hits in run.items():
         if qid not in qrels or not hits:
@@ -168,7 +234,9 @@ def fit_calibration(
         "positive_rate": float(y.mean()),
         "log_loss": float(result.fun),
     }
-    return Calibrator(result.x[:n_feat], float(result.x[n_feat]), center, spread, top_n, meta)
+    return Calibrator(
+        result.x[:n_feat], float(result.x[n_feat]), center, spread, top_n, meta, pipeline or {}
+    )
 
 
 def apply_relevance(
@@ -177,7 +245,8 @@ def apply_relevance(
     """Annotate each hit with ``scores["relevance"]`` (its probability) and, when
     ``min_relevance`` is given, keep only hits at or above it (order unchanged). Pass the
     query's whole candidate list (the depth the calibrator was fitted on, e.g. 100) *before*
-    cutting to k: the query's score statistics come from that list."""
+    cutting to k: the query's score statistics come from that list (the relevance stage
+    does this; the pipeline keeps ``top_n`` hits before it whatever ``k`` is)."""
     if min_relevance is not None and not 0.0 <= min_relevance <= 1.0:
         raise ValueError(f"min_relevance must be in [0, 1], got {min_relevance}")
     if not hits:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Normalization = Literal["minmax", "zscore"]
+Normalization = Literal["minmax", "zscore", "none"]
 
 #: The constant of Cormack et al. (SIGIR 2009); it damps the weight of the very top ranks.
 RRF_K = 60.0
@@ -45,8 +45,9 @@ def rrf(
 
 
 def normalize(scores: Sequence[float], normalization: Normalization) -> np.ndarray:
-    """Scale one list's scores. ``minmax`` maps to [0, 1]; ``zscore`` to mean 0, std 1. A
-    constant list carries no ranking information and maps to all zeros."""
+    """Scale one list's scores. ``minmax`` maps to [0, 1]; ``zscore`` to mean 0, std 1; a
+    constant list carries no ranking information and maps to all zeros. ``none`` keeps
+    scores already on one scale (calibrated probabilities)."""
     values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:
         return values
@@ -57,7 +58,9 @@ def normalize(scores: Sequence[float], normalization: Normalization) -> np.ndarr
         return (values - low) / (high - low) if high > low else np.zeros_like(values)
     if normalization == "zscore":
         return zscore(values)
-    raise ValueError(f"unknown normalization {normalization!r}; use minmax or zscore")
+    if normalization == "none":
+        return values
+    raise ValueError(f"unknown normalization {normalization!r}; use minmax, zscore or none")
 
 
 def zscore(scores: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -15,23 +15,31 @@ Which retrievers run (``plan``):
 
 Which rerank runs (``rerank_spec``): the request's, or for a hybrid request that does not
 mention ``rerank``, the recipe's default when the version has a late-interaction kind.
+
+Options that need more than the index are lent by the service: ``texts`` (documents' texts,
+for bm25 RM3 feedback, ``prf.py``) and ``calibrators`` (per-kind calibrations, for
+``fusion="calibrated"``: each retriever's probability of relevance is fused instead of its
+normalized score). ``scores_record`` says which pipeline made a request's scores: what a
+calibration records and is checked against (``calibration.py``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from specrag.errors import UserError
 from specrag.indexing.registry import searchable
+from specrag.retrieval.calibration import Calibrator
 from specrag.retrieval.fusion import convex, rrf
+from specrag.retrieval.prf import PRF_KIND, prf_search
 from specrag.retrieval.recipe import HYBRID, Recipe
 from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
-from specrag.retrieval.stages import Stage
+from specrag.retrieval.stages import Stage, TextSource
 from specrag.retrieval.version import OpenVersion
 from specrag.types import DocMask, Hit
 
@@ -90,7 +98,64 @@ def plan(version: OpenVersion, request: SearchRequest, recipe: Recipe = HYBRID) 
             )
     if len(specs) == 1:
         method = "none"
+    if request.prf is not None and PRF_KIND not in [s.kind for s in specs]:
+        raise SearchError(f"prf expands {PRF_KIND} queries: this search has no {PRF_KIND}")
     return Plan(specs, method, rrf_k, norm)
+
+
+def scores_record(version: OpenVersion, request: SearchRequest, recipe: Recipe = HYBRID) -> dict:
+    """Everything that makes ``request``'s final scores on ``version``, except the depth:
+    the retrievers (with weights and candidate depths when fused), the fusion and its
+    settings, bm25 PRF, the rerank and its fusion weights. A calibration records it and
+    is only applied to scores with the same record."""
+    the_plan = plan(version, request, recipe)
+    fused = the_plan.fusion != "none"
+    record: dict = {
+        "retrievers": [
+            {"kind": s.kind, "weight": s.weight, "k": s.k} if fused else {"kind": s.kind}
+            for s in the_plan.specs
+        ],
+        "fusion": the_plan.fusion,
+    }
+    if the_plan.fusion == "rrf":
+        record["rrf_k"] = the_plan.rrf_k
+    if the_plan.fusion == "convex":
+        record["normalization"] = the_plan.normalization
+    if request.prf is not None:
+        record["prf"] = request.prf.model_dump()
+    spec = rerank_spec(version, request, recipe)
+    if spec is not None:
+        record["rerank"] = spec.model_dump()
+        if spec.method == "maxsim":
+            record["rerank"]["fusion"] = dict(recipe.maxsim_fusion)
+    return record
+
+
+def calibration_key(record: dict) -> str:
+    """The file name of the calibration of a scoring pipeline (``scores_record``): the
+    kinds, then the fusion, ``prf`` and the rerank method, e.g. ``bm25``, ``bm25-prf``,
+    ``bm25+dense-convex``, ``bm25+dense-convex-maxsim``. Weights and depths are not in the
+    name; a calibration fitted with others is refused by its record."""
+    parts = ["+".join(r["kind"] for r in record["retrievers"])]
+    if record["fusion"] != "none":
+        parts.append(record["fusion"])
+    if "prf" in record:
+        parts.append("prf")
+    if "rerank" in record:
+        parts.append(record["rerank"]["method"])
+    return "-".join(parts)
+
+
+def kind_request(request: SearchRequest, kind: str) -> SearchRequest:
+    """The single-retriever search of ``kind`` inside ``request``'s fusion (its PRF when
+    the kind is bm25): what a per-kind calibration for ``fusion="calibrated"`` is fitted on."""
+    return SearchRequest(
+        query=request.query,
+        k=request.k,
+        retriever=kind,
+        prf=request.prf if kind == PRF_KIND else None,
+        rerank=None,
+    )
 
 
 def rerank_spec(
@@ -112,9 +177,29 @@ def search_batch(
     allowed: DocMask | None = None,
     stages: Sequence[Stage] = (),
     recipe: Recipe = HYBRID,
+    texts: TextSource | None = None,
+    calibrators: Mapping[str, Calibrator] | None = None,
 ) -> SearchOutcome:
-    """Run ``request`` (its settings; its ``query`` is ignored) for every query."""
+    """Run ``request`` (its settings; its ``query`` is ignored) for every query.
+    ``texts`` serve bm25 PRF; ``calibrators`` (kind -> calibration of that kind alone)
+    serve ``fusion="calibrated"``."""
     the_plan = plan(version, request, recipe)
+    calibrators = calibrators or {}
+    if the_plan.fusion == "calibrated":
+        missing = [s.kind for s in the_plan.specs if s.kind not in calibrators]
+        if missing:
+            raise NotAvailable(
+                "fusion calibrated needs a calibration of each fused retriever; missing: "
+                f"{', '.join(missing)} (run `specrag calibrate --retriever KIND` for each)"
+            )
+        short = [s.kind for s in the_plan.specs if s.k and s.k < calibrators[s.kind].top_n]
+        if short:
+            raise SearchError(
+                f"fusion calibrated: retrievers {short} give fewer candidates (k) than their "
+                "calibration's depth; leave their k out"
+            )
+    if request.prf is not None and texts is None:
+        raise NotAvailable("prf is not available here: it needs the documents' texts")
     names = {stage.name for stage in stages}
     if request.min_relevance is not None and "relevance" not in names:
         raise NotAvailable("min_relevance is not available here: it needs a calibrated collection")
@@ -139,18 +224,28 @@ def search_batch(
 
     per_kind: dict[str, list[list[Hit]]] = {}
     for spec in the_plan.specs:
-        # A fused kind gives its spec's k, else at least the recipe's depth and ``keep``.
-        depth = keep if the_plan.fusion == "none" else spec.k or max(recipe.depth, keep)
+        # A fused kind gives its spec's k, else at least the recipe's depth and ``keep``
+        # (and its calibration's depth when fused by calibrated relevance).
+        floor = calibrators[spec.kind].top_n if the_plan.fusion == "calibrated" else 0
+        depth = keep if the_plan.fusion == "none" else spec.k or max(recipe.depth, keep, floor)
         depth = min(depth, version.n_docs)
         t0 = time.perf_counter()
-        per_kind[spec.kind] = version.searchers[spec.kind].search(queries, depth, allowed)
+        searcher = version.searchers[spec.kind]
+        if request.prf is not None and spec.kind == PRF_KIND:
+            if not hasattr(searcher, "search_weighted"):
+                raise NotAvailable("prf is not available on this version's bm25 (sharded)")
+            per_kind[spec.kind] = prf_search(
+                searcher, queries, depth, allowed, request.prf, lambda ids: texts(version, ids)
+            )
+        else:
+            per_kind[spec.kind] = searcher.search(queries, depth, allowed)
         timings[spec.kind] = _ms(t0)
 
     t0 = time.perf_counter()
     if the_plan.fusion == "none":
         fused = per_kind[the_plan.specs[0].kind]
     else:
-        fused = [_fuse(version, the_plan, per_kind, qi) for qi in range(len(queries))]
+        fused = [_fuse(version, the_plan, per_kind, qi, calibrators) for qi in range(len(queries))]
         timings["fusion"] = _ms(t0)
     fused = [hits[:keep] for hits in fused]
 
@@ -173,13 +268,21 @@ def search(
     allowed: DocMask | None = None,
     stages: Sequence[Stage] = (),
     recipe: Recipe = HYBRID,
+    texts: TextSource | None = None,
+    calibrators: Mapping[str, Calibrator] | None = None,
 ) -> SearchOutcome:
     """One query: ``request.query``."""
-    return search_batch(version, [request.query], request, allowed, stages, recipe)
+    return search_batch(
+        version, [request.query], request, allowed, stages, recipe, texts, calibrators
+    )
 
 
 def _fuse(
-    version: OpenVersion, the_plan: Plan, per_kind: dict[str, list[list[Hit]]], qi: int
+    version: OpenVersion,
+    the_plan: Plan,
+    per_kind: dict[str, list[list[Hit]]],
+    qi: int,
+    calibrators: Mapping[str, Calibrator],
 ) -> list[Hit]:
     """Fuse one query's lists over internal rows, so ties go to the lower row."""
     raw: dict[int, dict[str, float]] = {}
@@ -198,8 +301,20 @@ def _fuse(
         )
     elif the_plan.fusion == "convex":
         ranked = convex(lists, weights, the_plan.normalization, tie_key=int)
+    elif the_plan.fusion == "calibrated":
+        # Each list's scores as its retriever's probabilities of relevance (its whole list:
+        # the calibration's query statistics), fused as they are: a weighted mean.
+        probabilities = []
+        for spec, pairs in zip(the_plan.specs, lists, strict=True):
+            scores = np.array([s for _, s in pairs], dtype=np.float64)
+            p = np.zeros(len(scores))  # a hit that cannot match (-inf): probability 0
+            finite = np.isfinite(scores)
+            if finite.any():
+                p[finite] = calibrators[spec.kind].predict(scores[finite])
+            probabilities.append(list(zip([row for row, _ in pairs], p.tolist(), strict=True)))
+        ranked = convex(probabilities, weights, "none", tie_key=int)
     else:
-        raise SearchError(f"unknown fusion {the_plan.fusion!r}; use rrf or convex")
+        raise SearchError(f"unknown fusion {the_plan.fusion!r}; use rrf, convex or calibrated")
     return [
         Hit(doc_id=str(version.doc_ids[row]), score=float(score), scores=dict(raw[row]))
         for row, score in ranked

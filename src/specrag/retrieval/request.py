@@ -27,6 +27,19 @@ class RerankSpec(BaseModel):
     top_n: int = Field(100, ge=1, description="How many fused hits go into the reranker.")
 
 
+class PrfSpec(BaseModel):
+    """RM3 pseudo-relevance feedback for the ``bm25`` retriever (``retrieval/prf.py``): the
+    query is expanded with the terms of its top documents and searched again."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    fb_docs: int = Field(10, ge=1, le=50, description="Top documents the terms come from.")
+    fb_terms: int = Field(10, ge=1, le=100, description="Expansion terms kept.")
+    orig_weight: float = Field(
+        0.5, ge=0, le=1, description="Weight of the original query (1: plain bm25)."
+    )
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -38,7 +51,12 @@ class SearchRequest(BaseModel):
         "Ignored when `retrievers` is given.",
     )
     retrievers: list[RetrieverSpec] | None = None
-    fusion: Literal["rrf", "convex"] = "rrf"
+    fusion: Literal["rrf", "convex", "calibrated"] = Field(
+        "rrf",
+        description="rrf, convex (normalized scores), or calibrated: each retriever's "
+        "calibrated probability of relevance (needs `specrag calibrate --retriever KIND` "
+        "for each fused kind).",
+    )
     rrf_k: float = Field(60.0, gt=0)
     normalization: Literal["minmax", "zscore"] = "minmax"
     filter: dict[str, Any] | None = Field(None, description="Mongo-like metadata filter.")
@@ -48,5 +66,8 @@ class SearchRequest(BaseModel):
         None,
         description="Omitted: the collection's default (for `hybrid`, MaxSim over the "
         "version's colbert token store when it has one). null: no rerank.",
+    )
+    prf: PrfSpec | None = Field(
+        None, description="RM3 pseudo-relevance feedback for the bm25 retriever; off if null."
     )
     include: list[Literal["text", "title", "metadata", "scores"]] = ["title", "scores"]

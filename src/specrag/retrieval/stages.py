@@ -7,10 +7,15 @@ Searcher, and composable in a list that the pipeline runs in order (PyTerrier's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from specrag.retrieval.version import OpenVersion
 from specrag.types import Hit
+
+#: texts(version, doc_ids) -> the documents' texts, in order ("" for a missing one): lent by
+#: the service (the store) to what needs texts (rerankers, bm25 PRF).
+TextSource = Callable[[OpenVersion, list[str]], list[str]]
 
 
 class Stage(Protocol):

@@ -14,6 +14,8 @@ from specrag.indexing.kinds.bm25.build import VOCAB_FILE
 from specrag.indexing.kinds.bm25.config import BM25Config
 from specrag.indexing.kinds.impact.index import ImpactIndex
 from specrag.indexing.kinds.impact.search import ImpactSearcher, QueryBatch
+from specrag.indexing.kinds.topk import check_k
+from specrag.types import DocMask, Hit
 
 
 class BM25Searcher(ImpactSearcher):
@@ -36,6 +38,24 @@ class BM25Searcher(ImpactSearcher):
             )
         vocab = json.loads((index_dir / VOCAB_FILE).read_text())
         return cls(index, doc_ids, config, vocab)
+
+    def analyze(self, text: str) -> list[str]:
+        """``text`` as the index's terms (the analyzer documents were indexed with)."""
+        return self._analyzer(text)
+
+    def search_weighted(
+        self, queries: list[dict[str, float]], k: int, allowed: DocMask | None = None
+    ) -> list[list[Hit]]:
+        """Search weighted queries (analyzed term -> weight >= 0), e.g. a PRF expansion;
+        terms the index does not know are dropped. ``{term: qtf}`` is plain bm25."""
+        check_k(k)
+        terms, weights = [], []
+        for query in queries:
+            known = [(self._term_of[t], w) for t, w in query.items() if t in self._term_of]
+            terms.append(np.array([t for t, _ in known], dtype=np.int64))
+            weights.append(np.array([w for _, w in known], dtype=np.float64))
+        batch = QueryBatch.from_lists(terms, weights, self.index.n_terms)
+        return self.search_encoded(batch, k, allowed)
 
     def prepare_queries(self, queries: list[str]) -> list[Counter]:
         """Each query's analyzed terms with their frequency in the query."""

@@ -201,6 +201,24 @@ def test_sharded_builds_share_the_encoding_store(tmp_path, monkeypatch):
     assert sum(encoded) == N_DENSE
 
 
+def test_a_shard_below_the_self_check_floor_is_not_activated(tmp_path):
+    from specrag.indexing.kinds.selfcheck import SelfCheckError
+
+    docs = demo_documents(160)
+    store = VersionStore(tmp_path / "c")
+    # Lists of ~13 documents per shard, one probed (test_selfcheck.py's broken IVF).
+    broken = {"dense": {"index": "ivf", "ivf_nlist": 6, "ivf_nprobe": 1}}
+    with pytest.raises(SelfCheckError, match=r"dense \(shard \d\): recall@10") as err:
+        build_sharded(store, docs, broken, 2, runner="inline")
+    [vid] = store.list()
+    assert vid in str(err.value) and store.current() is None
+    checks = [s["self_check"] for s in store.manifest(vid)["kinds"]["dense"]["stats"]["shards"]]
+    assert any(not c["passed"] for c in checks)
+    sound = {"dense": {"index": "ivf", "ivf_nlist": 4, "ivf_nprobe": 4}}
+    vid = build_sharded(store, docs, sound, 2, runner="inline")
+    assert store.current() == vid
+
+
 def test_fusion_and_rerank_see_the_merged_lists(hybrid_versions, n_shards=4):
     from specrag.indexing.encoders.tokens import TokenEncoder
     from specrag.rerank.maxsim import MaxSimReranker

@@ -25,7 +25,7 @@ SciFact once across runs and versions: the unsharded version, then S = 1, 2, 4 s
 The cost model (``scale_cost_model.py``) is computed from whatever figures the result holds.
 
 Run: python scripts/bench_scale.py build [--docs 5000] [--modes local,ray-1,ray-2]
-     python scripts/bench_scale.py search [--shards 1,2,4] [--repeat 3]
+     python scripts/bench_scale.py search [--shards 1,2,4] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ KINDS = {"bm25": {}, "dense": {"index": "flat"}}
 TINY_DOCS = 64
 COMMANDS = {
     "build": "python scripts/bench_scale.py build --docs 5000",
-    "search": "python scripts/bench_scale.py search --shards 1,2,4",
+    "search": "python scripts/bench_scale.py search --shards 1,2,4 --repeat 2",
 }
 
 
@@ -276,7 +276,7 @@ def main() -> None:
     s = sub.add_parser("search", help="sharded vs unsharded search")
     s.add_argument("--shards", default="1,2,4", type=lambda v: [int(x) for x in v.split(",")])
     s.add_argument("--k", type=int, default=10)
-    s.add_argument("--repeat", type=int, default=3, help="passes over the queries")
+    s.add_argument("--repeat", type=int, default=2, help="passes over the queries")
     for p in (b, s):
         p.add_argument("--data", type=Path, default=DEFAULT_DATA)
         p.add_argument("--results-dir", type=Path, default=bench_results.RESULTS)

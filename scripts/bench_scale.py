@@ -222,7 +222,7 @@ def cmd_search(args) -> None:
         layouts[f"S={n}"] = build(
             f"S={n}", build_sharded, store, docs, KINDS, n, runner="processes"
         )
-    tiny = build("tiny", store.build, docs[:TINY_DOCS], KINDS)
+    tiny = build(f"{TINY_DOCS} docs", store.build, docs[:TINY_DOCS], KINDS)
     encoded_after_first = sum(b["encoded"] for b in builds[1:])
     torch.set_num_threads(1)  # searches: one thread per shard (OMP and MKL likewise)
     versions = {name: open_version(store, vid) for name, vid in layouts.items()}

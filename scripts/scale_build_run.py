@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=5000)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--corpus", type=Path, default=SCIFACT)
+    parser.add_argument("--label", help="the run's name in the result (default: the mode)")
     args = parser.parse_args()
 
     import torch
@@ -48,7 +49,7 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix=f"build-{args.mode}-", dir=CACHE))
     store = VersionStore(home / "collection")
-    figures: dict = {"mode": args.mode, "docs": len(docs), "cores": args.cores}
+    figures: dict = {"mode": args.label or args.mode, "docs": len(docs), "cores": args.cores}
     load_before = os.getloadavg()
     try:
         if args.mode == "local":

@@ -77,7 +77,9 @@ def save(data: dict, results_dir: Path) -> None:
         "Past one machine: Ray builds, sharded search and a cost model (SciFact)",
         tables,
         notes=notes,
-        command=" && ".join(COMMANDS[p] for p in ("build", "search") if p in data),
+        command=" && ".join(
+            data[p].get("command", COMMANDS[p]) for p in ("build", "search") if p in data
+        ),
         order=35,
         data=data,
         out_dir=results_dir,
@@ -111,6 +113,8 @@ def cmd_build(args) -> None:
             sys.exit(f"{run['mode']} encoded {run['encoded']} of {run['docs']} documents")
     data = load_data(args.results_dir)
     data["build"] = {"runs": runs}
+    if args.runs_file:
+        data["build"]["command"] = args.runs_command or f"python {' '.join(sys.argv)}"
     save(data, args.results_dir)
 
 
@@ -273,6 +277,7 @@ def main() -> None:
     b.add_argument("--docs", type=int, default=5000)
     b.add_argument("--modes", default="local,ray-1,ray-2")
     b.add_argument("--runs-file", type=Path, help="JSON lines of runs already made")
+    b.add_argument("--runs-command", help="the commands that made them (for the result)")
     s = sub.add_parser("search", help="sharded vs unsharded search")
     s.add_argument("--shards", default="1,2,4", type=lambda v: [int(x) for x in v.split(",")])
     s.add_argument("--k", type=int, default=10)

@@ -198,9 +198,17 @@ def search_tables(search: dict) -> list[dict]:
 
 def search_note(search: dict) -> str:
     bad = sum(search["mismatches"].values())
+    reuse = (
+        "Every version read its encodings from the collection's store, which already held "
+        "SciFact when the first build ran (written earlier, same texts and space), so no "
+        "build encoded a document. "
+        if search["builds"][0]["encoded"] == 0
+        else f"MiniLM encoded SciFact once ({search['builds'][0]['layout']} build); the others "
+        "encoded nothing. "
+    )
     return (
         f"**Search** (measured): {bad} mismatching top-k lists over every kind, layout and "
-        f"k in (10, 100). The shards of one search run in threads on this machine's "
+        f"k in (10, 100). {reuse}The shards of one search run in threads on this machine's "
         "cores, which other processes share (load column): end-to-end latency here is "
         "the shards taking turns, while a cluster with a core per shard waits for the "
         "slowest one (the scatter-gather columns, which the model below uses)."

@@ -122,7 +122,7 @@ def encode_on_ray(
         },
         batch_size=options.batch_size,
         batch_format="numpy",
-        concurrency=options.concurrency,
+        compute=ray.data.ActorPoolStrategy(size=options.concurrency),
         num_cpus=options.cpus_per_actor,
         num_gpus=num_gpus,
     )

@@ -67,6 +67,21 @@ def test_ray_data_build_writes_the_local_version(cluster, tmp_path):
         assert [[h.doc_id for h in x] for x in ha] == [[h.doc_id for h in x] for x in hb]
 
 
+def test_ray_data_build_runs_the_self_check(cluster, tmp_path):
+    from specrag.indexing.kinds.selfcheck import SelfCheckError
+
+    docs = demo_documents(80)
+    store = VersionStore(tmp_path / "c")
+    options = RayOptions(batch_size=40, concurrency=1, num_gpus=0)
+    # test_selfcheck.py's broken IVF: lists of ~13 documents, one probed.
+    broken = {"dense": {"index": "ivf", "ivf_nlist": 6, "ivf_nprobe": 1}}
+    with pytest.raises(SelfCheckError, match="dense: recall@10"):
+        build_with_ray(store, docs, broken, options=options)
+    [vid] = store.list()
+    assert store.current() is None
+    assert not store.manifest(vid)["kinds"]["dense"]["stats"]["self_check"]["passed"]
+
+
 def test_shards_as_ray_tasks(cluster, tmp_path):
     docs = demo_documents(60)
     inline, tasks = VersionStore(tmp_path / "inline"), VersionStore(tmp_path / "tasks")

@@ -158,6 +158,67 @@ def test_dense_flat_sharded_equals_unsharded(hybrid_versions, n_shards):
             assert_same_ranking(got, want)
 
 
+def test_sharded_builds_share_the_encoding_store(tmp_path, monkeypatch):
+    from specrag.indexing.encodings import session
+    from specrag.indexing.encodings.gc import collect_garbage
+    from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE
+
+    docs = demo_documents(N_DENSE)
+    kinds = {"bm25": {}, "dense": {"index": "flat"}}
+    store = VersionStore(tmp_path / "c")
+    plain = store.build(docs, kinds)
+    encoded = []
+    real = session.encode_texts
+    monkeypatch.setattr(
+        session, "encode_texts", lambda space, texts, *a: encoded.append(len(texts)) or real(space, texts, *a)
+    )  # fmt: skip
+    sharded = build_sharded(store, docs, kinds, 2, runner="inline")
+    assert encoded == []  # after the unsharded build: nothing to encode
+    (stats,) = store.manifest(sharded)["encodings"].values()
+    assert (stats["encoded"], stats["reused"]) == (0, N_DENSE)
+    # The version refers to the stored encodings by collection row, as the unsharded one.
+    refs = sorted((store.path(plain) / "encodings").glob("*.npy"))
+    assert refs and [p.name for p in refs] == sorted(
+        p.name for p in (store.path(sharded) / "encodings").glob("*.npy")
+    )
+    for path in refs:
+        assert np.array_equal(np.load(path), np.load(store.path(sharded) / "encodings" / path.name))
+    # The shards' vectors are the stored ones, at their rows.
+    want = np.load(store.path(plain) / "dense" / EMBEDDINGS_FILE)
+    for s in range(2):
+        rows = np.load(shard_dir(store.path(sharded), s) / "rows.npy")
+        got = np.load(shard_dir(store.path(sharded), s) / "dense" / EMBEDDINGS_FILE)
+        assert np.array_equal(got, want[rows])
+    # A sharded build into a fresh store encodes every document (the counter can fail);
+    # garbage collection keeps what the sharded version refers to.
+    fresh = VersionStore(tmp_path / "fresh")
+    vid = build_sharded(fresh, docs, kinds, 4, runner="inline")
+    assert sum(encoded) == N_DENSE
+    (fresh_stats,) = fresh.manifest(vid)["encodings"].values()
+    assert (fresh_stats["encoded"], fresh_stats["reused"]) == (N_DENSE, 0)
+    assert collect_garbage(fresh.root)["docs_dropped"] == 0
+    fresh.build(docs, kinds)
+    assert sum(encoded) == N_DENSE
+
+
+def test_a_shard_below_the_self_check_floor_is_not_activated(tmp_path):
+    from specrag.indexing.kinds.selfcheck import SelfCheckError
+
+    docs = demo_documents(160)
+    store = VersionStore(tmp_path / "c")
+    # Lists of ~13 documents per shard, one probed (test_selfcheck.py's broken IVF).
+    broken = {"dense": {"index": "ivf", "ivf_nlist": 6, "ivf_nprobe": 1}}
+    with pytest.raises(SelfCheckError, match=r"dense \(shard \d\): recall@10") as err:
+        build_sharded(store, docs, broken, 2, runner="inline")
+    [vid] = store.list()
+    assert vid in str(err.value) and store.current() is None
+    checks = [s["self_check"] for s in store.manifest(vid)["kinds"]["dense"]["stats"]["shards"]]
+    assert any(not c["passed"] for c in checks)
+    sound = {"dense": {"index": "ivf", "ivf_nlist": 4, "ivf_nprobe": 4}}
+    vid = build_sharded(store, docs, sound, 2, runner="inline")
+    assert store.current() == vid
+
+
 def test_fusion_and_rerank_see_the_merged_lists(hybrid_versions, n_shards=4):
     from specrag.indexing.encoders.tokens import TokenEncoder
     from specrag.rerank.maxsim import MaxSimReranker

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     )
     ray_batch_size: int = Field(default=256, ge=1, description="Documents per encoder batch.")
     ray_concurrency: int = Field(default=2, ge=1, description="Encoder actors in the pool.")
+    ray_cpus_per_actor: int = Field(
+        default=1, ge=1, description="CPUs each encoder actor reserves (and its torch threads)."
+    )
     ray_num_gpus: float | None = Field(
         default=None,
         ge=0,

@@ -34,12 +34,15 @@ class RayOptions:
     """A build on Ray. ``address``: ``ray.init``'s (None: the cluster this process joined,
     else a new local one). ``batch_size``/``concurrency``: documents per encoder batch and
     encoder actors of the Ray Data pool; ``num_gpus``: GPUs per actor (None: 1 when the
-    cluster has GPUs, else 0)."""
+    cluster has GPUs, else 0); ``cpus_per_actor``: CPUs each actor reserves, and the torch
+    threads it encodes with (an encoder is compute-bound: actors x threads should not
+    exceed the cores, or they only take turns)."""
 
     address: str | None = None
     batch_size: int = 256
     concurrency: int = 2
     num_gpus: float | None = None
+    cpus_per_actor: int = 1
 
     @classmethod
     def from_settings(cls, settings: Any, address: str | None = None) -> RayOptions:
@@ -48,6 +51,7 @@ class RayOptions:
             batch_size=getattr(settings, "ray_batch_size", cls.batch_size),
             concurrency=getattr(settings, "ray_concurrency", cls.concurrency),
             num_gpus=getattr(settings, "ray_num_gpus", None),
+            cpus_per_actor=getattr(settings, "ray_cpus_per_actor", cls.cpus_per_actor),
         )
 
 

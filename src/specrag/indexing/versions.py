@@ -51,6 +51,22 @@ def new_manifest(version_id: str, n_docs: int, extra: dict[str, Any] | None) -> 
     }
 
 
+def plan_encodings(
+    store: EncodingStore, corpus: Corpus, kinds: dict[str, KindConfig]
+) -> BuildEncodings:
+    """The encodings a build of ``kinds`` over ``corpus`` reads from ``store``, merged per
+    space (every builder that encodes: local, and each shard of a sharded build)."""
+    return BuildEncodings(
+        store,
+        corpus,
+        {
+            name: get_kind(name).encodings(cfg)
+            for name, cfg in kinds.items()
+            if get_kind(name).encodings is not None
+        },
+    )
+
+
 class VersionStore:
     """The versions of one collection."""
 
@@ -100,15 +116,7 @@ class VersionStore:
             ids = np.array([doc.id for doc in corpus], dtype=object)
             if len(ids) == 0:
                 raise ValueError("cannot build an index over an empty collection")
-            session = BuildEncodings(
-                encodings,
-                corpus,
-                {
-                    name: get_kind(name).encodings(cfg)
-                    for name, cfg in parsed.items()
-                    if get_kind(name).encodings is not None
-                },
-            )
+            session = plan_encodings(encodings, corpus, parsed)
             session.prepare(progress)
             np.save(tmp / "ids.npy", ids.astype(str))
             manifest = new_manifest(version_id, len(ids), extra_manifest)

@@ -67,14 +67,20 @@ def record(recall: float, n_queries: int, floor: float, what: str) -> dict[str, 
 
 
 def failed_checks(manifest: dict[str, Any]) -> list[str]:
-    """One readable line per kind of ``manifest`` whose self-check failed."""
+    """One readable line per kind of ``manifest`` (and per shard, in a sharded version,
+    whose kinds list their shards' stats) whose self-check failed."""
     lines = []
     for name, entry in manifest.get("kinds", {}).items():
-        check = (entry.get("stats") or {}).get("self_check")
-        if check and not check.get("passed", True):
-            lines.append(
-                f"{name}: recall@{K} {check[f'recall_at_{K}']} of the {check['approximate']} "
-                f"against exact search on {check['queries']} sampled documents is below the "
-                f"floor {check['floor']} (self_check_floor)"
-            )
+        stats = entry.get("stats") or {}
+        checks = [(name, stats.get("self_check"))] + [
+            (f"{name} (shard {s})", (shard or {}).get("self_check"))
+            for s, shard in enumerate(stats.get("shards") or [])
+        ]
+        for what, check in checks:
+            if check and not check.get("passed", True):
+                lines.append(
+                    f"{what}: recall@{K} {check[f'recall_at_{K}']} of the "
+                    f"{check['approximate']} against exact search on {check['queries']} "
+                    f"sampled documents is below the floor {check['floor']} (self_check_floor)"
+                )
     return lines

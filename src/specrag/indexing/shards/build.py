@@ -4,6 +4,7 @@ BM25 statistics, then build each shard in parallel as a version of its own.
 ```
 versions/<id>/manifest.json        "shards": {count, routing, n_docs per shard, bm25 stats}
 versions/<id>/ids.npy              every id in corpus order (the collection's rows)
+versions/<id>/encodings/<space>.npy  the stored encodings the version refers to, by row
 versions/<id>/shards/<i>/          a complete version of the shard's documents:
                                    manifest.json  ids.npy  rows.npy  <kind>/...
 ```
@@ -17,6 +18,12 @@ documents into its work folder (driver), analyze (``bm25.analyze_shard``), large
 under the global statistics (``bm25.max_weight``), build every kind of the shard
 (:func:`build_shard`). Kinds without collection statistics (``dense``) only take part in
 the last round.
+
+Encoders read and write the collection's encoding store, as a local build's do: each
+shard task encodes only what the store lacks (in parallel, one chunk writer per task), so
+a sharded build after any other build of the same texts encodes nothing. The driver holds
+the store's lock shared for the whole build (garbage collection waits) and writes the
+version's references in collection row order, as an unsharded version has them.
 """
 
 from __future__ import annotations
@@ -32,12 +39,20 @@ from typing import Any
 import numpy as np
 
 from specrag.atomic import atomic_directory, write_json_atomic
+from specrag.indexing.encodings.gc import STORE_DIR
+from specrag.indexing.encodings.store import HASH_DTYPE, EncodingStore
 from specrag.indexing.kinds.base import KindConfig
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.shards import bm25 as sharded_bm25
 from specrag.indexing.shards.routing import ROUTING, ShardingError, check_shards, shard_of
 from specrag.indexing.shards.runners import Runner, make_runner
-from specrag.indexing.versions import MANIFEST_FORMAT, VersionStore, new_manifest, new_version_id
+from specrag.indexing.versions import (
+    MANIFEST_FORMAT,
+    VersionStore,
+    new_manifest,
+    new_version_id,
+    plan_encodings,
+)
 from specrag.types import Corpus, Document, Progress, no_progress
 
 #: Kinds a sharded collection may hold: their scores do not depend on which other
@@ -103,8 +118,9 @@ def build_sharded(
     started = time.time()
     own_runner = isinstance(runner, str)
     run: Runner = make_runner(runner, n_shards, ray_address) if own_runner else runner
+    encodings = EncodingStore(versions.root / STORE_DIR)
     try:
-        with atomic_directory(versions.path(version_id)) as tmp:
+        with encodings.lock(), atomic_directory(versions.path(version_id)) as tmp:
             work = tmp / WORK_DIR
             ids, rows, corpora = _spill(corpus, n_shards, work, progress)
             np.save(tmp / "ids.npy", np.array(ids, dtype=str))
@@ -116,13 +132,15 @@ def build_sharded(
                     run, parsed["bm25"], corpora, live, work, progress
                 )
             tasks = [
-                (s, shard_dir(tmp, s), corpora[s], parsed, work / f"{s}", bm25_args.get(s))
+                (s, shard_dir(tmp, s), corpora[s], parsed, work / f"{s}", bm25_args.get(s),
+                 encodings.root)
                 for s in range(n_shards)
-            ]
+            ]  # fmt: skip
             progress(0, n_shards, "shards: build", "shard")
             results = run.map(build_shard, tasks)
             for s in range(n_shards):
                 np.save(shard_dir(tmp, s) / ROWS_FILE, rows[s])
+            _write_references(tmp, rows, len(ids))
             progress(n_shards, n_shards, "shards: build", "shard")
             shutil.rmtree(work)
             manifest = _manifest(version_id, ids, parsed, results, stats_of_bm25, extra_manifest)
@@ -198,9 +216,12 @@ def build_shard(
     kinds: dict[str, KindConfig],
     work: Path,
     bm25_args: tuple | None,
+    encodings_root: Path | None = None,
 ) -> dict[str, Any]:
     """Round 3, one task: the shard's own version folder (every kind; bm25 with the global
-    statistics). A shard with no documents holds no kind. Returns its manifest."""
+    statistics; encoders through the encoding store at ``encodings_root`` when given,
+    else a scratch store of the builder's). A shard with no documents holds no kind.
+    Returns its manifest."""
     started = time.time()
     out = Path(out)
     out.mkdir(parents=True)
@@ -212,22 +233,53 @@ def build_shard(
         "n_docs": len(ids),
         "kinds": {},
     }
-    for name, config in kinds.items() if ids else ():
-        kind_started = time.time()
-        (out / name).mkdir()
-        if name == "bm25":
-            assert bm25_args is not None
-            stats = sharded_bm25.write_bm25_shard(work, out / name, config, *bm25_args)
-        else:
-            stats = get_kind(name).build(corpus, out / name, config, no_progress)
-        manifest["kinds"][name] = {
-            "config": config.model_dump(),
-            "stats": stats or {},
-            "build_seconds": round(time.time() - kind_started, 3),
-        }
+    session = None
+    if ids and encodings_root is not None:
+        session = plan_encodings(EncodingStore(Path(encodings_root)), corpus, kinds)
+        session.prepare()
+        manifest["encodings"] = session.stats()
+    with session.active() if session is not None else contextlib.nullcontext():
+        for name, config in kinds.items() if ids else ():
+            kind_started = time.time()
+            (out / name).mkdir()
+            if name == "bm25":
+                assert bm25_args is not None
+                stats = sharded_bm25.write_bm25_shard(work, out / name, config, *bm25_args)
+            else:
+                stats = get_kind(name).build(corpus, out / name, config, no_progress)
+            manifest["kinds"][name] = {
+                "config": config.model_dump(),
+                "stats": stats or {},
+                "build_seconds": round(time.time() - kind_started, 3),
+            }
+    if session is not None:
+        session.write_references(out / STORE_DIR)
     manifest["build_seconds"] = round(time.time() - started, 3)
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
+
+
+def _write_references(version_dir: Path, rows: list[np.ndarray], n_docs: int) -> None:
+    """The version's references to stored encodings (``<space>.npy``, collection row
+    order: what garbage collection keeps and a refresh compares against), from its
+    shards' (shard row order)."""
+    spaces = sorted(
+        {
+            p.name
+            for s in range(len(rows))
+            for p in (shard_dir(version_dir, s) / STORE_DIR).glob("*.npy")
+        }
+    )
+    if not spaces:
+        return
+    (version_dir / STORE_DIR).mkdir()
+    for name in spaces:
+        hashes = np.zeros(n_docs, HASH_DTYPE)
+        for s, shard_rows in enumerate(rows):
+            path = shard_dir(version_dir, s) / STORE_DIR / name
+            if path.exists():
+                hashes[shard_rows] = np.load(path)
+        np.save(version_dir / STORE_DIR / name, hashes)
 
 
 def _manifest(version_id, ids, parsed, shard_manifests, bm25_stats, extra) -> dict[str, Any]:
@@ -251,4 +303,13 @@ def _manifest(version_id, ids, parsed, shard_manifests, bm25_stats, extra) -> di
     }
     manifest = new_manifest(version_id, len(ids), {"shards": shards, **(extra or {})})
     manifest["kinds"] = kinds
+    encoded: dict[str, Any] = {}
+    for m in shard_manifests:
+        for key, stats in m.get("encodings", {}).items():
+            total = encoded.setdefault(key, {**stats, "encoded": 0, "reused": 0, "seconds": 0.0})
+            total["encoded"] += stats["encoded"]
+            total["reused"] += stats["reused"]
+            total["seconds"] = max(total["seconds"], stats["seconds"])
+    if encoded:
+        manifest["encodings"] = encoded
     return manifest

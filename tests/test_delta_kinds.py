@@ -29,6 +29,8 @@ from specrag.indexing.kinds.bm25.config import BM25Config
 from specrag.indexing.kinds.colbert.build import open_token_store
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval.live import with_delta
+from specrag.retrieval.prf import prf_search
+from specrag.retrieval.request import PrfSpec
 from specrag.retrieval.version import open_version
 from specrag.types import Document
 from tests.conftest import demo_documents, demo_queries
@@ -259,3 +261,20 @@ def test_splade_delta_scores_with_the_base_scale(tmp_path):
         hits = searcher.search([queries[qi]], view.n_docs)[0]
         rows = np.flatnonzero(np.isfinite(got[qi]))
         assert {h.doc_id for h in hits} == set(view.doc_ids[rows].tolist())
+
+
+def test_prf_searches_base_and_delta(live):
+    """RM3 over a live view reaches the delta: with ``orig_weight=1`` it is plain bm25
+    over base + delta (which the tests above hold to brute force), and the rewritten
+    document (its new words are in the delta only) is the expanded search's first hit."""
+    view = live["view"].searchers["bm25"]
+    text_of = {d.id: d.full_text() for d in live["final"]}
+    texts = lambda ids: [text_of[i] for i in ids]  # noqa: E731
+    queries = [NEW_TEXT, live["final"][0].text[:80]]
+    plain = view.search(queries, 10)
+    same = prf_search(view, queries, 10, None, PrfSpec(orig_weight=1.0), texts)
+    assert [[h.doc_id for h in hits] for hits in same] == [
+        [h.doc_id for h in hits] for hits in plain
+    ]
+    expanded = prf_search(view, queries, 10, None, PrfSpec(), texts)
+    assert expanded[0][0].doc_id == live["rewritten"].id

@@ -207,10 +207,20 @@ class SegmentedImpactSearcher(_Segmented):
 
     def search(self, queries: list[str], k: int, allowed: DocMask | None = None) -> list[list[Hit]]:
         check_k(k)
-        base_mask, delta_mask = self.masks(allowed)
         prepared = self.base.prepare_queries(queries)  # analyzed or encoded once
-        base = _impact_rows(self.base, self.base.encode_prepared(prepared), k, base_mask)
-        delta = _impact_rows(self.delta, self.delta.encode_prepared(prepared), k, delta_mask)
+        return self._search(lambda s: s.encode_prepared(prepared), k, allowed)
+
+    def search_weighted(
+        self, queries: list[dict[str, float]], k: int, allowed: DocMask | None = None
+    ) -> list[list[Hit]]:
+        """bm25's weighted queries (a PRF expansion) over base and delta."""
+        check_k(k)
+        return self._search(lambda s: s.encode_weighted(queries), k, allowed)
+
+    def _search(self, encode, k: int, allowed: DocMask | None) -> list[list[Hit]]:
+        base_mask, delta_mask = self.masks(allowed)
+        base = _impact_rows(self.base, encode(self.base), k, base_mask)
+        delta = _impact_rows(self.delta, encode(self.delta), k, delta_mask)
         return [
             self.hits(*merge([b, (d_rows + self.n_base, d_scores)], k))
             for b, (d_rows, d_scores) in zip(base, delta, strict=True)

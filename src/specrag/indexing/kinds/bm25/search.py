@@ -49,13 +49,17 @@ class BM25Searcher(ImpactSearcher):
         """Search weighted queries (analyzed term -> weight >= 0), e.g. a PRF expansion;
         terms the index does not know are dropped. ``{term: qtf}`` is plain bm25."""
         check_k(k)
+        return self.search_encoded(self.encode_weighted(queries), k, allowed)
+
+    def encode_weighted(self, queries: list[dict[str, float]]) -> QueryBatch:
+        """Weighted queries as this index's term ids (a live view maps one expansion to
+        the base's and the delta's vocabularies)."""
         terms, weights = [], []
         for query in queries:
             known = [(self._term_of[t], w) for t, w in query.items() if t in self._term_of]
             terms.append(np.array([t for t, _ in known], dtype=np.int64))
             weights.append(np.array([w for _, w in known], dtype=np.float64))
-        batch = QueryBatch.from_lists(terms, weights, self.index.n_terms)
-        return self.search_encoded(batch, k, allowed)
+        return QueryBatch.from_lists(terms, weights, self.index.n_terms)
 
     def prepare_queries(self, queries: list[str]) -> list[Counter]:
         """Each query's analyzed terms with their frequency in the query."""

@@ -55,6 +55,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_json_in_tree(path: Path, obj: Any) -> None:
+    """Write ``obj`` as ``write_json_atomic`` does, but plainly: for a file inside an
+    ``atomic_directory`` (its ``fsync_tree`` makes it durable before the rename, so a
+    temporary name, an fsync and a directory fsync of its own would be spent twice)."""
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
 @contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a hidden temporary directory beside ``final``; on success fsync it and

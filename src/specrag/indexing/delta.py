@@ -38,19 +38,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from specrag.atomic import atomic_directory, write_json_in_tree, write_text_atomic
 from specrag.errors import UserError
 from specrag.indexing.encodings.gc import STORE_DIR
 from specrag.indexing.encodings.session import (
     BuildEncodings,
     EncodingNeed,
     encodings_for,
-    text_hashes,
 )
 from specrag.indexing.encodings.spaces import EncodingSpace
 from specrag.indexing.encodings.store import EncodingStore
@@ -122,15 +122,13 @@ def build_delta(
             "it has no kind with an encoder (dense, splade, binary, colbert) to compare texts "
             "with): run a full build"
         )
-    space, base_hashes = refs
-    base_ids = np.load(base_dir / "ids.npy").tolist()
-    base_hash = dict(zip(base_ids, base_hashes.tolist(), strict=True))
-    hashes = text_hashes(corpus, space)
-    pending = [
-        doc for doc, h in zip(corpus, hashes.tolist(), strict=True) if base_hash.get(doc.id) != h
-    ]
-    pending_ids = {doc.id for doc in pending}
-    superseded = np.array([r for r, i in enumerate(base_ids) if i in pending_ids], np.int64)
+    space, base_hash, base_row = refs
+    # One pass over the snapshot (it pages through the database): hash each text and
+    # keep the documents whose hash differs from the base's.
+    pending = [doc for doc in corpus if base_hash.get(doc.id) != space.text_hash(doc.full_text())]
+    superseded = np.array(
+        sorted(base_row[doc.id] for doc in pending if doc.id in base_row), np.int64
+    )
     encodings = EncodingStore(versions.root / STORE_DIR)
     delta_id = new_version_id()
     with encodings.lock(), atomic_directory(delta_dir(versions, delta_id)) as tmp:
@@ -165,21 +163,43 @@ def build_delta(
             "parts": parts,
             **stats,
         }
-        write_json_atomic(tmp / "manifest.json", delta_manifest)
+        write_json_in_tree(tmp / "manifest.json", delta_manifest)  # fsynced with the folder
     write_text_atomic(versions.root / DELTA_FILE, f"{delta_id} {base}\n")
     _remove_other_deltas(versions, keep=delta_id)
     return delta_manifest
 
 
-def _base_hashes(
-    base_dir: Path, needs: list[EncodingNeed]
-) -> tuple[EncodingSpace, np.ndarray] | None:
+BaseHashes = tuple[EncodingSpace, dict[str, bytes], dict[str, int]]
+#: (base folder, space key) -> (id -> text hash, id -> row) of a version: a version's
+#: files never change once written, so every refresh over it reuses them (a few kept).
+_BASE_CACHE: dict[tuple[str, str], tuple[dict[str, bytes], dict[str, int]]] = {}
+_BASE_CACHE_SIZE = 4
+_BASE_CACHE_LOCK = threading.Lock()
+
+
+def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None:
     """The first encoding space of ``needs`` whose text hashes the base version stored
-    (row order), with those hashes: what pending documents are found by."""
+    (row order), with the base's id -> hash and id -> row maps: what pending documents
+    and superseded rows are found by."""
     for need in needs:
         refs = base_dir / STORE_DIR / f"{need.space.key}.npy"
+        key = (str(base_dir.resolve()), need.space.key)
+        with _BASE_CACHE_LOCK:
+            cached = _BASE_CACHE.get(key)
+        if cached is not None and refs.exists():
+            return need.space, *cached
         if refs.exists():
-            return need.space, np.load(refs)
+            base_ids = np.load(base_dir / "ids.npy").tolist()
+            hashes = np.load(refs).tolist()
+            maps = (
+                dict(zip(base_ids, hashes, strict=True)),
+                {doc_id: row for row, doc_id in enumerate(base_ids)},
+            )
+            with _BASE_CACHE_LOCK:
+                while len(_BASE_CACHE) >= _BASE_CACHE_SIZE:
+                    _BASE_CACHE.pop(next(iter(_BASE_CACHE)))
+                _BASE_CACHE[key] = maps
+            return need.space, *maps
     return None
 
 

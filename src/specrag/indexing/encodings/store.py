@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from specrag.atomic import atomic_directory, write_json_atomic
+from specrag.atomic import atomic_directory, write_json_atomic, write_json_in_tree
 from specrag.indexing.encodings.spaces import FIELDS, EncodingSpace
 
 HASH_DTYPE = np.dtype("S64")
@@ -203,7 +203,7 @@ class SpaceStore:
                 lengths = np.array([len(a) for a in arrays], np.int64)
                 np.save(tmp / f"{field}.offsets.npy", np.r_[0, np.cumsum(lengths)])
                 np.save(tmp / f"{field}.npy", np.concatenate(arrays))
-            write_json_atomic(
+            write_json_in_tree(
                 tmp / "meta.json", {"fields": sorted(outputs), "n": n, "extra": extra or {}}
             )
         return name

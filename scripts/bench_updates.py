@@ -110,11 +110,17 @@ def row(label: str, seconds: float, cpu: float, encoded: int, reused: int, encod
             round(kinds_s, 2)]  # fmt: skip
 
 
-def build_row(label: str, versions: VersionStore, docs, loads) -> list:
+def build_row(label: str, versions: VersionStore, docs, loads, kinds_log=None) -> list:
     seconds, cpu, vid = timed(label, loads, lambda: versions.build(docs, KINDS))
     manifest = versions.manifest(vid)
     (enc,) = manifest["encodings"].values()
     kinds_s = sum(k["build_seconds"] for k in manifest["kinds"].values())
+    if kinds_log is not None:  # per kind: builder seconds, and colbert's codebook
+        kinds_log[label] = {
+            name: {"seconds": k["build_seconds"], **({"codebook": k["stats"]["codebook"]}
+                   if "codebook" in k["stats"] else {})}
+            for name, k in manifest["kinds"].items()
+        }  # fmt: skip
     return row(label, seconds, cpu, enc["encoded"], enc["reused"], enc["seconds"], kinds_s)
 
 
@@ -254,6 +260,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--builds-only",
+        action="store_true",
+        help="only the full build and the rebuilds (skip the raw encoder passes)",
+    )
     parser.add_argument("--live", action="store_true", help="live collection over REST")
     parser.add_argument("--base", type=int, default=900, help="live: documents built first")
     parser.add_argument("--ingest", type=int, default=400, help="live: documents ingested")
@@ -272,32 +283,38 @@ def main() -> int:
     args.limit = args.limit or 1000
     docs = load(args.corpus, args.limit)
     texts = [d.full_text() for d in docs]
-    model = load_model(MODEL)
-    model.encode(texts[:8])  # load and warm up outside the timings
-    tokens = TokenEncoder(MODEL, batch_size=32)
     loads: list[str] = []
     rows: list[list] = []
+    if not args.builds_only:
+        model = load_model(MODEL)
+        model.encode(texts[:8])  # load and warm up outside the timings
+        tokens = TokenEncoder(MODEL, batch_size=32)
+        wall, cpu, _ = timed(
+            "raw encode", loads, lambda: model.encode(texts, batch_size=args.batch_size)
+        )
+        rows.append(
+            row("SentenceTransformer.encode (pooled only)", wall, cpu, len(docs), 0, wall, 0)
+        )
+        wall, cpu, _ = timed("raw tokens", loads, lambda: tokens.encode_documents(texts))
+        rows.append(
+            row("TokenEncoder.encode_documents (tokens only)", wall, cpu, len(docs), 0, wall, 0)
+        )
 
-    wall, cpu, _ = timed(
-        "raw encode", loads, lambda: model.encode(texts, batch_size=args.batch_size)
-    )
-    rows.append(row("SentenceTransformer.encode (pooled only)", wall, cpu, len(docs), 0, wall, 0))
-    wall, cpu, _ = timed("raw tokens", loads, lambda: tokens.encode_documents(texts))
-    rows.append(
-        row("TokenEncoder.encode_documents (tokens only)", wall, cpu, len(docs), 0, wall, 0)
-    )
-
+    kinds_log: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-updates-") as root:
         versions = VersionStore(Path(root))
-        rows.append(build_row("full build, dense + binary + colbert", versions, docs, loads))
+        full_label = "full build, dense + binary + colbert"
+        rows.append(build_row(full_label, versions, docs, loads, kinds_log))
         revised, n_changed = revise(docs, args.changed)
-        rows.append(
-            build_row(f"rebuild after {n_changed} documents changed", versions, revised, loads)
-        )
-        rows.append(build_row("rebuild, nothing changed", versions, revised, loads))
+        one_label = f"rebuild after {n_changed} documents changed"
+        rows.append(build_row(one_label, versions, revised, loads, kinds_log))
+        rows.append(build_row("rebuild, nothing changed", versions, revised, loads, kinds_log))
         store_bytes = sum(
             p.stat().st_size for p in (Path(root) / "encodings").rglob("*") if p.is_file()
         )
+    full_row, one_row = rows[-3], rows[-2]
+    ratio = {"wall": round(one_row[2] / full_row[2], 4), "cpu": round(one_row[1] / full_row[1], 4)}
+    print(f"rebuild / full build: wall {ratio['wall']:.1%}, CPU {ratio['cpu']:.1%}")
 
     for line in rows:
         print(" | ".join(str(c) for c in line))
@@ -307,14 +324,16 @@ def main() -> int:
     from live_updates import LIVE
 
     live_tables, live_notes, _ = kept(LIVE, own=False)
-    data.update({"n_docs": len(docs), "changed": n_changed, "store_bytes": store_bytes})
+    data.update({"n_docs": len(docs), "changed": n_changed, "store_bytes": store_bytes,
+                 "rebuild_ratio": ratio, "kinds": kinds_log})  # fmt: skip
     write_result(
         "updates",
         "Updates: the encoding store",
         [
             table(
                 f"SciFact, first {len(docs)} documents, MiniLM on CPU, {args.threads} torch "
-                "thread(s); each step run once",
+                "thread(s); each step run once"
+                + (" (builds only: the raw encoder passes not run)" if args.builds_only else ""),
                 [
                     "step",
                     "CPU s",
@@ -336,8 +355,17 @@ def main() -> int:
             "same pass. Before the encoding store the build encoded twice (dense's pass, "
             "reused by binary, plus colbert's): about the sum of the two raw rows.",
             "A rebuild encodes only the documents whose text changed; the rest of its time "
-            "is the kinds' builders (colbert's k-means and compression, faiss), which still "
-            "rebuild over all documents (delta segments are the next step of issue #14).",
+            "is the kinds' builders. colbert keeps the previous version's codebook when under "
+            "10% of the documents changed (reuse_codebook_below): no k-means, unchanged "
+            "documents' codes copied, only changed ones compressed; dense and binary still "
+            "rebuild their faiss indexes over all documents. Rebuild after "
+            f"{n_changed} changed / full build: {ratio['wall']:.1%} of the wall time, "
+            f"{ratio['cpu']:.1%} of the CPU time. Per kind (builder s): "
+            + "; ".join(
+                f"{label}: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in kinds.items())
+                for label, kinds in kinds_log.items()
+            )
+            + ".",
             f"Encoding store size after the three builds: {store_bytes / 1e6:.1f} MB "
             f"(pooled float32 + token float16).",
             "Shared machine (other jobs running): 1-minute load average before → after each "

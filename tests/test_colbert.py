@@ -288,3 +288,75 @@ def test_a_colbert_checkpoint_goes_through_multi_vector_encoder(tmp_path):
     q = searcher.encoder.encode_queries(queries)
     assert all(np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5) for x in q)
     assert_topk_of_reference(searcher, q, 5)
+
+
+# -- rebuilds keep the codebook (issue #14) ------------------------------------------------
+
+
+def test_a_small_change_keeps_the_codebook_and_copies_unchanged_codes(tmp_path):
+    """A rebuild after 1 of 40 documents changed keeps the previous centroids and codec,
+    copies 39 documents' codes and compresses one; against an independent build of every
+    document's codes with that same codebook (nothing copied), the files and the search
+    results are identical. ``full`` and threshold 0 retrain."""
+    from specrag.indexing.encodings.session import Encoded
+    from specrag.indexing.encodings.store import EncodingStore
+    from specrag.indexing.kinds.colbert.build import (
+        Codebook,
+        colbert_encodings,
+        index_with_codebook,
+    )
+    from specrag.types import Document
+
+    docs = demo_documents(40)
+    kinds = {"colbert": {"exhaustive_max_docs": 0, "n_centroids": 16, "nprobe": 16}}
+    store = VersionStore(tmp_path / "c")
+    v1 = store.build(docs, kinds)
+    assert store.manifest(v1)["kinds"]["colbert"]["stats"]["codebook"] == {"reused": False}
+    edited = list(docs)
+    d = edited[7]
+    edited[7] = Document(d.id, d.text + " (revised with new words)", d.title, d.metadata)
+    v2 = store.build(edited, kinds)
+    book = store.manifest(v2)["kinds"]["colbert"]["stats"]["codebook"]
+    assert book == {
+        "reused": True,
+        "from_version": v1,
+        "changed_share": 0.025,
+        "docs_copied": 39,
+        "docs_compressed": 1,
+    }
+    old, new = store.path(v1) / "colbert", store.path(v2) / "colbert"
+    assert np.array_equal(np.load(old / "centroids.npy"), np.load(new / "centroids.npy"))
+
+    # Independent truth: every document's codes computed with v1's codebook.
+    config = ColbertConfig(**kinds["colbert"])
+    (need,) = colbert_encodings(config)
+    prev_hashes = np.load(store.path(v1) / "encodings" / f"{need.space.key}.npy")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    # The same stored token vectors (the store keys them by content hash), read back.
+    space = EncodingStore(store.root / "encodings").space(need.space)
+    encoded = Encoded(space, np.load(store.path(v2) / "encodings" / f"{need.space.key}.npy"))
+    truth = Codebook(old, v1, prev_hashes, 0.025)
+    stats = index_with_codebook(encoded, truth, ref, config, copy_unchanged=False)
+    assert stats["codebook"]["docs_compressed"] == 40
+    for name in ("tokens/codes.bin", "tokens/offsets.npy", "tokens/codec.npz"):
+        assert (ref / name).read_bytes() == (new / name).read_bytes(), name
+    for name in ("token_centroids.npy", "ivf_offsets.npy", "ivf_docs.npy"):
+        assert np.array_equal(np.load(ref / name), np.load(new / name)), name
+    ids = np.load(store.path(v2) / "ids.npy")
+    queries = demo_queries(6)
+    got = open_version(store, v2).searchers["colbert"].search(queries, 5)
+    want = ColbertSearcher.load(ref, config, ids).search(queries, 5)
+    for g, w in zip(got, want, strict=True):
+        assert [h.doc_id for h in g] == [h.doc_id for h in w]
+        assert [h.score for h in g] == [h.score for h in w]
+
+    # A full rebuild, threshold 0, or too large a change retrains.
+    v3 = store.build(edited, kinds, full=True)
+    assert store.manifest(v3)["kinds"]["colbert"]["stats"]["codebook"] == {"reused": False}
+    off = {"colbert": {**kinds["colbert"], "reuse_codebook_below": 0}}
+    v4 = store.build(docs, off)
+    assert store.manifest(v4)["kinds"]["colbert"]["stats"]["codebook"] == {"reused": False}
+    many = [Document(x.id, x.text + " (revised)", x.title, x.metadata) for x in docs[:5]]
+    v5 = store.build(many + docs[5:], kinds)
+    assert store.manifest(v5)["kinds"]["colbert"]["stats"]["codebook"] == {"reused": False}

@@ -27,6 +27,7 @@ from specrag.indexing.encodings.session import BuildEncodings
 from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.base import KindConfig
 from specrag.indexing.kinds.selfcheck import SelfCheckError, failed_checks
+from specrag.indexing.previous import building_over
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.types import Corpus, Progress, no_progress
 
@@ -103,9 +104,11 @@ class VersionStore:
         *,
         activate: bool = True,
         extra_manifest: dict[str, Any] | None = None,
+        full: bool = False,
     ) -> str:
         """Build every kind over ``corpus`` into a new version and (by default) make it
-        current. Returns the version id."""
+        current. Returns the version id. Kinds may reuse parts of the current version
+        (colbert: its codebook when few documents changed) unless ``full``."""
         parsed: dict[str, KindConfig] = parse_kinds(kinds)
         version_id = new_version_id()
         started = time.time()
@@ -121,7 +124,9 @@ class VersionStore:
             np.save(tmp / "ids.npy", ids.astype(str))
             manifest = new_manifest(version_id, len(ids), extra_manifest)
             manifest["encodings"] = session.stats()
-            with session.active():
+            previous = None if full else self.current()
+            previous_dir = self.path(previous) if previous else None
+            with session.active(), building_over(previous_dir):
                 for position, (name, cfg) in enumerate(parsed.items(), start=1):
                     kind_started = time.time()
                     out = tmp / name

@@ -56,6 +56,16 @@ class ColbertConfig(SelfCheckConfig):
         "the dense kind's, exhaustive MaxSim being costly (0: no check; no check either "
         "when the corpus is at most exhaustive_max_docs, searched exactly).",
     )
+    reuse_codebook_below: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Rebuild over a collection whose current version has a colbert index "
+        "of the same config: when the share of changed documents (max of new and removed, "
+        "over the new count) is below this, keep that version's centroids and codec and "
+        "copy the codes of unchanged documents (identical token vectors, identical codes); "
+        "only changed documents are compressed. 0: always retrain (as a full build does).",
+    )
     seed: int = 0
     batch_size: int = Field(32, ge=1)
     dtype: EncodeDType = dtype_field()

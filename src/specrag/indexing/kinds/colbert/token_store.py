@@ -200,6 +200,18 @@ class TokenStoreWriter:
             self._file.write(self.codec.encode(tokens).tobytes())
             self._rows += len(tokens)
 
+    def append_codes(self, codes: np.ndarray) -> None:
+        """Append already-encoded rows (n, bytes_per_token) uint8 of this codec, e.g.
+        copied from a previous store with the same codec parameters."""
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if codes.ndim != 2 or codes.shape[1] != self.codec.bytes_per_token:
+            raise ValueError(
+                f"codes of shape {codes.shape}, expected (n, {self.codec.bytes_per_token})"
+            )
+        if len(codes):
+            self._file.write(codes.tobytes())
+            self._rows += len(codes)
+
     def close(self, lengths: np.ndarray | None = None) -> TokenStore:
         self._file.flush()
         os.fsync(self._file.fileno())

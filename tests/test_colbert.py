@@ -360,3 +360,18 @@ def test_a_small_change_keeps_the_codebook_and_copies_unchanged_codes(tmp_path):
     many = [Document(x.id, x.text + " (revised)", x.title, x.metadata) for x in docs[:5]]
     v5 = store.build(many + docs[5:], kinds)
     assert store.manifest(v5)["kinds"]["colbert"]["stats"]["codebook"] == {"reused": False}
+
+
+def test_a_previous_version_gone_midway_falls_back_to_training(tmp_path):
+    """The previous version's files vanish after the reuse was decided (pruned by another
+    process): the build retrains instead of failing."""
+    docs = demo_documents(30)
+    kinds = {"colbert": {"exhaustive_max_docs": 0, "n_centroids": 8, "nprobe": 8}}
+    store = VersionStore(tmp_path)
+    v1 = store.build(docs, kinds)
+    (store.path(v1) / "colbert" / "tokens" / "codes.bin").unlink()
+    v2 = store.build(docs, kinds)
+    stats = store.manifest(v2)["kinds"]["colbert"]["stats"]
+    assert stats["codebook"] == {"reused": False} and stats["n_docs"] == 30
+    hits = open_version(store, v2).searchers["colbert"].search(demo_queries(2), 3)
+    assert all(len(h) == 3 for h in hits)

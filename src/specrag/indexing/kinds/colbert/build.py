@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,13 @@ def build_colbert(corpus: Corpus, out_dir: Path, config: ColbertConfig, progress
     total = len(corpus)
     with encodings_for(corpus, need, Path(out_dir), progress) as encoded:
         book = reusable_codebook(config, need.space.key, encoded.hashes)
+        stats = None
         if book is not None:
-            stats = index_with_codebook(encoded, book, Path(out_dir), config, progress)
+            try:
+                stats = index_with_codebook(encoded, book, Path(out_dir), config, progress)
+            except FileNotFoundError:  # the previous version was pruned meanwhile: retrain
+                shutil.rmtree(Path(out_dir) / "tokens", ignore_errors=True)
+        if stats is not None:
             stats["encoder"] = (
                 "multi_vector" if need.space.encoder == "multi_vector" else "token_embeddings"
             )

@@ -375,3 +375,19 @@ def test_a_previous_version_gone_midway_falls_back_to_training(tmp_path):
     assert stats["codebook"] == {"reused": False} and stats["n_docs"] == 30
     hits = open_version(store, v2).searchers["colbert"].search(demo_queries(2), 3)
     assert all(len(h) == 3 for h in hits)
+
+
+def test_maxsim_over_many_queries_equals_one_at_a_time(tmp_path):
+    from specrag.indexing.kinds.colbert.maxsim import maxsim_store, maxsim_store_many
+
+    rng = np.random.default_rng(7)
+    docs = [unit_rows(rng, n, 24) for n in (5, 0, 9, 1, 30, 0, 4)]
+    writer = TokenStoreWriter(tmp_path, make_codec("int8", 24).fit(np.concatenate(docs)))
+    writer.append(docs)
+    store = writer.close()
+    queries = [unit_rows(rng, m, 24) for m in (3, 16, 0, 1)]
+    subset = np.array([6, 0, 2, 1, 4], np.int64)
+    many = maxsim_store_many(queries, store, subset)
+    for q, got in zip(queries, many, strict=True):
+        want = maxsim_store(q, store, subset) if len(q) else np.full(5, -np.inf, np.float32)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

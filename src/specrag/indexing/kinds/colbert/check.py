@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from specrag.indexing.kinds.colbert.config import ColbertConfig
-from specrag.indexing.kinds.colbert.maxsim import maxsim_store
+from specrag.indexing.kinds.colbert.maxsim import maxsim_store_many
 from specrag.indexing.kinds.selfcheck import K, recall_at_k, record, sample_rows
 
 #: Tokens of a sampled document used as its query (queries are short).
@@ -29,14 +29,16 @@ def colbert_self_check(index_dir: Path, config: ColbertConfig) -> dict[str, Any]
         return None
     searcher = ColbertSearcher(index_dir, config, np.arange(n))  # ids unused below
     everyone = np.arange(n, dtype=np.int64)
-    approx, exact = [], []
+    approx, queries = [], []
     for doc in sample_rows(n, config.self_check_queries, config.seed).tolist():
         q = store.doc_tokens(doc)[:QUERY_TOKENS].astype(np.float32)
         if len(q) == 0:
             continue
         rows, scores = searcher.score_candidates(q, K, None)
         approx.append(_top(rows, scores))
-        exact.append(_top(everyone, maxsim_store(q, store, everyone)))
+        queries.append(q)
+    # The exact reference: all queries in one pass over the codes.
+    exact = [_top(everyone, row) for row in maxsim_store_many(queries, store, everyone)]
     return record(
         recall_at_k(approx, exact), len(approx), config.self_check_floor, "centroid stage"
     )

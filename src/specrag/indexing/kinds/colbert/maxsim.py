@@ -45,6 +45,33 @@ def maxsim_store(query: np.ndarray, store: TokenStore, docs: np.ndarray) -> np.n
     return out
 
 
+def maxsim_store_many(queries: list[np.ndarray], store: TokenStore, docs: np.ndarray) -> np.ndarray:
+    """MaxSim of several queries against documents ``docs`` of a token store:
+    (n_queries, len(docs)), one pass over the codes for all of them (each chunk's levels
+    are computed once; what ``maxsim_store`` per query does, up to float rounding)."""
+    docs = np.asarray(docs, dtype=np.int64)
+    codec = store.codec
+    qs = [np.ascontiguousarray(q, dtype=np.float32).reshape(-1, codec.dim) for q in queries]
+    out = np.full((len(qs), len(docs)), -np.inf, np.float32)
+    bounds = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)
+    if bounds[-1] == 0:
+        return out
+    folded = np.ascontiguousarray(np.concatenate(qs) * codec.scale, dtype=np.float32)
+    bias = (np.concatenate(qs) @ codec.lo).astype(np.float32)
+    lengths = store.offsets[docs + 1] - store.offsets[docs]
+    for lo, hi in _chunks(lengths):
+        codes, local = store.doc_codes(docs[lo:hi])
+        nonempty = np.flatnonzero(np.diff(local) > 0)
+        if len(nonempty) == 0:
+            continue
+        sims = codec.levels(codes) @ folded.T  # (n_tokens, all query tokens)
+        per_doc = np.maximum.reduceat(sims, local[nonempty], axis=0) + bias
+        for i in range(len(qs)):
+            if bounds[i + 1] > bounds[i]:
+                out[i, lo + nonempty] = per_doc[:, bounds[i] : bounds[i + 1]].sum(axis=1)
+    return out
+
+
 def _chunks(lengths: np.ndarray):
     """Consecutive doc ranges holding about CHUNK_TOKENS tokens each (at least one doc)."""
     start, total = 0, 0

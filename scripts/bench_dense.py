@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # single-thread figures on a shared machine
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import bench_env
+
+bench_env.offline_with_threads(1)  # single-thread figures on a shared machine
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

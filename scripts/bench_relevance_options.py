@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import os
 
+import bench_env
+
 # One thread: on 2 cores shared by several processes, torch's second thread spin-waits and
 # turned a 60 ms query encoding into more than a second.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+bench_env.offline_with_threads(1)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # single-thread kernels: shards are the parallelism
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import bench_env
+
+bench_env.offline_with_threads(1)  # single-thread kernels: shards are the parallelism
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -54,10 +54,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import bench_env
+
+bench_env.offline_with_threads(1)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -113,7 +113,10 @@ class _Segmented:
         return len(self.doc_ids)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "base":  # not set yet (unpickling): no recursion
+        # Never a search entry point: the base's would search the base's rows only, with a
+        # mask over the view's rows. A view answers only the searches it defines, so
+        # ``hasattr(view, "search_weighted")`` tells the truth.
+        if name == "base" or name.startswith("search"):  # "base": not set yet (unpickling)
             raise AttributeError(name)
         return getattr(self.base, name)
 

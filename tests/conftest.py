@@ -80,6 +80,18 @@ def database_url(backend: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+#: BMP block by block on every query, however small the index, with no fallback (the
+#: contract and shard tests force the pruned path with it).
+BMP_FORCED = {
+    "block_size": 4,
+    "bmp_min_blocks": 0,
+    "probe_blocks": 10**6,
+    "fallback_fraction": 2.0,
+    "term_block_cost": 0.0,
+    "early_probe_blocks": None,
+}
+
+
 def demo_documents(n: int | None = None) -> list[Document]:
     """The first ``n`` demo documents, with a small synthetic metadata record each
     (year, topic, flag) so that filters have something to bite on."""

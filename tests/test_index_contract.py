@@ -22,20 +22,11 @@ from specrag.indexing.kinds.binary.build import binarize
 from specrag.indexing.registry import KINDS
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval.version import open_version
-from tests.conftest import demo_queries
+from tests.conftest import BMP_FORCED, demo_queries
 
 K = 10
 N_DOCS = 150
 
-#: BMP block by block on every query, however small the index, with no fallback.
-BMP_FORCED = {
-    "block_size": 4,
-    "bmp_min_blocks": 0,
-    "probe_blocks": 10**6,
-    "fallback_fraction": 2.0,
-    "term_block_cost": 0.0,
-    "early_probe_blocks": None,
-}
 #: The torch engine on the CPU (the same code runs on cuda: tests/test_torch_search.py).
 TORCH_CPU = {"backend": "torch", "device": "cpu"}
 HAMMING_FORCED = {"min_candidates": 12, "rescore_factor": 2}

@@ -25,7 +25,7 @@ from specrag.retrieval.request import SearchRequest
 from specrag.retrieval.version import open_version
 from specrag.settings import Settings
 from specrag.storage.filters import matches
-from tests.conftest import demo_documents, demo_queries
+from tests.conftest import BMP_FORCED, demo_documents, demo_queries
 
 SHARD_COUNTS = (1, 2, 4)
 N_BM25 = 150
@@ -36,15 +36,6 @@ FILTERS = [
     {"year": {"$gte": 2012}},
     {"$and": [{"even": True}, {"topic": {"$ne": "med"}}]},
 ]
-#: BMP block by block with no fallback (as the contract test forces it), on each shard.
-BMP_FORCED = {
-    "block_size": 4,
-    "bmp_min_blocks": 0,
-    "probe_blocks": 10**6,
-    "fallback_fraction": 2.0,
-    "term_block_cost": 0.0,
-    "early_probe_blocks": None,
-}
 
 
 def mask_of(docs, filter_) -> np.ndarray | None:

@@ -378,23 +378,31 @@ def test_get_documents_matches_get_document_across_chunks(store, monkeypatch):
     assert got == {i: d for i, d in expected.items() if d is not None}
 
 
-def test_collections_made_before_folders_keep_their_files_and_new_ones_get_a_unique_folder(
-    tmp_path,
-):
+def row_at_revision(engine, revision: str, insert_sql: str, downgrade: bool = False) -> None:
+    """A row written by a server at schema ``revision`` (migrated up from empty, or down
+    from head), then ``init_db`` as a newer server's start runs it: what an upgrade sees."""
     from alembic import command
 
     from specrag.storage.db import migrations_config, write_connection
 
-    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
     cfg = migrations_config()
     with write_connection(engine) as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-        conn.exec_driver_sql(
-            "INSERT INTO collections (name, kinds, created_at, generation, n_documents) "
-            "VALUES ('legacy', '{}', '2025-01-01', 0, 0)"
-        )
+        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+        conn.exec_driver_sql(insert_sql)
     init_db(engine)
+
+
+def test_collections_made_before_folders_keep_their_files_and_new_ones_get_a_unique_folder(
+    tmp_path,
+):
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    row_at_revision(
+        engine,
+        "0001",
+        "INSERT INTO collections (name, kinds, created_at, generation, n_documents) "
+        "VALUES ('legacy', '{}', '2025-01-01', 0, 0)",
+    )
     store = DocumentStore(engine)
     assert store.get_collection("legacy").folder == "legacy"
     first = store.create_collection("again").folder
@@ -426,20 +434,15 @@ def test_api_keys_are_stored_hashed_and_revoked_on_every_backend(engine):
 def test_live_settings_default_on_upgrade_and_round_trip_on_every_backend(engine):
     """Migration 0005: collections made before it get a 1 s refresh interval and the default
     merge policy; the settings are stored per collection and None means on demand only."""
-    from alembic import command
-
-    from specrag.storage.db import migrations_config, write_connection
     from specrag.storage.store import LiveSettings
 
-    cfg = migrations_config()
-    with write_connection(engine) as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0004")
-        conn.exec_driver_sql(
-            "INSERT INTO collections (name, kinds, created_at, generation, n_documents, folder) "
-            "VALUES ('older', '{}', '2025-01-01', 0, 0, 'older.x')"
-        )
-    init_db(engine)
+    row_at_revision(
+        engine,
+        "0004",
+        "INSERT INTO collections (name, kinds, created_at, generation, n_documents, folder) "
+        "VALUES ('older', '{}', '2025-01-01', 0, 0, 'older.x')",
+        downgrade=True,
+    )
     store = DocumentStore(engine)
     assert store.get_collection("older").live == LiveSettings(1.0, 0.1, 10000)
     store.create_collection("manual", live=LiveSettings(None, 0.25, 50))

@@ -14,6 +14,7 @@ never returned) and its new text does.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 
@@ -27,6 +28,7 @@ from specrag.indexing.kinds.binary.search import BinarySearcher
 from specrag.indexing.kinds.bm25.analyzer import Analyzer
 from specrag.indexing.kinds.bm25.config import BM25Config
 from specrag.indexing.kinds.colbert.build import open_token_store
+from specrag.indexing.texts import TEXTS_FILE, load_text_hashes
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval.live import with_delta
 from specrag.retrieval.prf import prf_search
@@ -205,13 +207,50 @@ def test_colbert_delta_scores_equal_brute_force_maxsim(live):
     assert {h.doc_id for h in hits} <= {d.id for d in delta_docs} and len(hits) == 3
 
 
-def test_a_collection_without_an_encoder_kind_cannot_refresh(tmp_path):
-    """bm25 alone stores no text hashes to find the changed documents by: a clear 400."""
+def test_bm25_alone_refreshes_by_the_versions_text_hashes(tmp_path):
+    """A bm25-only version has no encoder whose stored hashes could find the changed
+    documents; its ``texts.npy`` (one sha256 of each row's text) does: the rewritten
+    document's new text matches, its old text never does, the added one is found."""
     versions = VersionStore(tmp_path)
-    docs = demo_documents(5)
-    versions.build(docs, {"bm25": {}})
-    with pytest.raises(RefreshError, match="no stored text hashes"):
-        build_delta(docs, versions)
+    base_docs = demo_documents(N_BASE)
+    versions.build(base_docs, {"bm25": {}})
+    version_dir = versions.path(versions.current())
+    ids = np.load(version_dir / "ids.npy").tolist()
+    assert load_text_hashes(version_dir).tolist() == [
+        hashlib.sha256(d.full_text().encode()).hexdigest().encode() for d in base_docs
+    ] and ids == [d.id for d in base_docs]
+    old = base_docs[4]
+    rewritten = Document(old.id, NEW_TEXT, "", old.metadata)
+    added = Document("added-1", "Axolotl regeneration of limbs in salamanders.", "")
+    final = [rewritten if d.id == old.id else d for d in base_docs] + [added]
+    manifest = build_delta(final, versions)
+    assert manifest["kinds"] == ["bm25"]
+    assert (manifest["n_docs"], manifest["n_superseded"]) == (2, 1)
+    searcher = with_delta(versions, open_version(versions)).searchers["bm25"]
+    (quokka,) = searcher.search(["quokka Rottnest"], 5)
+    assert quokka and quokka[0].doc_id == old.id
+    (axolotl,) = searcher.search(["axolotl salamanders"], 5)
+    assert axolotl and axolotl[0].doc_id == "added-1"
+    old_words = " ".join(old.full_text().split()[:12])
+    (hits,) = searcher.search([old_words], N_BASE + 2)
+    assert old.id not in {h.doc_id for h in hits}  # its superseded row never matches
+
+
+def test_a_version_without_text_hashes_falls_back_or_refuses(tmp_path):
+    """Versions written before ``texts.npy``: one with an encoder kind still refreshes by
+    that encoder's stored hashes; bm25 alone gets a clear error naming the way out."""
+    docs = demo_documents(6)
+    changed = [Document(docs[0].id, NEW_TEXT, "")] + docs[1:]
+    bm25_only = VersionStore(tmp_path / "bm25")
+    bm25_only.build(docs, {"bm25": {}})
+    (bm25_only.path(bm25_only.current()) / TEXTS_FILE).unlink()
+    with pytest.raises(RefreshError, match="no stored text hashes.*run a full build"):
+        build_delta(changed, bm25_only)
+    dense = VersionStore(tmp_path / "dense")
+    dense.build(docs, {"bm25": {}, "dense": {}})
+    (dense.path(dense.current()) / TEXTS_FILE).unlink()
+    manifest = build_delta(changed, dense)
+    assert (manifest["n_docs"], manifest["n_superseded"]) == (1, 1)
 
 
 @pytest.mark.usefixtures("one_torch_thread")

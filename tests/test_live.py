@@ -179,18 +179,16 @@ def test_settings_at_create_patch_and_validation(app_home):
         r = client.post("/collections", json={"name": "s3", "refresh_interval": "often"})
         assert r.status_code == 422
 
-    # bm25 alone: no refresh can make a write searchable, so ?refresh= is refused before it
+    # bm25 alone refreshes too (its version's text hashes find the changed documents):
+    # ?refresh=wait_for answers once the document is searchable.
     with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
         r = client.post("/collections", json={"name": "b25", "kinds": ["bm25"]})
         assert r.status_code == 201
         upsert(client, "b25", demo_documents(3))
         build(app_home, "b25")
-        doc = demo_documents(4)[3]
-        r = client.post(
-            "/collections/b25/documents?refresh=wait_for", json={"documents": [doc_json(doc)]}
-        )
-        assert r.status_code == 400 and "neural encoder" in r.json()["detail"]
-        assert client.get(f"/collections/b25/documents/{doc.id}").status_code == 404
+        doc = Document("axolotl", "Axolotl salamanders regenerate limbs.", "")
+        upsert(client, "b25", [doc], refresh="wait_for")
+        assert ids(hits(client, "b25", "axolotl salamanders", "bm25", 1)) == ["axolotl"]
 
 
 def test_background_refresh_then_background_merge_equals_a_fresh_full_build(app_home, tmp_path):

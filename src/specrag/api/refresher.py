@@ -54,8 +54,10 @@ class Refresher:
         self._wake.set()
 
     def _refreshable(self, info) -> bool:
-        """A collection no refresh can serve (bm25 alone) is skipped, not retried."""
-        return self.service.unrefreshable(self.service.versions(info)) is None
+        """A collection no refresh can serve (no version yet) is skipped, not retried."""
+        from specrag.indexing.delta import unrefreshable
+
+        return unrefreshable(self.service.versions(info)) is None
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -329,31 +329,12 @@ class CollectionService:
             )
         return status
 
-    def unrefreshable(self, versions: VersionStore) -> str | None:
-        """Why a refresh cannot extend the current version (None: it can): no version
-        yet, or no kind whose delta part finds changed documents by stored text hashes (a
-        neural kind a delta covers; on a sharded version, dense only)."""
-        from specrag.indexing.delta import DELTA_KINDS
-        from specrag.indexing.registry import get_kind
-
-        base = versions.current()
-        if base is None:
-            return "it has no index yet: build one first"
-        manifest = versions.manifest(base)
-        covered = [n for n in DELTA_KINDS if n in manifest.get("kinds", {})]
-        if "shards" in manifest:
-            covered = [n for n in covered if n == "dense"]
-        if not any(get_kind(n).encodings for n in covered):
-            return (
-                "it has no kind with a neural encoder (dense, binary, colbert, splade), "
-                "which a refresh needs to find changed documents"
-            )
-        return None
-
     def _check_refreshable(self, name: str) -> None:
         """Before a write that asks ``?refresh=``: refused (409 without a version, else
         400) when no refresh could make it searchable before the next build."""
-        why = self.unrefreshable(self.versions(name))
+        from specrag.indexing.delta import unrefreshable
+
+        why = unrefreshable(self.versions(name))
         if why is None:
             return
         message = f"?refresh cannot make writes to {name!r} searchable: {why}"

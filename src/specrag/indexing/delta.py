@@ -2,8 +2,9 @@
 next full build (issue #14, points 2 and 3).
 
 An upsert is durable in the database before its 2xx. ``refresh`` compares the collection
-(one snapshot) with the current version by text hash (the version lists its hashes per
-encoding space), encodes the new and changed documents through the encoding store (a
+(one snapshot) with the current version by text hash (``texts.npy``, one per row, written
+by every build; versions from before it was written fall back to their encoder spaces'
+hashes), encodes the new and changed documents through the encoding store (a
 document already encoded costs nothing; one forward per model for all kinds), and writes
 one delta segment over that version with a part per covered kind:
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +54,13 @@ from specrag.indexing.encodings.session import (
     EncodingNeed,
     encodings_for,
 )
-from specrag.indexing.encodings.spaces import EncodingSpace
 from specrag.indexing.encodings.store import EncodingStore
 from specrag.indexing.kinds.binary.delta import write_binary_delta
 from specrag.indexing.kinds.bm25.delta import write_bm25_delta
 from specrag.indexing.kinds.colbert.delta import write_colbert_delta
 from specrag.indexing.kinds.splade.delta import write_splade_delta
 from specrag.indexing.registry import get_kind
+from specrag.indexing.texts import TEXTS_FILE, text_hash
 from specrag.indexing.versions import VersionStore, new_version_id
 from specrag.types import Corpus, Document, Progress, no_progress
 
@@ -98,34 +100,51 @@ def current_delta(versions: VersionStore, base: str) -> tuple[str, Path, dict[st
     return (delta_id, path, manifest) if manifest.get("base") == base else None
 
 
+def covered_kinds(manifest: dict[str, Any]) -> list[str]:
+    """The kinds of a version a delta segment covers (a sharded version: dense only)."""
+    covered = [n for n in DELTA_KINDS if n in manifest.get("kinds", {})]
+    if "shards" in manifest:  # sharded kinds keep their files per shard: dense only
+        covered = [n for n in covered if n == "dense"]
+    return covered
+
+
+def unrefreshable(versions: VersionStore) -> str | None:
+    """Why no refresh can extend the current version (None: one can): no version yet,
+    no kind a delta covers, or a version that recorded no text hashes to find the
+    changed documents by."""
+    base = versions.current()
+    if base is None:
+        return "it has no index yet: build one first"
+    manifest = versions.manifest(base)
+    covered = covered_kinds(manifest)
+    if not covered:
+        return f"a refresh covers {', '.join(DELTA_KINDS)}; the current version has none"
+    if _base_hashes(versions.path(base), _needs(manifest, covered)) is None:
+        return f"version {base} has no stored text hashes (it predates them): run a full build"
+    return None
+
+
 def build_delta(
     corpus: Corpus, versions: VersionStore, generation: int = 0, progress: Progress = no_progress
 ) -> dict[str, Any]:
     """Write the delta of ``corpus`` (a snapshot of the collection) over the current
     version and make it live. Returns its manifest."""
+    why = unrefreshable(versions)
+    if why is not None:
+        raise RefreshError(f"cannot refresh: {why}")
     base = versions.current()
-    if base is None:
-        raise RefreshError("no index version yet: build one first")
+    assert base is not None
     base_dir = versions.path(base)
     manifest = versions.manifest(base)
-    covered = [n for n in DELTA_KINDS if n in manifest["kinds"]]
-    if "shards" in manifest:  # sharded kinds keep their files per shard: dense only
-        covered = [n for n in covered if n == "dense"]
-    if not covered:
-        raise RefreshError(f"refresh covers {', '.join(DELTA_KINDS)}; the collection has none")
+    covered = covered_kinds(manifest)
     configs = {n: get_kind(n).parse_config(manifest["kinds"][n]["config"]) for n in covered}
     needs = {n: get_kind(n).encodings(c) for n, c in configs.items() if get_kind(n).encodings}
-    refs = _base_hashes(base_dir, [need for kind_needs in needs.values() for need in kind_needs])
-    if refs is None:
-        raise RefreshError(
-            f"version {base} has no stored text hashes (it predates the encoding store, or "
-            "it has no kind with an encoder (dense, splade, binary, colbert) to compare texts "
-            "with): run a full build"
-        )
-    space, base_hash, base_row = refs
+    refs = _base_hashes(base_dir, _needs(manifest, covered))
+    assert refs is not None
+    hash_of, base_hash, base_row = refs
     # One pass over the snapshot (it pages through the database): hash each text and
     # keep the documents whose hash differs from the base's.
-    pending = [doc for doc in corpus if base_hash.get(doc.id) != space.text_hash(doc.full_text())]
+    pending = [doc for doc in corpus if base_hash.get(doc.id) != hash_of(doc)]
     superseded = np.array(
         sorted(base_row[doc.id] for doc in pending if doc.id in base_row), np.int64
     )
@@ -169,28 +188,51 @@ def build_delta(
     return delta_manifest
 
 
-BaseHashes = tuple[EncodingSpace, dict[str, bytes], dict[str, int]]
-#: (base folder, space key) -> (id -> text hash, id -> row) of a version: a version's
+#: (hash of a document, id -> text hash, id -> row) of a base version.
+BaseHashes = tuple[Callable[[Document], bytes], dict[str, bytes], dict[str, int]]
+#: (base folder, hash source) -> (id -> text hash, id -> row) of a version: a version's
 #: files never change once written, so every refresh over it reuses them (a few kept).
 _BASE_CACHE: dict[tuple[str, str], tuple[dict[str, bytes], dict[str, int]]] = {}
 _BASE_CACHE_SIZE = 4
 _BASE_CACHE_LOCK = threading.Lock()
 
 
+def _needs(manifest: dict[str, Any], covered: list[str]) -> list[EncodingNeed]:
+    """The encoding spaces of the covered kinds (their stored hashes are the fallback
+    for versions without ``texts.npy``)."""
+    needs: list[EncodingNeed] = []
+    for name in covered:
+        kind = get_kind(name)
+        if kind.encodings:
+            needs += kind.encodings(kind.parse_config(manifest["kinds"][name]["config"]))
+    return needs
+
+
 def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None:
-    """The first encoding space of ``needs`` whose text hashes the base version stored
-    (row order), with the base's id -> hash and id -> row maps: what pending documents
-    and superseded rows are found by."""
+    """How the base version's rows are compared with the collection: its ``texts.npy``
+    (every version written since), else the first encoder space of ``needs`` whose hashes
+    it stored; with the base's id -> hash and id -> row maps. None: neither exists."""
+    sources: list[tuple[str, Path, Callable[[Document], bytes]]] = [
+        (TEXTS_FILE, base_dir / TEXTS_FILE, text_hash)
+    ]
     for need in needs:
-        refs = base_dir / STORE_DIR / f"{need.space.key}.npy"
-        key = (str(base_dir.resolve()), need.space.key)
+        space = need.space
+        sources.append(
+            (
+                space.key,
+                base_dir / STORE_DIR / f"{space.key}.npy",
+                lambda doc, space=space: space.text_hash(doc.full_text()),
+            )
+        )
+    for source, path, hash_of in sources:
+        key = (str(base_dir.resolve()), source)
         with _BASE_CACHE_LOCK:
             cached = _BASE_CACHE.get(key)
-        if cached is not None and refs.exists():
-            return need.space, *cached
-        if refs.exists():
+        if cached is not None and path.exists():
+            return hash_of, *cached
+        if path.exists():
             base_ids = np.load(base_dir / "ids.npy").tolist()
-            hashes = np.load(refs).tolist()
+            hashes = np.load(path).tolist()
             maps = (
                 dict(zip(base_ids, hashes, strict=True)),
                 {doc_id: row for row, doc_id in enumerate(base_ids)},
@@ -199,7 +241,7 @@ def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None
                 while len(_BASE_CACHE) >= _BASE_CACHE_SIZE:
                     _BASE_CACHE.pop(next(iter(_BASE_CACHE)))
                 _BASE_CACHE[key] = maps
-            return need.space, *maps
+            return hash_of, *maps
     return None
 
 

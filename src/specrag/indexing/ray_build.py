@@ -27,6 +27,7 @@ from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE, write_dense_inde
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.scaleout import RayOptions
+from specrag.indexing.texts import save_text_hashes
 from specrag.indexing.versions import VersionStore, new_manifest, new_version_id
 from specrag.types import Corpus, Progress, no_progress
 
@@ -170,6 +171,7 @@ def build_with_ray(
         if len(ids) == 0:
             raise ValueError("cannot build an index over an empty collection")
         np.save(tmp / "ids.npy", ids.astype(str))
+        save_text_hashes(tmp, corpus)
         dataset = corpus_dataset(ray, corpus) if set(parsed) & set(RAY_ENCODED) else None
         manifest = new_manifest(version_id, len(ids), extra_manifest)
         for position, (name, cfg) in enumerate(parsed.items(), start=1):

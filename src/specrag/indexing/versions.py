@@ -1,7 +1,7 @@
 """Immutable index versions on disk, switched in atomically.
 
 ```
-<collection_dir>/versions/<id>/   manifest.json  ids.npy  <kind>/...  encodings/<space>.npy
+<collection_dir>/versions/<id>/   manifest.json  ids.npy  texts.npy  <kind>/...  encodings/<space>.npy
 <collection_dir>/CURRENT          the live version id
 <collection_dir>/encodings/       the encoding store (indexing/encodings/)
 ```
@@ -29,6 +29,7 @@ from specrag.indexing.kinds.base import KindConfig
 from specrag.indexing.kinds.selfcheck import SelfCheckError, failed_checks
 from specrag.indexing.previous import building_over
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
+from specrag.indexing.texts import save_text_hashes
 from specrag.types import Corpus, Progress, no_progress
 
 MANIFEST_FORMAT = 1
@@ -122,6 +123,7 @@ class VersionStore:
             session = plan_encodings(encodings, corpus, parsed)
             session.prepare(progress)
             np.save(tmp / "ids.npy", ids.astype(str))
+            save_text_hashes(tmp, corpus)
             manifest = new_manifest(version_id, len(ids), extra_manifest)
             manifest["encodings"] = session.stats()
             previous = None if full else self.current()

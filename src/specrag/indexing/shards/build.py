@@ -4,6 +4,7 @@ BM25 statistics, then build each shard in parallel as a version of its own.
 ```
 versions/<id>/manifest.json        "shards": {count, routing, n_docs per shard, bm25 stats}
 versions/<id>/ids.npy              every id in corpus order (the collection's rows)
+versions/<id>/texts.npy            their text hashes (what a refresh compares with)
 versions/<id>/encodings/<space>.npy  the stored encodings the version refers to, by row
 versions/<id>/shards/<i>/          a complete version of the shard's documents:
                                    manifest.json  ids.npy  rows.npy  <kind>/...
@@ -46,6 +47,7 @@ from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.shards import bm25 as sharded_bm25
 from specrag.indexing.shards.routing import ROUTING, ShardingError, check_shards, shard_of
 from specrag.indexing.shards.runners import Runner, make_runner
+from specrag.indexing.texts import save_text_hashes
 from specrag.indexing.versions import (
     MANIFEST_FORMAT,
     VersionStore,
@@ -124,6 +126,7 @@ def build_sharded(
             work = tmp / WORK_DIR
             ids, rows, corpora = _spill(corpus, n_shards, work, progress)
             np.save(tmp / "ids.npy", np.array(ids, dtype=str))
+            save_text_hashes(tmp, corpus)
             live = [s for s in range(n_shards) if len(corpora[s]) > 0]
             stats_of_bm25: dict[str, Any] | None = None
             bm25_args: dict[int, tuple] = {}

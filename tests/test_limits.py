@@ -88,12 +88,6 @@ def test_prompt_tokens_limit(client):
     assert client.post("/collections/lim/ask", json=ask).is_success  # default: clamped
 
 
-def pool_metrics(client) -> dict[str, float]:
-    """The generation pool's samples in /metrics."""
-    found = samples(client)
-    return {name: value(found, name) for name in POOL_METRICS}
-
-
 POOL_METRICS = [
     "specrag_generation_pool_running",
     "specrag_generation_pool_queued",
@@ -101,6 +95,12 @@ POOL_METRICS = [
     "specrag_generation_pool_queue_capacity",
     "specrag_generation_pool_rejected_total",
 ]
+
+
+def pool_metrics(client) -> dict[str, float]:
+    """The generation pool's samples in /metrics."""
+    found = samples(client)
+    return {name: value(found, name) for name in POOL_METRICS}
 
 
 def test_concurrent_generations_limit(client, monkeypatch):
@@ -112,7 +112,7 @@ def test_concurrent_generations_limit(client, monkeypatch):
     pool = client.app.state.generations
     ask = {"question": "slow: what do cells do?", "k": 2, "max_prompt_tokens": 512}
     before = pool_metrics(client)
-    assert [before[m] for m in POOL_METRICS[:4]] == [0, 0, 1, 1]
+    assert [before[m] for m in POOL_METRICS[:4]] == [0, 0, 1, 1]  # running, queued, limits
     with ThreadPoolExecutor(2) as threads:
         held = [threads.submit(client.post, "/collections/lim/ask", json=ask) for _ in range(2)]
         deadline = time.monotonic() + 30
@@ -128,14 +128,15 @@ def test_concurrent_generations_limit(client, monkeypatch):
         held_now = pool_metrics(client)
         assert held_now["specrag_generation_pool_running"] == 1
         assert held_now["specrag_generation_pool_queued"] == 1
-        assert held_now["specrag_generation_pool_rejected_total"] == before[POOL_METRICS[4]] + 2
+        rejected = "specrag_generation_pool_rejected_total"
+        assert held_now[rejected] == before[rejected] + 2
         gated.release(2)
         assert [f.result().status_code for f in held] == [200, 200]
     while pool.admitted:  # the workers end just after their answers are sent
         assert time.monotonic() < deadline
         time.sleep(0.01)
     after = pool_metrics(client)
-    assert (after[POOL_METRICS[0]], after[POOL_METRICS[1]]) == (0, 0)
+    assert [after[m] for m in POOL_METRICS[:2]] == [0, 0]
     monkeypatch.undo()  # the configured (extractive) generator again
     assert client.post("/collections/lim/ask", json=ask).status_code == 200
     r = client.post("/collections/lim/ask", json={**ask, "stream": True})

@@ -134,6 +134,36 @@ def test_a_vanished_client_cancels_its_answer_within_one_step(gated):
         until(lambda: pool.admitted == 0, "every worker free")
 
 
+def test_a_vanished_plain_client_cancels_its_answer_within_one_step(gated):
+    """A non-streamed ask whose client closes its connection while the answer is being
+    generated: the answer stops after the step in progress (3 steps: 2 run before the
+    client left + 1), not the 40 it would take nor at ask_timeout_s. A raw socket, so that
+    the test decides exactly when the connection closes."""
+    app = app_with(max_concurrent_generations=1, max_queued_generations=0)
+    pool = app.state.generations
+    with served(app) as client:
+        port = int(str(client.base_url).rsplit(":", 1)[1])
+        body = json.dumps(ask("slow plain")).encode()
+        request = (
+            b"POST /collections/c/ask HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        gated.release(2)
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(request)
+            until(lambda: gated.steps_run["slow plain"] == 2, "two steps of the answer")
+            (job,) = pool.jobs()  # waiting at its third step
+            assert not job.cancelled.is_set()
+        # the client is gone before any response
+        until(job.cancelled.is_set, "the server to cancel the answer")
+        gated.release(100)  # the step in progress ends; no further step may start
+        until(job.finished.is_set, "the answer's worker to stop")
+        assert gated.steps_run["slow plain"] == 3 and job.steps == 3
+        until(lambda: pool.admitted == 0, "the worker free")
+        assert client.post("/collections/c/ask", json=ask("fast after")).status_code == 200
+
+
 def test_pool_and_queue_full_is_429_with_retry_after(gated):
     """One worker and one queued answer are the limit: a third ask is 429 with
     Retry-After (streaming or not) until one ends; the two admitted ones complete."""

@@ -17,6 +17,7 @@ from specrag.generation import service as gen_service
 from specrag.settings import Settings
 from tests.conftest import demo_documents
 from tests.gated_generator import GatedGenerator
+from tests.test_observability import samples, value
 
 LIMITS = dict(
     max_filter_nodes=9,
@@ -87,17 +88,35 @@ def test_prompt_tokens_limit(client):
     assert client.post("/collections/lim/ask", json=ask).is_success  # default: clamped
 
 
+POOL_METRICS = [
+    "specrag_generation_pool_running",
+    "specrag_generation_pool_queued",
+    "specrag_generation_pool_workers",
+    "specrag_generation_pool_queue_capacity",
+    "specrag_generation_pool_rejected_total",
+]
+
+
+def pool_metrics(client) -> dict[str, float]:
+    """The generation pool's samples in /metrics."""
+    found = samples(client)
+    return {name: value(found, name) for name in POOL_METRICS}
+
+
 def test_concurrent_generations_limit(client, monkeypatch):
     """One answer generated and one queued is the limit (1 worker + 1 queued): a third is
-    429 with Retry-After, streaming or not; the two admitted ones complete."""
+    429 with Retry-After, streaming or not; the two admitted ones complete. /metrics shows
+    the held answers (1 running, 1 queued) and counts the refusals."""
     gated = GatedGenerator(steps=1)
     monkeypatch.setattr(gen_service, "get_generator", lambda name, device=None: gated)
     pool = client.app.state.generations
     ask = {"question": "slow: what do cells do?", "k": 2, "max_prompt_tokens": 512}
+    before = pool_metrics(client)
+    assert [before[m] for m in POOL_METRICS[:4]] == [0, 0, 1, 1]  # running, queued, limits
     with ThreadPoolExecutor(2) as threads:
         held = [threads.submit(client.post, "/collections/lim/ask", json=ask) for _ in range(2)]
         deadline = time.monotonic() + 30
-        while pool.admitted < 2:
+        while pool.counts()[:2] != (1, 1):  # one in the worker (at its gate), one queued
             assert time.monotonic() < deadline and not any(f.done() for f in held)
             time.sleep(0.01)
         for body in (ask, {**ask, "stream": True}):
@@ -106,8 +125,18 @@ def test_concurrent_generations_limit(client, monkeypatch):
             assert "max_concurrent_generations" in r.json()["detail"]
             assert "max_queued_generations" in r.json()["detail"]
             assert int(r.headers["Retry-After"]) >= 1
+        held_now = pool_metrics(client)
+        assert held_now["specrag_generation_pool_running"] == 1
+        assert held_now["specrag_generation_pool_queued"] == 1
+        rejected = "specrag_generation_pool_rejected_total"
+        assert held_now[rejected] == before[rejected] + 2
         gated.release(2)
         assert [f.result().status_code for f in held] == [200, 200]
+    while pool.admitted:  # the workers end just after their answers are sent
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    after = pool_metrics(client)
+    assert [after[m] for m in POOL_METRICS[:2]] == [0, 0]
     monkeypatch.undo()  # the configured (extractive) generator again
     assert client.post("/collections/lim/ask", json=ask).status_code == 200
     r = client.post("/collections/lim/ask", json={**ask, "stream": True})

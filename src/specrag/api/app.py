@@ -100,7 +100,7 @@ def create_app(
         redoc_url=None,  # ReDoc has no offline bundle here
     )
     app.state.settings = settings
-    metrics = app.state.metrics = Metrics(lambda: getattr(app.state, "service", None))
+    metrics = app.state.metrics = Metrics(app.state)
     admission = app.state.admission = Admission(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(WriteGuard, allowed_origins=settings.cors_origins)

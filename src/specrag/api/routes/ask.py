@@ -2,11 +2,10 @@
 hits (``CollectionService.ask``). ``"stream": true`` answers with Server-Sent Events.
 
 The answer runs in the app's generation pool (``api/generation_pool.py``): 429 with
-Retry-After when it is full, 504 past ``ask_timeout_s``. A streaming client that goes
-away cancels its answer: the SSE generator's ``finally`` sets the cancel flag (Starlette
-cancels the response when the client disconnects), and the worker stops before its next
-step. Errors after the first event cannot change the status any more: they end the stream
-with an ``error`` event."""
+Retry-After when it is full, 504 past ``ask_timeout_s``. A client that goes away, streamed
+or not, cancels its answer: the pool watches the request's ``receive`` for the disconnect
+and the worker stops before its next step. Errors after the first event cannot change the
+status any more: they end the stream with an ``error`` event."""
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ async def ask(name: str, body: AskRequest, service: ServiceDep, request: Request
     check_ask(settings, body)
     state = request.app.state
     deadline = asyncio.get_running_loop().time() + settings.ask_timeout_s
-    job = state.generations.submit(lambda: service.ask(name, body))
+    job = state.generations.submit(lambda: service.ask(name, body), request.receive)
     metrics = getattr(state, "metrics", None)
 
     async def next_event() -> Event:
@@ -90,4 +89,4 @@ async def _stream(job: GenerationJob, first: Event, next_event) -> AsyncIterator
                 yield _sse("error", {"detail": "internal error; the server log has the details"})
                 return
     finally:
-        job.cancel()  # the client went (or the stream ended): no further step
+        job.cancel()  # the stream ended (or Starlette stopped it): no further step

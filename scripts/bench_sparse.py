@@ -1031,7 +1031,8 @@ def main() -> None:
 def rule_paths(shares: dict[str, float]) -> str:
     """The paths BMP's rules chose, e.g. "61% up front, 7% probe, 32% pruned"."""
     names = {"up_front": "exhaustive up front", "probe": "exhaustive at the probe"}
-    parts = [f"{v:.0%} {names.get(p, p)}" for p, v in shares.items() if v > 0]
+    pct = lambda v: f"{v:.0%}" if v >= 0.005 else "<1%"  # noqa: E731
+    parts = [f"{pct(v)} {names.get(p, p)}" for p, v in shares.items() if v > 0]
     return ", ".join(parts) if len(parts) > 1 else parts[0].split(" ", 1)[1]
 
 

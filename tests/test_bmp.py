@@ -92,7 +92,7 @@ def run(
     fallback=0.4,
     term_block_cost=20.0,
     early=(16, 0.6),
-    blocks_per_hit=1.0,
+    blocks_per_hit=0.0,
 ):
     config = ImpactConfig(
         mode=mode,
@@ -103,7 +103,8 @@ def run(
         early_probe_blocks=early[0],
         early_fallback_fraction=early[1],
         blocks_per_hit=blocks_per_hit,
-        bmp_min_blocks=0,  # the block-by-block kernel, however small the index
+        bmp_min_blocks=0,  # the block-by-block kernel, however small the index, and
+        # (blocks_per_hit 0) no up-front check: the tests here are about BMP's own paths
     )
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), config)
     terms = np.array(sorted(query), dtype=np.int64)
@@ -179,10 +180,11 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
             assert got == exhaustive
     for early in (None, 0, 1, 2):
         got = run(index, query, k, allowed, "bmp", probe=10**9, fallback=2.0,
-                  term_block_cost=0.0, early=(early, 0.0), blocks_per_hit=0.0)  # fmt: skip
+                  term_block_cost=0.0, early=(early, 0.0))  # fmt: skip
         assert got == exhaustive
-    # The up-front check off (0), and asked for every query (a huge estimate).
-    for blocks_per_hit in (0.0, 1e12):
+    # The up-front check as configured by default (1), and taken on every query (a huge
+    # estimate of BMP's work).
+    for blocks_per_hit in (1.0, 1e12):
         assert run(index, query, k, allowed, "bmp", blocks_per_hit=blocks_per_hit) == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)

@@ -1072,7 +1072,8 @@ def write_filtered_result(runs: dict, args) -> None:
             "`blocks_per_hit`, is at least its postings; exhaustive at the probe when the "
             "blocks still admitted cost more); `BMP no fallback` switches every such rule off "
             "(always the pruned path). The path column says which code path the rule ran "
-            "on what share of the queries. Every "
+            "on what share of the queries (a row all exhaustive up front runs the "
+            "exhaustive kernel itself: its ratio is 1 up to timing noise). Every "
             "path returned exactly the exhaustive top-k on every query when the last column "
             "says True.",
             "Load average (1 min) after each cell: "

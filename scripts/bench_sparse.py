@@ -77,6 +77,7 @@ from specrag.indexing.kinds.bm25.analyzer import Analyzer  # noqa: E402
 from specrag.indexing.kinds.bm25.build import analyze_corpus, bm25_weights, build_bm25  # noqa: E402
 from specrag.indexing.kinds.bm25.config import BM25Config  # noqa: E402
 from specrag.indexing.kinds.bm25.search import BM25Searcher  # noqa: E402
+from specrag.indexing.kinds.impact.bmp import PATH_BMP, PATH_PROBE, PATH_UP_FRONT  # noqa: E402
 from specrag.indexing.kinds.impact.config import ImpactConfig  # noqa: E402
 from specrag.indexing.kinds.impact.index import ImpactIndex, quantize, term_major  # noqa: E402
 from specrag.indexing.kinds.impact.reorder import apply_order, bp_order  # noqa: E402
@@ -755,7 +756,12 @@ def built_collection(args) -> dict:
 
 
 #: BMP with every fallback to the exhaustive pass switched off (the pruned path always).
-NO_FALLBACK = {"fallback_fraction": 2.0, "term_block_cost": 0.0, "early_probe_blocks": None}
+NO_FALLBACK = {
+    "fallback_fraction": 2.0,
+    "term_block_cost": 0.0,
+    "early_probe_blocks": None,
+    "blocks_per_hit": 0.0,
+}
 
 
 def measure_masks(index, batch, per_query, nq_time, args) -> dict:
@@ -777,13 +783,18 @@ def measure_masks(index, batch, per_query, nq_time, args) -> dict:
         mask.setflags(write=False)  # as the service's cached masks (ImpactSearcher keeps its
         # internal order and per-block counts for the last read-only mask)
         for k in args.ks:
-            results, fell_back, blocks = {}, {}, {}
+            results, fell_back, blocks, taken = {}, {}, {}, {}
             for name, config in paths.items():
                 s.config = config
                 results[name] = s.search_rows(batch, k, mask)
                 if config.mode == "bmp":
                     fell_back[name] = float((s.last_blocks_scored >= index.n_blocks).mean())
                     blocks[name] = float(s.last_blocks_scored.mean())
+                    taken[name] = {
+                        path: float((s.last_paths == code).mean())
+                        for path, code in (("pruned", PATH_BMP), ("probe", PATH_PROBE),
+                                           ("up_front", PATH_UP_FRONT))
+                    }  # fmt: skip
             exact = all(
                 np.array_equal(a, b)
                 for name in ("bmp_rule", "bmp_no_fallback")
@@ -806,13 +817,16 @@ def measure_masks(index, batch, per_query, nq_time, args) -> dict:
                 "k": k,
                 "exact": exact,
                 "fell_back": fell_back,
+                "paths": taken,
                 "blocks_scored": blocks,
+                "load_1min": os.getloadavg()[0],
                 "qps": qps,
             }
             log(
                 f"    mask {share:.1%} k={k}: QPS exhaustive {qps['exhaustive']['qps_best']:.0f}, "
-                f"BMP+rule {qps['bmp_rule']['qps_best']:.0f} (fell back "
-                f"{fell_back['bmp_rule']:.0%}, blocks {blocks['bmp_rule']:.0f}), BMP no "
+                f"BMP+rule {qps['bmp_rule']['qps_best']:.0f} (up front "
+                f"{taken['bmp_rule']['up_front']:.0%}, at the probe "
+                f"{taken['bmp_rule']['probe']:.0%}, blocks {blocks['bmp_rule']:.0f}), BMP no "
                 f"fallback {qps['bmp_no_fallback']['qps_best']:.0f} (blocks "
                 f"{blocks['bmp_no_fallback']:.0f}) / {index.n_blocks}; exact {exact}"
             )
@@ -1014,6 +1028,14 @@ def main() -> None:
     log(f"raw results written to {args.out}")
 
 
+def rule_paths(shares: dict[str, float]) -> str:
+    """The paths BMP's rules chose, e.g. "61% up front, 7% probe, 32% pruned"."""
+    names = {"up_front": "exhaustive up front", "probe": "exhaustive at the probe"}
+    pct = lambda v: f"{v:.0%}" if v >= 0.005 else "<1%"  # noqa: E731
+    parts = [f"{pct(v)} {names.get(p, p)}" for p, v in shares.items() if v > 0]
+    return ", ".join(parts) if len(parts) > 1 else parts[0].split(" ", 1)[1]
+
+
 def write_filtered_result(runs: dict, args) -> None:
     """One row per index, mask and k: exhaustive vs BMP with its rule vs BMP without
     fallback, the path the rule chose, and whether every path was exact."""
@@ -1023,10 +1045,7 @@ def write_filtered_result(runs: dict, args) -> None:
             if not (key.startswith("mask") and isinstance(r, dict)):
                 continue
             q = {name: v["qps_best"] for name, v in r["qps"].items()}
-            fell = r["fell_back"]["bmp_rule"]
-            path = (
-                "pruned" if fell == 0 else "exhaustive" if fell == 1 else f"{fell:.0%} exhaustive"
-            )
+            path = rule_paths(r["paths"]["bmp_rule"])
             rows.append([
                 index_name, f"{r['share']:.1%}", r["k"], q["exhaustive"], q["bmp_rule"],
                 q["bmp_rule"] / q["exhaustive"], path, q["bmp_no_fallback"],
@@ -1049,11 +1068,22 @@ def write_filtered_result(runs: dict, args) -> None:
             "A mask keeps a random share of the documents (seeded), applied inside each "
             "search. `BMP + rule` is the default config: BMP, with the rules that send a "
             "query to the exhaustive pass when its bounds prune too little "
-            "(`impact/config.py`); `BMP no fallback` switches every such rule off (always "
-            "the pruned path). The path column says which code path the rule ran. Every "
+            "(`impact/config.py`: exhaustive up front when the query's expected BMP work, "
+            "`blocks_per_hit`, is at least its postings; exhaustive at the probe when the "
+            "blocks still admitted cost more); `BMP no fallback` switches every such rule off "
+            "(always the pruned path). The path column says which code path the rule ran "
+            "on what share of the queries (a row all exhaustive up front runs the "
+            "exhaustive kernel itself: its ratio is 1 up to timing noise). Every "
             "path returned exactly the exhaustive top-k on every query when the last column "
             "says True.",
-            f"Load average (1 min) when the run ended: {os.getloadavg()[0]:.1f} on "
+            "Load average (1 min) after each cell: "
+            + ", ".join(
+                f"{r['load_1min']:.1f}"
+                for res in runs.values()
+                for key, r in res.items()
+                if key.startswith("mask") and isinstance(r, dict)
+            )
+            + f"; when the run ended: {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores shared with other work.",
         ],
         order=33,

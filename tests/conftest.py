@@ -89,6 +89,7 @@ BMP_FORCED = {
     "fallback_fraction": 2.0,
     "term_block_cost": 0.0,
     "early_probe_blocks": None,
+    "blocks_per_hit": 0.0,
 }
 
 

@@ -92,6 +92,7 @@ def run(
     fallback=0.4,
     term_block_cost=20.0,
     early=(16, 0.6),
+    blocks_per_hit=0.0,
 ):
     config = ImpactConfig(
         mode=mode,
@@ -101,7 +102,9 @@ def run(
         term_block_cost=term_block_cost,
         early_probe_blocks=early[0],
         early_fallback_fraction=early[1],
-        bmp_min_blocks=0,  # the block-by-block kernel, however small the index
+        blocks_per_hit=blocks_per_hit,
+        bmp_min_blocks=0,  # the block-by-block kernel, however small the index, and
+        # (blocks_per_hit 0) no up-front check: the tests here are about BMP's own paths
     )
     searcher = ImpactSearcher(index, np.arange(index.n_docs).astype(str), config)
     terms = np.array(sorted(query), dtype=np.int64)
@@ -179,6 +182,10 @@ def test_safe_bmp_equals_exhaustive_and_truth(case):
         got = run(index, query, k, allowed, "bmp", probe=10**9, fallback=2.0,
                   term_block_cost=0.0, early=(early, 0.0))  # fmt: skip
         assert got == exhaustive
+    # The up-front check as configured by default (1), and taken on every query (a huge
+    # estimate of BMP's work).
+    for blocks_per_hit in (1.0, 1e12):
+        assert run(index, query, k, allowed, "bmp", blocks_per_hit=blocks_per_hit) == exhaustive
     assert [r for r, _ in bmp] == [r for r, _ in truth]
     np.testing.assert_allclose([s for _, s in bmp], [s for _, s in truth], rtol=1e-12)
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from specrag.indexing.kinds.impact.bmp import PATH_BMP, PATH_UP_FRONT
 from specrag.indexing.kinds.impact.config import ImpactConfig
 from specrag.indexing.kinds.impact.index import ImpactIndex, term_major
 from specrag.indexing.kinds.impact.reorder import apply_order
 from specrag.indexing.kinds.impact.search import ImpactSearcher, QueryBatch
 
 N_TOPICS, PER_TOPIC, TOPIC_TERMS, N_COMMON, BLOCK = 10, 4096, 20, 5, 32
-NO_FALLBACK = ImpactConfig(fallback_fraction=2.0, term_block_cost=0.0, early_probe_blocks=None)
+NO_FALLBACK = ImpactConfig(
+    fallback_fraction=2.0, term_block_cost=0.0, early_probe_blocks=None, blocks_per_hit=0.0
+)
 
 
 def topical_index(shuffle: bool) -> ImpactIndex:
@@ -106,6 +109,30 @@ def test_filtered_bmp_is_exact_and_the_rule_prunes_where_pruning_pays(setup, sha
     if shuffled and share >= 0.05 and k == 100:
         # Shuffled: bounds prune nothing; BMP would score most allowed blocks one by one.
         assert fell_back.all(), f"only {fell_back.mean():.0%} of queries fell back"
+
+
+def test_up_front_check_sends_queries_by_their_expected_work_and_both_paths_agree(setup):
+    """The check before the bound pass: at 5% of the rows and k=100 the k-th allowed score
+    ranks ~2,000th overall, so BMP would score most allowed blocks (the cost model says 4x
+    the postings): every query goes exhaustive at once, where the old rule scored blocks
+    until its probe. Unfiltered at k=10 BMP's ~10 blocks cost an eighth to a quarter of
+    the postings: no query does. The same queries with the check off run BMP block by
+    block to the end, and both return the brute-force top-k, scores bitwise equal."""
+    _, searcher, batch, reference = setup
+    n_docs = searcher.index.n_docs
+    cases = [
+        (np.random.default_rng(7).random(n_docs) < 0.05, 100, PATH_UP_FRONT),
+        (np.ones(n_docs, dtype=bool), 10, PATH_BMP),
+    ]
+    for mask, k, expected in cases:
+        truth = brute_force(reference, k, mask)
+        allowed = None if mask.all() else mask
+        checked, checked_scores, _ = run(searcher, batch, k, allowed, ImpactConfig())
+        assert searcher.last_paths.tolist() == [expected] * len(batch)
+        pruned, pruned_scores, _ = run(searcher, batch, k, allowed, NO_FALLBACK)
+        assert searcher.last_paths.tolist() == [PATH_BMP] * len(batch)
+        assert checked == truth and pruned == truth
+        assert np.array_equal(checked_scores, pruned_scores)
 
 
 def test_the_kept_mask_never_goes_stale(setup):

@@ -269,11 +269,15 @@ def bmp_search(
     block_allowed,
     use_mask,
     blocks_scored,
+    paths,
     probe_blocks,
     fallback_blocks,
     early_blocks,
     early_fallback_blocks,
     term_block_cost,
+    blocks_per_hit,
+    n_allowed,
+    allowed_blocks,
     scratch_acc,
     ranges,
     stamp_state,
@@ -283,7 +287,13 @@ def bmp_search(
 ):
     """Block-Max Pruning. ``alpha == 1`` is safe (exact); ``alpha < 1`` stops as soon as
     ``alpha * bound <= k-th score``. ``blocks_scored[q]`` receives the number of blocks
-    fully scored for query q (for benchmarks).
+    fully scored for query q (for benchmarks), ``paths[q]`` the path it took (``PATH_*``).
+
+    Before its bound pass, a query whose expected BMP work (``_expected_bmp_cost``, with
+    ``blocks_per_hit``; 0: no such check) is at least its postings is scored exhaustively
+    at once: under a mask keeping ``n_allowed`` rows in ``allowed_blocks`` blocks, bounds
+    over all rows prune little, and the probe below would only fall back after work the
+    exhaustive pass does not need.
 
     Blocks are scored one at a time in bound order; while one is scored, the postings of
     the next and the table entries of the two after it are prefetched. Sparse terms are
@@ -341,13 +351,25 @@ def bmp_search(
         # the touched blocks.
         n_entries = 0
         n_postings = 0
-        dense = False
+        n_dense = 0
         for j in range(q_lo, q_hi):
             t = q_terms[j]
             n_entries += block_offsets[t + 1] - block_offsets[t]
             n_postings += offsets[t + 1] - offsets[t]
-            dense = dense or dense_slot[t] >= 0
-        dense = dense or n_entries * 4 >= n_blocks
+            n_dense += dense_slot[t] >= 0
+        if blocks_per_hit > 0.0 and n_postings <= _expected_bmp_cost(
+            n_entries, n_dense, n_blocks, q_hi - q_lo, k, n_docs, n_allowed, allowed_blocks,
+            blocks_per_hit, term_block_cost,
+        ):  # fmt: skip
+            size = _score_all(
+                offsets, postings, doc_bits, n_docs, q_terms, q_weights, q_lo, q_hi, k,
+                allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
+            )  # fmt: skip
+            blocks_scored[q] = n_blocks
+            paths[q] = PATH_UP_FRONT
+            counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
+            continue
+        dense = n_dense > 0 or n_entries * 4 >= n_blocks
         # The exhaustive fallback pays off once the blocks left cost more to score, one
         # (term, block) run at a time, than a pass over all the query's postings.
         q_fallback = fallback_blocks
@@ -390,6 +412,7 @@ def bmp_search(
         # 3. Visit blocks by bound until none can enter the top-k.
         size = 0
         n_scored = 0
+        fell_back = False
         run_block[:] = -1
         while True:
             if n_cand == 0:
@@ -444,6 +467,7 @@ def bmp_search(
                     k, allowed, use_mask, row_key, use_key, scratch_acc, hs, hd,
                 )  # fmt: skip
                 n_scored = n_blocks
+                fell_back = True
                 break
             # Score block b: its postings of every query term, into block-local slots. With
             # the heap full, after a third of the terms: if no document's partial score
@@ -502,8 +526,33 @@ def bmp_search(
             for i in range(n_touched):
                 ub[touched[i]] = 0.0
         blocks_scored[q] = n_scored
+        paths[q] = PATH_PROBE if fell_back else PATH_BMP
         counts[q] = _topk_drain(hs, hd, size, out_rows[q], out_scores[q])
     return out_rows, out_scores, counts
+
+
+#: ``paths`` of ``bmp_search``: blocks scored by bound; exhaustive after the probe or the
+#: early check; exhaustive up front, before any bound was computed.
+PATH_BMP, PATH_PROBE, PATH_UP_FRONT = 0, 1, 2
+
+
+@numba.njit(inline="always")
+def _expected_bmp_cost(
+    n_entries, n_dense, n_blocks, n_terms, k, n_docs, n_allowed, allowed_blocks,
+    blocks_per_hit, term_block_cost,
+):  # fmt: skip
+    """A query's expected BMP work, in postings of the exhaustive pass (which costs its
+    postings). The bound pass reads each (term, block) pair once (a dense term's row has
+    every block). Then BMP scores the blocks whose bound beats the k-th allowed score:
+    with a share f of the rows allowed, that score ranks about k / f overall, and bounds
+    over all rows see no mask, so about ``blocks_per_hit`` blocks per hit of the
+    unfiltered top k / f are above it (at most the blocks the terms touch); of those,
+    only the share with an allowed row is visited, each costing ``term_block_cost`` per
+    query term (the probe's model)."""
+    touched = n_blocks if n_dense > 0 else min(n_entries, n_blocks)
+    hits = k * n_docs / max(n_allowed, 1)
+    visits = allowed_blocks / n_blocks * min(touched, blocks_per_hit * hits)
+    return n_entries + n_dense * n_blocks + visits * n_terms * term_block_cost
 
 
 @numba.njit(inline="always")

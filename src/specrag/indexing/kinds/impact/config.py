@@ -47,6 +47,21 @@ class ImpactConfig(KindConfig):
         "SciFact (162 blocks of 32) the bounds admitted 40% of the blocks on 299 of 300 "
         "queries, so the bound pass was pure overhead (docs/benchmarks.md). 0: always BMP.",
     )
+    blocks_per_hit: float = Field(
+        1.0,
+        ge=0,
+        description="The up-front check, made per query before any bound is computed: "
+        "BMP is expected to score this many blocks per document of the unfiltered top "
+        "k * n_docs / allowed_rows (a mask keeping a share f of the rows makes the k-th "
+        "allowed score about the (k/f)-th score overall, and block maxima, taken over all "
+        "rows, cannot see the mask), at most the blocks its terms touch, of which only the "
+        "share with an allowed row is visited. When that many blocks times the query's "
+        "terms times ``term_block_cost``, plus the bound pass (one unit per (term, block) "
+        "pair, a dense term's row counting every block) cost at least the query's postings, "
+        "the exhaustive pass runs at once. 1 is the plain estimate (one block per hit; at "
+        "200k BM25 documents BMP scored 0.6-1.7x that many, docs/benchmarks.md); 0 turns "
+        "the check off.",
+    )
     probe_blocks: int | None = Field(
         None,
         ge=0,

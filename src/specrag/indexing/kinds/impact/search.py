@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from specrag.indexing.kinds.impact.bmp import bmp_search, exhaustive_search
+from specrag.indexing.kinds.impact.bmp import PATH_UP_FRONT, bmp_search, exhaustive_search
 from specrag.indexing.kinds.impact.config import ImpactConfig
 from specrag.indexing.kinds.impact.index import ImpactIndex
 from specrag.indexing.kinds.topk import check_k, check_mask
@@ -78,10 +78,12 @@ class ImpactSearcher:
         self.config = config if config is not None else ImpactConfig()
         self._matrix: sp.csc_matrix | None = None
         self._doc_id_list: list[str] | None = None
-        #: Blocks fully scored per query by the last BMP search (benchmark diagnostics).
+        #: Blocks fully scored per query by the last BMP search, and the path each query
+        #: took there (``bmp.PATH_*``): benchmark and test diagnostics.
         self.last_blocks_scored: np.ndarray | None = None
+        self.last_paths: np.ndarray | None = None
         self._local = threading.local()
-        self._mask_memo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._mask_memo: tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
         # A document reordering (BP) stores rows internally in another order: the kernels
         # break ties and return by corpus row (row_key), masks are taken to internal order.
         perm = index.perm
@@ -158,10 +160,11 @@ class ImpactSearcher:
         mask = check_mask(allowed, ix.n_docs)
         use_mask = mask is not None
         block_allowed = np.zeros(1, dtype=np.int64)
+        n_allowed, allowed_blocks = ix.n_docs, ix.n_blocks
         if mask is None:
             mask = np.ones(1, dtype=bool)
         else:
-            mask, block_allowed = self._internal_mask(mask)
+            mask, block_allowed, n_allowed, allowed_blocks = self._internal_mask(mask)
         if cfg.mode == "exhaustive" or ix.n_blocks < cfg.bmp_min_blocks:
             rows, scores, counts = exhaustive_search(
                 ix.offsets,
@@ -180,8 +183,10 @@ class ImpactSearcher:
             )
             if cfg.mode == "bmp":
                 self.last_blocks_scored = np.full(len(batch), ix.n_blocks, dtype=np.int64)
+                self.last_paths = np.full(len(batch), PATH_UP_FRONT, dtype=np.int8)
         else:
             scored = np.zeros(len(batch), dtype=np.int64)
+            paths = np.zeros(len(batch), dtype=np.int8)
             ranges, stamp = self._ranges(int(np.diff(batch.offsets).max(initial=0)))
             rows, scores, counts = bmp_search(
                 ix.offsets,
@@ -205,6 +210,7 @@ class ImpactSearcher:
                 block_allowed,
                 use_mask,
                 scored,
+                paths,
                 int(
                     min(256, max(1, ix.n_blocks // 64))
                     if cfg.probe_blocks is None
@@ -214,6 +220,9 @@ class ImpactSearcher:
                 -1 if cfg.early_probe_blocks is None else int(cfg.early_probe_blocks),
                 max(1, int(np.ceil(cfg.early_fallback_fraction * ix.n_blocks))),
                 float(cfg.term_block_cost),
+                float(cfg.blocks_per_hit),
+                n_allowed,
+                allowed_blocks,
                 self._scratch(),
                 ranges,
                 stamp,
@@ -222,23 +231,26 @@ class ImpactSearcher:
                 self._use_key,
             )
             self.last_blocks_scored = scored
+            self.last_paths = paths
         return rows, scores * ix.scale, counts
 
-    def _internal_mask(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``mask`` in internal row order and its allowed rows per block (BMP never
-        visits a block with none). Both cost O(n_docs) a call, more than a pruned search
+    def _internal_mask(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """``mask`` in internal row order, its allowed rows per block (BMP never visits a
+        block with none), and its allowed rows and blocks with one (BMP's up-front cost
+        estimate). They cost O(n_docs) a call, more than a pruned search
         of 200k documents, so they are kept for the last *read-only* mask seen: the
         service hands the same cached read-only mask to every search until the next
         write (a writable mask may change between calls, so it is never kept)."""
         kept = self._mask_memo
         if kept is not None and kept[0] is mask:
-            return kept[1], kept[2]
+            return kept[1:]
         ix = self.index
         internal = mask[ix.perm] if self._use_key else mask
         counts = np.add.reduceat(internal, np.arange(0, ix.n_docs, ix.block_size), dtype=np.int64)
+        out = (internal, counts, int(counts.sum()), int(np.count_nonzero(counts)))
         if not mask.flags.writeable:
-            self._mask_memo = (mask, internal, counts)
-        return internal, counts
+            self._mask_memo = (mask, *out)
+        return out
 
     # -- reference -----------------------------------------------------------------------
 

@@ -324,3 +324,66 @@ def test_refresh_and_merge_commands(env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "merged 'rm' into version" in out and "encoded 0, reused 14" in out
     assert main(["refresh", "nothing-here"]) == 2
+
+
+def test_index_full_and_merge_leave_the_files_of_a_fresh_build(env, tmp_path, monkeypatch, capsys):
+    """`specrag index` after a small change keeps colbert's codebook (a cheap rebuild);
+    `--full` trains it anew from the stored encodings (encoding nothing), as `specrag merge`
+    does: both leave the files of a fresh full build in another home."""
+    from specrag.api.service import CollectionService
+    from specrag.indexing.readers import read_documents
+    from specrag.settings import Settings
+    from tests.same_index import assert_same_index, current_path
+
+    # Texts longer than MiniLM's 256 tokens: truncated, so never padded, their encodings
+    # do not depend on the batch they were encoded in (a shorter text's differ by float
+    # rounding between batches, and the truth encodes in other batches than the rebuilds).
+    with open(DEMO_CORPUS) as src:
+        rows = (json.loads(line) for line in src)
+        lines = [json.dumps(r) + "\n" for r in rows if len(r["title"] + r["text"]) > 2000][:21]
+    row = json.loads(lines[3])
+    row["text"] = "Revised: " + row["text"]
+    edited = [*lines[:3], json.dumps(row) + "\n", *lines[4:]]
+    corpora = {"first": lines[:20], "edited": edited[:20], "merged": edited}
+    for stem, rows in corpora.items():
+        (tmp_path / f"{stem}.jsonl").write_text("".join(rows))
+    kinds = json.dumps({"colbert": {"reuse_codebook_below": 0.5}})
+
+    def index(home, stem: str, *extra: str) -> str:
+        monkeypatch.setenv("SPECRAG_HOME", str(home))
+        corpus = str(tmp_path / f"{stem}.jsonl")
+        assert (
+            main(["index", "--collection", "fl", "--corpus", corpus, "--kinds", kinds, *extra]) == 0
+        )
+        return capsys.readouterr().out
+
+    def served(home):
+        """The current version's folder and whether its colbert kept a codebook."""
+        service = CollectionService(Settings(home=home))
+        try:
+            path = current_path(service, "fl")
+        finally:
+            service.close()
+        manifest = json.loads((path / "manifest.json").read_text())
+        return path, manifest["kinds"]["colbert"]["stats"]["codebook"]["reused"]
+
+    index(env, "first")
+    assert "encoded 1, reused 19" in index(env, "edited")
+    assert served(env)[1] is True
+    assert "encoded 0, reused 20" in index(env, "edited", "--full")
+    assert served(env)[1] is False
+    index(tmp_path / "truth", "edited")
+    assert_same_index(served(env)[0], served(tmp_path / "truth")[0])
+
+    monkeypatch.setenv("SPECRAG_HOME", str(env))
+    service = CollectionService(Settings(home=env))
+    try:
+        service.upsert("fl", list(read_documents(tmp_path / "merged.jsonl"))[20:])
+    finally:
+        service.close()
+    assert main(["refresh", "fl"]) == 0
+    assert main(["merge", "fl"]) == 0
+    assert "encoded 0, reused 21" in capsys.readouterr().out
+    assert served(env)[1] is False
+    index(tmp_path / "truth2", "merged")
+    assert_same_index(served(env)[0], served(tmp_path / "truth2")[0])

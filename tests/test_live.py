@@ -8,7 +8,6 @@ index``), and the stored documents themselves.
 
 from __future__ import annotations
 
-import filecmp
 import threading
 import time
 from pathlib import Path
@@ -24,8 +23,13 @@ from specrag.retrieval.request import SearchRequest
 from specrag.settings import Settings
 from specrag.types import Document
 from tests.conftest import demo_documents
+from tests.same_index import assert_same_index, current_path
 
 KINDS = {"dense": {}, "bm25": {}}
+#: Every kind a delta covers with a trained or calibrated part. colbert's codebook reuse
+#: threshold is raised so that a build over the base would keep it for these small changes
+#: (3 of 27 documents): a merge must retrain it anyway.
+ALL_KINDS = {"bm25": {}, "dense": {}, "binary": {}, "colbert": {"reuse_codebook_below": 0.5}}
 N_BASE = 24
 
 
@@ -33,8 +37,8 @@ def doc_json(doc: Document) -> dict:
     return {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
 
 
-def create(client, name: str, **live) -> None:
-    r = client.post("/collections", json={"name": name, "kinds": KINDS, **live})
+def create(client, name: str, kinds: dict = KINDS, **live) -> None:
+    r = client.post("/collections", json={"name": name, "kinds": kinds, **live})
     assert r.status_code == 201, r.text
 
 
@@ -60,15 +64,43 @@ def hits(client, name: str, query: str, retriever: str = "dense", k: int = 50) -
     return r.json()["hits"]
 
 
+def finished_job(client, job_id: str, timeout: float = 120.0) -> dict:
+    """The job once it succeeded or failed."""
+    deadline = time.monotonic() + timeout
+    while (job := client.get(f"/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, f"job {job_id} did not finish: {job}"
+        time.sleep(0.1)
+    return job
+
+
 def ids(found: list[dict]) -> list[str]:
     return [h["doc_id"] for h in found]
 
 
-def fresh_build(home: Path, name: str, docs: list[Document]) -> CollectionService:
+def fresh_build(
+    home: Path, name: str, docs: list[Document], kinds: dict = KINDS
+) -> CollectionService:
     service = CollectionService(Settings(home=home))
     service.start()
-    service.index(name, docs, KINDS)
+    service.index(name, docs, kinds)
     return service
+
+
+@pytest.fixture
+def encoded_texts(monkeypatch) -> list[str]:
+    """Every document text encoded from now on, through the one entry point of builds and
+    refreshes to the encoder (``encodings.session.encode_texts``)."""
+    from specrag.indexing.encodings import session
+
+    seen: list[str] = []
+    real = session.encode_texts
+
+    def recording(space, texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(space, texts, *args, **kwargs)
+
+    monkeypatch.setattr(session, "encode_texts", recording)
+    return seen
 
 
 @pytest.fixture
@@ -191,14 +223,21 @@ def test_settings_at_create_patch_and_validation(app_home):
         assert ids(hits(client, "b25", "axolotl salamanders", "bm25", 1)) == ["axolotl"]
 
 
-def test_background_refresh_then_background_merge_equals_a_fresh_full_build(app_home, tmp_path):
+def test_background_refresh_then_background_merge_equals_a_fresh_full_build(
+    app_home, tmp_path, encoded_texts
+):
+    """Every kind's files after a background merge are byte-identical to a fresh full
+    build's in another home (colbert too: its codebook trained anew, not kept from the
+    base), and the merge encodes nothing: only the refreshes ran the encoder, once per new
+    document."""
     name = "bg"
     docs = demo_documents(N_BASE + 3)
     base, new = docs[:N_BASE], docs[N_BASE:]
     with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
-        create(client, name, refresh_interval=0.2, merge_max_docs=1000)
+        create(client, name, ALL_KINDS, refresh_interval=0.2, merge_max_docs=1000)
         upsert(client, name, base)
         build(app_home, name)
+        encoded_texts.clear()
         service: CollectionService = client.app.state.service
         first = service.versions(name).current()
         upsert(client, name, new[:1])  # no refresh asked: the refresher makes it searchable
@@ -218,34 +257,17 @@ def test_background_refresh_then_background_merge_equals_a_fresh_full_build(app_
             time.sleep(0.2)
         status = client.get(f"/collections/{name}").json()["live"]
         assert status["delta_documents"] == 0 and status["last_merge_at"]
-        merged = service.versions(name)
         jobs = client.get(f"/collections/{name}/builds").json()
         assert jobs[0]["status"] == "succeeded" and "encoded 0" in jobs[0]["message"].replace(
             ",", ""
         )
+        assert sorted(encoded_texts) == sorted(d.full_text() for d in new)
 
-        truth = fresh_build(tmp_path / "truth", name, docs)
+        truth = fresh_build(tmp_path / "truth", name, docs, ALL_KINDS)
         try:
-            assert_same_index(
-                merged.path(merged.current()),
-                truth.versions(name).path(truth.versions(name).current()),
-            )
+            assert_same_index(current_path(service, name), current_path(truth, name))
         finally:
             truth.close()
-
-
-def assert_same_index(got: Path, want: Path) -> None:
-    """bm25 files byte-identical, dense flat embeddings identical, same row ids."""
-    np.testing.assert_array_equal(np.load(got / "ids.npy"), np.load(want / "ids.npy"))
-    bm25 = sorted(p.relative_to(want / "bm25") for p in (want / "bm25").rglob("*") if p.is_file())
-    assert bm25 and bm25 == sorted(
-        p.relative_to(got / "bm25") for p in (got / "bm25").rglob("*") if p.is_file()
-    )
-    for rel in bm25:
-        assert filecmp.cmp(got / "bm25" / rel, want / "bm25" / rel, shallow=False), rel
-    np.testing.assert_array_equal(
-        np.load(got / "dense" / "embeddings.npy"), np.load(want / "dense" / "embeddings.npy")
-    )
 
 
 def test_searches_during_a_merge_see_every_document(app_home):
@@ -295,10 +317,8 @@ def test_searches_during_a_merge_see_every_document(app_home):
             r = client.post(f"/collections/{name}/merge")
             assert r.status_code == 202, r.text
             job = r.json()["id"]
+            finished_job(client, job)
             deadline = time.monotonic() + 120
-            while client.get(f"/jobs/{job}").json()["status"] not in ("succeeded", "failed"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
             while service.version_for(name).id == first or "+" in service.version_for(name).id:
                 assert time.monotonic() < deadline  # the new version, with no delta
                 time.sleep(0.05)
@@ -310,6 +330,58 @@ def test_searches_during_a_merge_see_every_document(app_home):
         assert client.get(f"/jobs/{job}").json()["status"] == "succeeded"
         assert not failures, failures[:5]
         assert responses[0] >= 16  # at least two per client thread
+
+
+def test_rebuild_keeps_the_codebook_full_build_and_merge_retrain_it(
+    app_home, tmp_path, encoded_texts
+):
+    """Over REST: a plain build after a small change keeps colbert's codebook (what makes
+    a rebuild cheap); ``{"full": true}`` and a merge train it anew, and leave the files of
+    a fresh full build in another home. None of them encodes a stored document again."""
+    name = "fb"
+    kinds = {"colbert": ALL_KINDS["colbert"]}
+    docs = demo_documents(N_BASE + 2)
+    with TestClient(create_app(app_home), raise_server_exceptions=False) as client:
+        service: CollectionService = client.app.state.service
+        create(client, name, kinds, refresh_interval=0, merge_max_share=10)  # merges on demand
+        upsert(client, name, docs[:N_BASE])
+        build(app_home, name)
+        upsert(client, name, [docs[N_BASE]], "wait_for")
+        encoded_texts.clear()
+
+        def codebook_reused(r) -> bool:
+            assert r.status_code == 202, r.text
+            job = finished_job(client, r.json()["id"])
+            assert job["status"] == "succeeded", job
+            manifest = service.versions(name).manifest(job["version_id"])
+            return manifest["kinds"]["colbert"]["stats"]["codebook"]["reused"]
+
+        assert codebook_reused(client.post(f"/collections/{name}/builds")) is True
+        assert codebook_reused(client.post(f"/collections/{name}/builds", json={})) is True
+        assert (
+            codebook_reused(client.post(f"/collections/{name}/builds", json={"full": True}))
+            is False
+        )
+        assert encoded_texts == []  # every document came from the encoding store
+        truth = fresh_build(tmp_path / "truth", name, docs[: N_BASE + 1], kinds)
+        try:
+            assert_same_index(current_path(service, name), current_path(truth, name))
+        finally:
+            truth.close()
+
+        encoded_texts.clear()  # the truth's build
+        upsert(client, name, [docs[N_BASE + 1]], "wait_for")
+        assert codebook_reused(client.post(f"/collections/{name}/merge")) is False
+        assert encoded_texts == [docs[N_BASE + 1].full_text()]  # by the refresh alone
+        truth = fresh_build(tmp_path / "truth2", name, docs, kinds)
+        try:
+            assert_same_index(current_path(service, name), current_path(truth, name))
+        finally:
+            truth.close()
+
+        for bad in ({"full": "maybe"}, {"full": None}, {"complete": True}):
+            r = client.post(f"/collections/{name}/builds", json=bad)
+            assert r.status_code == 422, (bad, r.text)
 
 
 def test_status_counts_pending_documents(app_home):

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error", choices=["fail", "skip"], default="fail",
         help="a bad corpus record stops the run (fail, the default) or is skipped and counted",
     )  # fmt: skip
+    p.add_argument(
+        "--full", action="store_true",
+        help="retrain every kind's trained parts (e.g. the colbert codebook), ignoring the "
+        "previous version; still reuses encodings",
+    )  # fmt: skip
     _scale_options(p)
     p.set_defaults(handler=cmd_index)
 
@@ -305,7 +310,12 @@ def cmd_index(args) -> int:
     try:
         started = time.perf_counter()
         version = service.index(
-            args.collection, docs, kinds, progress_bar=True, **_scale(args, service.settings)
+            args.collection,
+            docs,
+            kinds,
+            progress_bar=True,
+            full=args.full,
+            **_scale(args, service.settings),
         )
         seconds = time.perf_counter() - started
         info = service.get_collection(args.collection)

@@ -167,6 +167,12 @@ class BuildRequest(BaseModel):
         description="Kinds to add to the collection, or whose config to change, before the "
         "build. A build always writes every kind of the collection.",
     )
+    full: bool = Field(
+        False,
+        description="Retrain every kind's trained parts (e.g. the colbert codebook) instead "
+        "of keeping the current version's when few documents changed; encodings are still "
+        "reused. A merge always builds this way.",
+    )
 
 
 class JobOut(BaseModel):

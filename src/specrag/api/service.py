@@ -379,15 +379,17 @@ class CollectionService:
         """A merge run here, synchronously (the CLI's ``specrag merge``): the version id."""
         info = self.store.get_collection(name)
         job = self.store.create_job(name, list(info.kinds))
-        version = self._build(name, job.id, progress_bar=progress_bar)
+        version = self._build(name, job.id, progress_bar=progress_bar, full=True)
         self._catch_up(name)
         return version
 
     def merge(self, name: str) -> JobOut:
-        """Queue a merge: a build job over every kind of the collection, reading the
-        encoding store (only documents never encoded are encoded), so the version it
-        writes is a fresh full build by construction; the delta is then retired."""
-        return self.start_build(name)
+        """Queue a merge: a full build job over every kind of the collection (trained parts
+        such as the colbert codebook trained anew, nothing kept from the current version),
+        reading the encoding store (only documents never encoded are encoded), so the
+        version it writes is a fresh full build by construction; the delta is then
+        retired."""
+        return self.start_build(name, full=True)
 
     # -- documents -------------------------------------------------------------------
     def upsert(self, name: str, docs: list[Document], refresh: str | None = None) -> int:
@@ -420,24 +422,27 @@ class CollectionService:
         return DocumentOut.of(doc)
 
     # -- builds ----------------------------------------------------------------------
-    def start_build(self, name: str, kinds: KindsSpec | None = None) -> JobOut:
+    def start_build(
+        self, name: str, kinds: KindsSpec | None = None, *, full: bool = False
+    ) -> JobOut:
         """Queue a build of every kind of the collection (``kinds`` adds kinds or changes
-        their configs first) in the background worker; returns the job to poll."""
+        their configs first) in the background worker; returns the job to poll.
+        ``full``: retrain every kind's trained parts (``VersionStore.build``)."""
         kind_names = self._configure_kinds(name, kinds)
         if self._worker is None:
             self.start()
         job = self.store.create_job(name, kind_names)
         assert self._worker is not None
-        future: Future = self._worker.submit(self._run_job, name, job.id)
+        future: Future = self._worker.submit(self._run_job, name, job.id, full)
         future.add_done_callback(_log_failure)
         return self.job_out(job)
 
-    def _run_job(self, name: str, job_id: str) -> str | None:
+    def _run_job(self, name: str, job_id: str, full: bool = False) -> str | None:
         from specrag.indexing.jobs import BuildCancelled
 
         try:
             ray = RayOptions.from_settings(self.settings) if self.settings.ray_address else None
-            version_id = self._build(name, job_id, ray=ray)
+            version_id = self._build(name, job_id, ray=ray, full=full)
         except (BuildCancelled, NotFound) as exc:
             log.info("build job %s of %r stopped: %s", job_id, name, exc)
             return None
@@ -484,10 +489,16 @@ class CollectionService:
                 log.exception("build listener failed")
 
     def _build(
-        self, name: str, job_id: str, progress_bar: bool = False, ray: RayOptions | None = None
+        self,
+        name: str,
+        job_id: str,
+        progress_bar: bool = False,
+        ray: RayOptions | None = None,
+        full: bool = False,
     ) -> str:
         """run_build in the collection's folder, registered so that a delete can cancel it
-        and wait for it. ``ray``: build on Ray (docs/scaling.md)."""
+        and wait for it. ``ray``: build on Ray (docs/scaling.md); ``full``: retrain every
+        kind's trained parts."""
         from specrag.indexing.jobs import run_build
 
         info = self.store.get_collection(name)
@@ -503,6 +514,7 @@ class CollectionService:
                 progress_bar=progress_bar,
                 cancelled=lambda: pause_point("build") or folder in self._cancelled,
                 ray=ray,
+                full=full,
             )
         finally:
             with self._builds_changed:
@@ -552,10 +564,13 @@ class CollectionService:
         progress_bar: bool = False,
         shards: int | None = None,
         ray: RayOptions | None = None,
+        full: bool = False,
     ) -> str:
         """Create the collection if needed, upsert ``documents`` and build synchronously
         (the CLI's path; the REST path is :meth:`start_build`). ``shards``: set the
-        collection's shard count first; ``ray``: build on Ray. Returns the version id."""
+        collection's shard count first; ``ray``: build on Ray; ``full``: retrain every
+        kind's trained parts instead of reusing the current version's. Returns the
+        version id."""
         try:
             configured = self.store.get_collection(name).kinds or {}
         except NotFound:
@@ -570,7 +585,7 @@ class CollectionService:
         for chunk in _chunks(documents, UPSERT_CHUNK):
             self.store.upsert(name, chunk)
         job = self.store.create_job(name, kind_names)
-        version = self._build(name, job.id, progress_bar=progress_bar, ray=ray)
+        version = self._build(name, job.id, progress_bar=progress_bar, ray=ray, full=full)
         self._catch_up(name)
         return version
 

@@ -52,6 +52,7 @@ def run_build(
     progress_bar: bool = False,
     cancelled: Callable[[], bool] | None = None,
     ray: RayOptions | None = None,
+    full: bool = False,
 ) -> str:
     """Build every kind the collection is configured with (a version always holds all of
     them; ``registry.merge_kinds`` changes the configuration) over its current documents;
@@ -59,7 +60,9 @@ def run_build(
     when None. ``cancelled``: polled at every progress report; True stops the build
     (BuildCancelled), as does a job row that is gone (its collection was deleted, maybe by
     another process). ``ray``: build on Ray (``scaleout.py``; shards come from the
-    collection). Raises what the build raised, after marking the job failed.
+    collection). ``full``: retrain every kind's trained parts instead of reusing the
+    current version's (``VersionStore.build``; merges). Raises what the build raised, after
+    marking the job failed.
     """
     info = store.get_collection(collection)
     build_kinds = parse_kinds(info.kinds) if info.kinds else {}
@@ -91,6 +94,7 @@ def run_build(
                 build_kinds,
                 reporter,
                 ray=ray,
+                full=full,
                 activate=False,
                 extra_manifest={"collection": collection, "generation": generation, "job": job_id},
             )

@@ -92,9 +92,11 @@ def build_version(
     ray: RayOptions | None = None,
     activate: bool = True,
     extra_manifest: dict[str, Any] | None = None,
+    full: bool = False,
 ) -> str:
     """Build a version of ``corpus`` with the layout and runner described above
-    (``shards``: default the collection's count). Returns the version id."""
+    (``shards``: default the collection's count). Returns the version id. ``full``: retrain
+    every kind's trained parts (``VersionStore.build``); sharded and Ray builds always do."""
     n_shards = read_shards(versions.root) if shards is None else check_shards(shards)
     options = {"activate": activate, "extra_manifest": extra_manifest}
     if n_shards > 1:
@@ -114,4 +116,4 @@ def build_version(
         from specrag.indexing.ray_build import build_with_ray
 
         return build_with_ray(versions, corpus, kinds, progress, ray, **options)
-    return versions.build(corpus, kinds, progress, **options)
+    return versions.build(corpus, kinds, progress, full=full, **options)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request, status
 
 from specrag.api.auth import READ, WRITE
@@ -23,12 +25,19 @@ def start_build(
 ) -> JobOut:
     """Queue a build of a new index version; poll ``GET /jobs/{id}``. 429 when
     ``max_queued_builds`` builds are queued or running already."""
+    body = body or BuildRequest()
+    return _admitted(request, lambda: service.start_build(name, body.kinds, full=body.full))
+
+
+def _admitted(request: Request, start: Callable[[], JobOut]) -> JobOut:
+    """``start`` a build job under the app's build admission (429 past the queue limit;
+    the slot is given back when the job could not start)."""
     admission = getattr(request.app.state, "admission", None)
     if admission is None:
-        return service.start_build(name, body.kinds if body else None)
+        return start()
     admission.build_started()
     try:
-        return service.start_build(name, body.kinds if body else None)
+        return start()
     except BaseException:
         admission.build_ended()
         raise
@@ -55,10 +64,11 @@ def refresh(name: str, service: ServiceDep) -> RefreshOut:
     responses=errors(*WRITES, 400, 404, 422, 429),
 )
 def merge(name: str, service: ServiceDep, request: Request) -> JobOut:
-    """Merge the delta into a new version now: a build job over every kind, from the
-    encoding store (nothing already encoded is encoded again); poll ``GET /jobs/{id}``.
-    Searches see the old version and delta until the new version is switched in."""
-    return start_build(name, service, request, None)
+    """Merge the delta into a new version now: a full build job over every kind (as
+    ``{"full": true}``: the same files as a fresh build), from the encoding store
+    (nothing already encoded is encoded again); poll ``GET /jobs/{id}``. Searches see the
+    old version and delta until the new version is switched in."""
+    return _admitted(request, lambda: service.merge(name))
 
 
 @router.get(

@@ -14,7 +14,7 @@ stays bounded), fits the codec and the centroids on a random sample of all token
 compresses the spill chunk by chunk and deletes it.
 
 Rebuilds keep the codebook (issue #14), as PLAID-style systems do for incremental adds:
-a build that replaces a version (``VersionStore.build``; a merge is one) whose colbert
+a build that replaces a version (``VersionStore.build``, not ``full``) whose colbert
 index has the same config (up to search-time knobs) over the same encoding space (same
 model), with a share of changed documents below ``reuse_codebook_below`` (default 0.1),
 keeps that version's centroids and codec, copies the codes and centroid ids of every
@@ -22,8 +22,9 @@ document whose encoding (content hash, the store's key) it already had -- the sa
 vectors under the same codec give the same codes -- and compresses only the changed
 documents; the manifest's ``stats.codebook`` says so (``reused``, ``docs_copied``,
 ``docs_compressed``). The centroids then drift from a retrained k-means as changes
-accumulate; a full rebuild (``VersionStore.build(..., full=True)``) or
-``reuse_codebook_below: 0`` retrains them, and a change at or above the threshold does too.
+accumulate; a full build (``VersionStore.build(..., full=True)``: every merge,
+``specrag index --full``, ``{"full": true}``) or ``reuse_codebook_below: 0`` retrains them,
+and a change at or above the threshold does too.
 """
 
 from __future__ import annotations

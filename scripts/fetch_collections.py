@@ -2,7 +2,7 @@
 
 SciFact (``../shared/data/scifact``) is the collection the first defaults were tuned on; to
 choose defaults that generalize (``scripts/bench_relevance.py``, leave one collection out)
-we need collections of other domains. Three classic test collections are small, public
+we need collections of other domains. Six classic test collections are small, public
 and kept in public GitHub repositories, so each is rebuilt here from a pinned file
 (repository + commit + path, with its sha256 checked):
 
@@ -12,12 +12,15 @@ name          domain                               docs     queries   judgements
 cranfield     aeronautics abstracts (1960s)        1,400    225       graded 1-4 (Cleverdon)
 cisi          library and information science      1,460    76        binary
 npl           electrical engineering (title-like)  5,000 *  93        binary
+cacm          computer science (CACM 1958-1979)    3,204    52        binary
+med           medicine (MEDLINE abstracts)         1,033    30        binary
+adi           information science                  82       35        binary
 ============  ===================================  =======  ========  =====================
 
 None of them has a train or dev split, so each query goes by a fixed hash of
 ``<collection>:<query id>`` (sha256, even -> ``dev``, odd -> ``test``) into the choosing
 half (``qrels/dev.tsv``) or the test half (``qrels/test.tsv``): the same split on every
-machine, and no query is in both. Cranfield and CISI keep every document; NPL (*) keeps
+machine, and no query is in both. Every collection but NPL keeps every document; NPL (*) keeps
 5,000 of its 11,426 (every judged document, then a seeded random sample of the others), as
 encoding all of them took ~45 minutes on a shared 2-core machine. Cranfield's relevance
 codes run the wrong way for nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 =
@@ -154,14 +157,16 @@ def cranfield(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
     return docs, queries, qrels
 
 
-def cisi(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+def smart_binary(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    """SMART documents and queries (``.W``), binary qrels lines ``qid doc ...`` (CISI, CACM,
+    MED, ADI); ids as integers written plainly (CACM pads its query ids: ``01``)."""
     docs = smart_docs(read("docs"))
     queries = {str(int(q)): fields.get("W", "") for q, fields in smart_records(read("queries"))}
     qrels: Qrels = {}
     for line in read("qrels").splitlines():
         if line.strip():
             qid, doc_id = line.split()[:2]
-            qrels.setdefault(qid, {})[doc_id] = 1
+            qrels.setdefault(str(int(qid)), {})[str(int(doc_id))] = 1
     return docs, queries, qrels
 
 
@@ -187,6 +192,8 @@ class Collection:
 
 _CRAN = ("noramtboraas/information-retrieval", "4ea1b8e02da1db64b68b0364d50620b3c95528dc")
 _CISI = ("Shakiba-Alipour/Information-Retrieval-on-CISI", "7a23c34602e8949d795bb1835004546e00d1d1ba")  # fmt: skip  # noqa: E501
+_CACM = ("atcherepanov/Stemming-Algorithm", "a92ce141e3cba95b0213569a42cb1668201963f7")
+_BELIEF = ("lailaglez/belief-network-irs", "9094e4cde738bd93ed1747dc958b5acb0e0fa684")
 _NPL = ("stefreschke/Information-Retrieval", "ec84884f012ae2c655004f1025753381bef27adb")
 
 COLLECTIONS = {
@@ -197,7 +204,7 @@ COLLECTIONS = {
             "queries": Source(*_CRAN, "cran.qry", "99578ceb88941ef89c14faf7c63c23776a376d8fba319b990f01d0c601d8b03f"),
             "qrels": Source(*_CRAN, "cranqrel", "a90f56082cd44db70bf2c21ebca39a1a34e37c82ccb5ddf1bcc64f18795234c7"),
         }),
-        Collection("cisi", "library and information science", cisi, {
+        Collection("cisi", "library and information science", smart_binary, {
             "docs": Source(*_CISI, "CISI.ALL", "c13934ad921234b571e7b424af3461fe39dccb16757cb21954b3aea5250d072e"),
             "queries": Source(*_CISI, "CISI.QRY", "b72de0e0cb8aa5c93ac988e5be0400cc18949d0a94913a248783a37dd97d5470"),
             "qrels": Source(*_CISI, "CISI.REL", "f7396c92586c61953ccb7ae99ad8d3ac749ac3b989041fc93a9e311568f58997"),
@@ -207,6 +214,21 @@ COLLECTIONS = {
             "queries": Source(*_NPL, "npl/query-text", "0f5e9a179334183cc3b04fe24d9bdfc3f656b08330e6798d8df5dc621bf8e6d5"),
             "qrels": Source(*_NPL, "npl/rlv-ass", "1af78732abed49055218c1548c27cfa354c5d02a9b6c9cb854b9d0b74fcce24c"),
         }, max_docs=5000),
+        Collection("cacm", "computer science (Communications of the ACM)", smart_binary, {
+            "docs": Source(*_CACM, "cacm.all", "10b28e355d4bd65916698da9bbc91e78f116de204b9b42bce0ce4e8b39babe42"),
+            "queries": Source(*_CACM, "query.text", "07332cfcadad2570ce65146a701b4d93a91583c6f945fb32fad1a141b62dc0e4"),
+            "qrels": Source(*_CACM, "qrels.text", "a027893039f4faf40b90a64a27322e85e1b0cc66f9634bb754a93ac4f81a75ca"),
+        }),
+        Collection("med", "medicine (MEDLINE abstracts)", smart_binary, {
+            "docs": Source(*_BELIEF, "med/MED.ALL", "fdcd99cf7fc6c45707c9b5bef7daac739f06c4063ebcad9b5cccf2f939fa4236"),
+            "queries": Source(*_BELIEF, "med/MED.QRY", "41fbc9d7a0ac8620d53e09b3429d2695cecc63d4bf7e15e55bbcee0785a1798c"),
+            "qrels": Source(*_BELIEF, "med/MED.REL", "9bbcf3b73afc8b0f54362b516f323e52ab3c4147d146dedeb18fdba01f0a4288"),
+        }),
+        Collection("adi", "information science (ADI, 82 documents)", smart_binary, {
+            "docs": Source(*_BELIEF, "adi/ADI.ALL", "7154f3d91194ca290e306da8803b24eef311064479ec33ab88dac7a9ecd4a3fa"),
+            "queries": Source(*_BELIEF, "adi/ADI.QRY", "5c6b19a1f1ffa3ad479f3c85914ea6590e05cc0406c8b439e8143917961f380c"),
+            "qrels": Source(*_BELIEF, "adi/ADI.REL", "8c75a2e1f0f02011ba1e6b25893d70ddd2f5602fc9a694a2ab6781e0ec66d745"),
+        }),
     ]
 }  # fmt: skip
 

@@ -67,6 +67,19 @@ def test_cranfield_numbers_queries_in_file_order_and_inverts_codes():
     assert qrels == {"1": {"1": 3}, "2": {"2": 1, "3": 4}}
 
 
+def test_smart_binary_reads_padded_ids_as_numbers():
+    # CACM pads query ids in its qrels ("01"); CISI, MED and ADI do not
+    files = {
+        "docs": SMART,
+        "queries": ".I 1\n.W\nfirst query\n.I 2\n.W\nsecond\n",
+        "qrels": "01 3  0 0\n01 001 0 0\n2 2 1\n",
+    }
+    docs, queries, qrels = fetch.smart_binary(files.__getitem__)
+    assert [d["_id"] for d in docs] == ["1", "2", "3"]
+    assert queries == {"1": "first query", "2": "second"}
+    assert qrels == {"1": {"3": 1, "1": 1}, "2": {"2": 1}}
+
+
 def test_npl_records_end_with_a_slash():
     text = "1\nfirst doc\ncontinues\n   /\n2\nsecond\n   /\n"
     assert list(fetch.slash_records(text)) == [("1", "first doc continues"), ("2", "second")]

@@ -44,7 +44,7 @@ Run (a few minutes per collection to build and cache on 2 shared cores; evaluati
 seconds)::
 
     python scripts/fetch_collections.py --mirror /work/.mirror    # the collections
-    nice python scripts/bench_relevance.py [--collections scifact,cranfield,cisi,npl,cacm,med,adi]
+    nice python scripts/bench_relevance.py [--collections scifact,cranfield,cisi,npl,cacm,med,adi,lisa]
 """
 
 from __future__ import annotations
@@ -384,7 +384,7 @@ def per_query(run: Run, qrels: dict[str, dict[str, int]], query_ids: list[str]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections", default="scifact,cranfield,cisi,npl,cacm,med,adi")
+    parser.add_argument("--collections", default="scifact,cranfield,cisi,npl,cacm,med,adi,lisa")
     parser.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--collections-dir", type=Path, default=REPO / ".cache" / "collections")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "relevance")

@@ -2,7 +2,7 @@
 
 SciFact (``../shared/data/scifact``) is the collection the first defaults were tuned on; to
 choose defaults that generalize (``scripts/bench_relevance.py``, leave one collection out)
-we need collections of other domains. Three classic test collections are small, public
+we need collections of other domains. Seven classic test collections are small, public
 and kept in public GitHub repositories, so each is rebuilt here from a pinned file
 (repository + commit + path, with its sha256 checked):
 
@@ -12,12 +12,16 @@ name          domain                               docs     queries   judgements
 cranfield     aeronautics abstracts (1960s)        1,400    225       graded 1-4 (Cleverdon)
 cisi          library and information science      1,460    76        binary
 npl           electrical engineering (title-like)  5,000 *  93        binary
+cacm          computer science (CACM 1958-1979)    3,204    52        binary
+med           medicine (MEDLINE abstracts)         1,033    30        binary
+adi           information science                  82       35        binary
+lisa          library and information science      6,004    35        binary
 ============  ===================================  =======  ========  =====================
 
 None of them has a train or dev split, so each query goes by a fixed hash of
 ``<collection>:<query id>`` (sha256, even -> ``dev``, odd -> ``test``) into the choosing
 half (``qrels/dev.tsv``) or the test half (``qrels/test.tsv``): the same split on every
-machine, and no query is in both. Cranfield and CISI keep every document; NPL (*) keeps
+machine, and no query is in both. Every collection but NPL keeps every document; NPL (*) keeps
 5,000 of its 11,426 (every judged document, then a seeded random sample of the others), as
 encoding all of them took ~45 minutes on a shared 2-core machine. Cranfield's relevance
 codes run the wrong way for nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 =
@@ -123,6 +127,42 @@ def smart_docs(text: str) -> Docs:
     return docs
 
 
+# -- LISA's format: "Document N" records ending in a line of stars, "#"-ended queries -----
+
+
+def lisa(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    """Documents over the files of ``LISA_DOCS`` (title: the lines before the first blank
+    one; a record without its ``Document N`` line continues the previous one); queries ``N`` then text up to ``#``; qrels ``Query N`` / ``k Relevant Refs:`` /
+    ids ended by ``-1``."""
+    docs = []
+    text = "\n".join(read(f"docs/{name}") for name, _ in LISA_DOCS)
+    for record in re.split(r"^\*+\s*$", text, flags=re.M):
+        lines = record.strip().splitlines()
+        if not lines:
+            continue
+        head = re.match(r"^Document\s+(\d+)$", lines[0].strip())
+        if head is None:  # a record without its header (after 2001): the previous one's
+            docs[-1]["text"] += " " + " ".join(record.split())
+            continue
+        body = re.split(r"\n\s*\n", "\n".join(lines[1:]).strip(), maxsplit=1)
+        title = " ".join(body[0].split())
+        docs.append({"_id": head.group(1), "title": title,
+                     "text": " ".join(body[1].split()) if len(body) > 1 else title})  # fmt: skip
+    first = {d["_id"]: d for d in reversed(docs)}  # 1998-2001 are in two files: keep the first
+    docs = [d for d in docs if first[d["_id"]] is d]
+    queries = {}
+    for record in read("queries").split("#"):
+        lines = record.strip().splitlines()
+        if lines:
+            queries[str(int(lines[0]))] = " ".join(" ".join(lines[1:]).split())
+    qrels: Qrels = {}
+    for qid, refs in re.findall(
+        r"Query\s+(\d+)\s*\n\s*\d+\s+Relevant Refs:\s*\n([-\d\s]*?)-1", read("qrels")
+    ):
+        qrels[qid] = dict.fromkeys(refs.split(), 1)
+    return docs, queries, qrels
+
+
 # -- NPL's format: an id line, text lines, a "/" line -----------------------------------
 
 
@@ -154,14 +194,16 @@ def cranfield(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
     return docs, queries, qrels
 
 
-def cisi(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+def smart_binary(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    """SMART documents and queries (``.W``), binary qrels lines ``qid doc ...`` (CISI, CACM,
+    MED, ADI); ids as integers written plainly (CACM pads its query ids: ``01``)."""
     docs = smart_docs(read("docs"))
     queries = {str(int(q)): fields.get("W", "") for q, fields in smart_records(read("queries"))}
     qrels: Qrels = {}
     for line in read("qrels").splitlines():
         if line.strip():
             qid, doc_id = line.split()[:2]
-            qrels.setdefault(qid, {})[doc_id] = 1
+            qrels.setdefault(str(int(qid)), {})[str(int(doc_id))] = 1
     return docs, queries, qrels
 
 
@@ -179,7 +221,7 @@ class Collection:
     name: str
     domain: str
     parse: Callable[[Callable[[str], str]], tuple[Docs, Queries, Qrels]]
-    sources: dict[str, Source]  # "docs", "queries", "qrels"
+    sources: dict[str, Source]  # "docs" (LISA: "docs/<file>"), "queries", "qrels"
     #: Cap on the corpus (encoding time on a shared CPU): every judged document is kept,
     #: then others drawn at random (``SUBSET_SEED``) up to the cap, in corpus order.
     max_docs: int | None = None
@@ -187,6 +229,26 @@ class Collection:
 
 _CRAN = ("noramtboraas/information-retrieval", "4ea1b8e02da1db64b68b0364d50620b3c95528dc")
 _CISI = ("Shakiba-Alipour/Information-Retrieval-on-CISI", "7a23c34602e8949d795bb1835004546e00d1d1ba")  # fmt: skip  # noqa: E501
+_CACM = ("atcherepanov/Stemming-Algorithm", "a92ce141e3cba95b0213569a42cb1668201963f7")
+_BELIEF = ("lailaglez/belief-network-irs", "9094e4cde738bd93ed1747dc958b5acb0e0fa684")
+_LISA = ("HamzaMouaz/AI-powered-information-retrieval-system", "9b403e8cde7fe9c7d2ec0feaca19a1198d87579d")  # fmt: skip  # noqa: E501
+#: LISA's documents come in 14 files (name, sha256), read in this order.
+LISA_DOCS = (
+    ("LISA0.001", "fa0c58d8a489ad7de4f930d2b4a42f33c7fd9e9e947f3c6900fc99906ce4c261"),
+    ("LISA0.501", "edea7bc2ee70458931952e7094071b9687669ab9265476457c63009d1aff6de5"),
+    ("LISA1.001", "5607c12adba7d536345b6f6af8e47d1fa7f70b5588a29470e08cde600d3601e5"),
+    ("LISA1.501", "d3e1cc75c5f0e1fda0203951d9afaceaa6acdca8fbc7f9d2c921edad04e157ae"),
+    ("LISA2.001", "25e3b410db0d78e34dbc370da49307748ccbc51521d28e7f057fcde4856ef3e6"),
+    ("LISA2.501", "8894940c4bf2a363aa9490064cb620cc4056120e5ffc47da7afe199a7a4ccc26"),
+    ("LISA3.001", "7abad5a2fe410a96ac30d0cfc9bbd4a8e108ad339e900fe502c2ea5687481de4"),
+    ("LISA3.501", "e1b658aaa45cfcc71bc30c24e43601c014a6d1cad9d94f6db09a3f6863a2f481"),
+    ("LISA4.001", "ba5dbe032b1973de2add02ddc3a3f9a86076153239fd34ce73176852b86fbdd4"),
+    ("LISA4.501", "ab1d6de7e40c2b1f9649d0e4de169e8e1b48e2afc2167a956386c4237a3cf589"),
+    ("LISA5.001", "fb3d6335ed2385803811496aff189ac04edfb1868956e7b972658ea7f313abec"),
+    ("LISA5.501", "496e645526acbe06b0f5d2a740424d456da9c826cfe421204f1fb39b88096410"),
+    ("LISA5.627", "53bb3e04023fa3b65924582879d2c9d5daa358cad4731c99fba58adf5635b492"),
+    ("LISA5.850", "195854175de7cda61fb04b402d863ad32f78c53732846e83939c8620abb0c9e3"),
+)
 _NPL = ("stefreschke/Information-Retrieval", "ec84884f012ae2c655004f1025753381bef27adb")
 
 COLLECTIONS = {
@@ -197,7 +259,7 @@ COLLECTIONS = {
             "queries": Source(*_CRAN, "cran.qry", "99578ceb88941ef89c14faf7c63c23776a376d8fba319b990f01d0c601d8b03f"),
             "qrels": Source(*_CRAN, "cranqrel", "a90f56082cd44db70bf2c21ebca39a1a34e37c82ccb5ddf1bcc64f18795234c7"),
         }),
-        Collection("cisi", "library and information science", cisi, {
+        Collection("cisi", "library and information science", smart_binary, {
             "docs": Source(*_CISI, "CISI.ALL", "c13934ad921234b571e7b424af3461fe39dccb16757cb21954b3aea5250d072e"),
             "queries": Source(*_CISI, "CISI.QRY", "b72de0e0cb8aa5c93ac988e5be0400cc18949d0a94913a248783a37dd97d5470"),
             "qrels": Source(*_CISI, "CISI.REL", "f7396c92586c61953ccb7ae99ad8d3ac749ac3b989041fc93a9e311568f58997"),
@@ -207,6 +269,26 @@ COLLECTIONS = {
             "queries": Source(*_NPL, "npl/query-text", "0f5e9a179334183cc3b04fe24d9bdfc3f656b08330e6798d8df5dc621bf8e6d5"),
             "qrels": Source(*_NPL, "npl/rlv-ass", "1af78732abed49055218c1548c27cfa354c5d02a9b6c9cb854b9d0b74fcce24c"),
         }, max_docs=5000),
+        Collection("cacm", "computer science (Communications of the ACM)", smart_binary, {
+            "docs": Source(*_CACM, "cacm.all", "10b28e355d4bd65916698da9bbc91e78f116de204b9b42bce0ce4e8b39babe42"),
+            "queries": Source(*_CACM, "query.text", "07332cfcadad2570ce65146a701b4d93a91583c6f945fb32fad1a141b62dc0e4"),
+            "qrels": Source(*_CACM, "qrels.text", "a027893039f4faf40b90a64a27322e85e1b0cc66f9634bb754a93ac4f81a75ca"),
+        }),
+        Collection("med", "medicine (MEDLINE abstracts)", smart_binary, {
+            "docs": Source(*_BELIEF, "med/MED.ALL", "fdcd99cf7fc6c45707c9b5bef7daac739f06c4063ebcad9b5cccf2f939fa4236"),
+            "queries": Source(*_BELIEF, "med/MED.QRY", "41fbc9d7a0ac8620d53e09b3429d2695cecc63d4bf7e15e55bbcee0785a1798c"),
+            "qrels": Source(*_BELIEF, "med/MED.REL", "9bbcf3b73afc8b0f54362b516f323e52ab3c4147d146dedeb18fdba01f0a4288"),
+        }),
+        Collection("adi", "information science (ADI, 82 documents)", smart_binary, {
+            "docs": Source(*_BELIEF, "adi/ADI.ALL", "7154f3d91194ca290e306da8803b24eef311064479ec33ab88dac7a9ecd4a3fa"),
+            "queries": Source(*_BELIEF, "adi/ADI.QRY", "5c6b19a1f1ffa3ad479f3c85914ea6590e05cc0406c8b439e8143917961f380c"),
+            "qrels": Source(*_BELIEF, "adi/ADI.REL", "8c75a2e1f0f02011ba1e6b25893d70ddd2f5602fc9a694a2ab6781e0ec66d745"),
+        }),
+        Collection("lisa", "library and information science abstracts (LISA)", lisa, {
+            "queries": Source(*_LISA, "LISA.QUE", "d2f042f4f68f8c67546dc44aba073e6acd3582be6e88c7f41a948b760eaea935"),
+            "qrels": Source(*_LISA, "LISA.REL", "b7bc6ddab84342af41353aebefc0225a70bfb0ff24a40c3140f8905fb218d3a3"),
+            **{f"docs/{name}": Source(*_LISA, f"Collections/{name}", sha) for name, sha in LISA_DOCS},
+        }),
     ]
 }  # fmt: skip
 

@@ -67,6 +67,42 @@ def test_cranfield_numbers_queries_in_file_order_and_inverts_codes():
     assert qrels == {"1": {"1": 3}, "2": {"2": 1, "3": 4}}
 
 
+def test_smart_binary_reads_padded_ids_as_numbers():
+    # CACM pads query ids in its qrels ("01"); CISI, MED and ADI do not
+    files = {
+        "docs": SMART,
+        "queries": ".I 1\n.W\nfirst query\n.I 2\n.W\nsecond\n",
+        "qrels": "01 3  0 0\n01 001 0 0\n2 2 1\n",
+    }
+    docs, queries, qrels = fetch.smart_binary(files.__getitem__)
+    assert [d["_id"] for d in docs] == ["1", "2", "3"]
+    assert queries == {"1": "first query", "2": "second"}
+    assert qrels == {"1": {"3": 1, "1": 1}, "2": {"2": 1}}
+
+
+def test_lisa_records_orphans_and_repeats(monkeypatch):
+    doc_files = {
+        "docs/a": "Document    1\nA TITLE\nON TWO LINES\n     \nTHE BODY.\n****\n"
+        "Document 2\nONLY A TITLE\n****\nA FRAGMENT WITHOUT HEADER\n****\n",
+        "docs/b": "Document 2\nONLY A TITLE, AGAIN\n****\nDocument 3\nT\n\nB\n****\n",
+    }
+    files = {
+        **doc_files,
+        "queries": "1\nFIRST\nQUERY. #\n2\nSECOND #\n",
+        "qrels": "Query 1\n2 Relevant Refs:\n3 1 -1\n \nQuery 2\n1 Relevant Refs:\n2 -1\n",
+    }
+    monkeypatch.setattr(fetch, "LISA_DOCS", (("a", ""), ("b", "")))
+    docs, queries, qrels = fetch.lisa(files.__getitem__)
+    assert docs == [
+        {"_id": "1", "title": "A TITLE ON TWO LINES", "text": "THE BODY."},
+        # the headerless record continues document 2; its repeat in file b is dropped
+        {"_id": "2", "title": "ONLY A TITLE", "text": "ONLY A TITLE A FRAGMENT WITHOUT HEADER"},
+        {"_id": "3", "title": "T", "text": "B"},
+    ]
+    assert queries == {"1": "FIRST QUERY.", "2": "SECOND"}
+    assert qrels == {"1": {"3": 1, "1": 1}, "2": {"2": 1}}
+
+
 def test_npl_records_end_with_a_slash():
     text = "1\nfirst doc\ncontinues\n   /\n2\nsecond\n   /\n"
     assert list(fetch.slash_records(text)) == [("1", "first doc continues"), ("2", "second")]

@@ -317,3 +317,25 @@ def test_prf_searches_base_and_delta(live):
     ]
     expanded = prf_search(view, queries, 10, None, PrfSpec(), texts)
     assert expanded[0][0].doc_id == live["rewritten"].id
+
+
+def test_a_refresh_copies_the_colbert_codes_the_previous_delta_wrote(tmp_path):
+    """A refresh over a delta codes only the documents that arrived since: the others'
+    codes are copied from the previous delta, and the token store equals one coded from
+    scratch (the same encodings, the base's codec) byte for byte."""
+    docs = demo_documents(N_BASE + 6)
+    base_docs, first, later = docs[:N_BASE], docs[N_BASE : N_BASE + 4], docs[N_BASE + 4 :]
+    versions = VersionStore(tmp_path)
+    versions.build(base_docs, {"colbert": {}})
+    assert build_delta(base_docs + first, versions)["parts"]["colbert"]["copied"] == 0
+    edited = Document(first[1].id, first[1].text + " Zebrafish.", first[1].title)
+    final = base_docs + [first[0], edited, *first[2:], *later]
+    carried = build_delta(final, versions)
+    assert carried["parts"]["colbert"]["copied"] == 3  # first[0], first[2], first[3]
+    tokens = versions.root / "deltas" / carried["id"] / "colbert" / "tokens"
+    carried_files = {p.name: p.read_bytes() for p in tokens.iterdir()}
+    (versions.root / "DELTA").unlink()  # no previous delta: every code computed again
+    scratch = build_delta(final, versions)
+    assert scratch["parts"]["colbert"]["copied"] == 0
+    tokens = versions.root / "deltas" / scratch["id"] / "colbert" / "tokens"
+    assert {p.name: p.read_bytes() for p in tokens.iterdir()} == carried_files

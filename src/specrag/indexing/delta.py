@@ -148,6 +148,8 @@ def build_delta(
     superseded = np.array(
         sorted(base_row[doc.id] for doc in pending if doc.id in base_row), np.int64
     )
+    previous = current_delta(versions, base)  # a part may copy what it already wrote
+    previous_dir = previous[1] if previous is not None else None
     encodings = EncodingStore(versions.root / STORE_DIR)
     delta_id = new_version_id()
     with encodings.lock(), atomic_directory(delta_dir(versions, delta_id)) as tmp:
@@ -165,7 +167,9 @@ def build_delta(
                 for name, config in configs.items():
                     out = tmp / name
                     out.mkdir()
-                    parts[name] = WRITERS[name](pending, out, base_dir / name, config, progress)
+                    parts[name] = WRITERS[name](
+                        pending, out, base_dir / name, config, progress, previous_dir
+                    )
         elif "dense" in covered:  # an empty dense part, as before kinds had parts
             (tmp / "dense").mkdir()
             dim = np.load(base_dir / "dense" / "embeddings.npy", mmap_mode="r").shape[1]
@@ -246,34 +250,45 @@ def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None
 
 
 # -- the kinds' parts: (pending documents, out folder, the base's kind folder, config,
-# progress) -> the part's statistics. Encodings come from the refresh's session.
+# progress, the previous delta's folder over the same base or None) -> the part's
+# statistics. Encodings come from the refresh's session.
 
 
-def _dense_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+def _dense_part(
+    docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
+) -> dict:
     (need,) = get_kind("dense").encodings(config)
     with encodings_for(docs, need, out, progress) as encoded:
         np.save(out / "embeddings.npy", encoded.pooled(config.normalize))
     return {"n_docs": len(docs)}
 
 
-def _bm25_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+def _bm25_part(
+    docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
+) -> dict:
     return write_bm25_delta(docs, out, base_dir, config)
 
 
-def _binary_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+def _binary_part(
+    docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
+) -> dict:
     (need,) = get_kind("binary").encodings(config)
     with encodings_for(docs, need, out, progress) as encoded:
         embeddings = encoded.pooled(config.normalize)
     return write_binary_delta(embeddings, out, base_dir, config)
 
 
-def _colbert_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+def _colbert_part(
+    docs: list[Document], out: Path, base_dir: Path, config, progress, previous
+) -> dict:
     (need,) = get_kind("colbert").encodings(config)
     with encodings_for(docs, need, out, progress) as encoded:
-        return write_colbert_delta(encoded.batches("tokens"), out, base_dir)
+        return write_colbert_delta(encoded, need.space.key, out, base_dir, previous)
 
 
-def _splade_part(docs: list[Document], out: Path, base_dir: Path, config, progress) -> dict:
+def _splade_part(
+    docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
+) -> dict:
     return write_splade_delta(docs, out, base_dir, config, progress)
 
 

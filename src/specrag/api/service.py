@@ -42,6 +42,7 @@ from specrag.api.stages import StageBuilder
 from specrag.cache import LRUCache
 from specrag.errors import UserError
 from specrag.faults import pause_point
+from specrag.gcfreeze import freeze_after_load
 from specrag.indexing.registry import KindsSpec, merge_kinds, parse_kinds
 from specrag.indexing.scaleout import RayOptions, check_layout, read_shards, write_shards
 from specrag.indexing.versions import VersionStore
@@ -645,6 +646,9 @@ class CollectionService:
                 if opened is None or opened.id != base:
                     opened = open_version(versions, base)
                     self._bases[key] = opened
+                    # Kept until the next version: out of the collector's walks; the
+                    # collection this runs frees what an earlier switch dropped.
+                    freeze_after_load()
                 fresh = with_delta(versions, opened)
                 if cached is not None and _covers(fresh) < _covers(cached):
                     # A merge switched CURRENT: writes after its snapshot are in the old

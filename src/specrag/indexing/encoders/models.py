@@ -11,6 +11,8 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
+from specrag.gcfreeze import freeze_after_load
+
 OFFLINE_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 
 _lock = threading.Lock()
@@ -33,8 +35,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@lru_cache(maxsize=8)
 def _load(kind: str, path: str, device: str):
+    """The cached model; a new one (a cache miss) is frozen out of the collector's walks
+    (``specrag.gcfreeze``). Called under ``_lock``."""
+    misses = _construct.cache_info().misses
+    model = _construct(kind, path, device)
+    if _construct.cache_info().misses != misses:
+        freeze_after_load()
+    return model
+
+
+@lru_cache(maxsize=8)
+def _construct(kind: str, path: str, device: str):
     import sentence_transformers as st
 
     cls = {

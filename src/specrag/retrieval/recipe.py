@@ -48,8 +48,9 @@ class Recipe:
 #: it has the best mean choosing-split nDCG@10 over the collections (0.557 vs 0.549 for
 #: plain RRF k=60 and 0.550 for the earlier SciFact-tuned z-score bm25 0.6 : dense 0.4);
 #: out of sample it is +0.004 over RRF on average, not significant on every collection
-#: (docs/benchmarks.md). SciFact test nDCG@10 0.7310 (0.7296 before); hybrid latency p50
-#: 33.5 -> 44.2 ms on the shared CPU (load ~4) for the deeper candidate lists.
+#: (docs/benchmarks.md). SciFact test nDCG@10 0.7310 (0.7296 before, p = 0.77); hybrid
+#: latency p50 25.7 -> 33.7 ms (1.31x, measured side by side by bench_retrieval.py, load
+#: 1.0) for the deeper candidate lists.
 #:
 #: No default rerank: MaxSim over a ``colbert`` token store, fused with the first-stage
 #: scores (``maxsim_fusion``, weights from SciFact train), does not beat its first stage on

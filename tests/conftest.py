@@ -27,6 +27,21 @@ DEMO_QUERIES = REPO / "src" / "specrag" / "demo" / "queries.jsonl"
 DEMO_QRELS = REPO / "src" / "specrag" / "demo" / "qrels.tsv"
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (scripts are not a package; they import their
+    siblings by name, hence ``scripts/`` on the path)."""
+    import sys
+
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 #: A PostgreSQL database the tests may create scratch databases next to (``.ci/run`` starts
 #: a throwaway cluster and sets it); unset, the PostgreSQL cases skip with the reason.
 POSTGRES_URL = os.environ.get("SPECRAG_TEST_POSTGRES_URL")

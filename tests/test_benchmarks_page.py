@@ -4,23 +4,19 @@ result must say how it was produced."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = sorted((REPO / "benchmarks" / "results").glob("*.json"))
 
 
 def _renderer():
-    spec = importlib.util.spec_from_file_location(
-        "render_benchmarks", REPO / "scripts" / "render_benchmarks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("render_benchmarks")
 
 
 def test_page_is_generated_from_the_results():

@@ -4,30 +4,19 @@ the offline fusion of cached lists ranks exactly as the search pipeline does."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import demo_documents, demo_queries
+from tests.conftest import demo_documents, demo_queries, load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch = _script("fetch_collections")
+fetch = load_script("fetch_collections")
 
 SMART = """.I 1
 .T
@@ -134,7 +123,7 @@ def test_source_refuses_bytes_with_another_checksum(tmp_path):
 
 
 def test_leave_one_out_never_looks_at_the_left_out_collection():
-    bench = _script("bench_relevance")
+    bench = load_script("bench_relevance")
     specs = [bench.CollectionSpec(n, Path("."), "dev") for n in ("x", "y", "z")]
     rules = [bench.Rule("a", "f", None), bench.Rule("b", "f", None)]
     scores = bench.Scores(specs, rules, cache=None)
@@ -152,7 +141,7 @@ def cached(tmp_path_factory):
     cached by the benchmark, and the version they came from."""
     import torch
 
-    bench = _script("bench_relevance")
+    bench = load_script("bench_relevance")
     root = tmp_path_factory.mktemp("relevance")
     docs, texts = demo_documents(60), demo_queries(8)
     data = root / "data"

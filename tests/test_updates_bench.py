@@ -4,26 +4,17 @@ documents that no build encoded."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
+
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _script("bench_updates")
-live = _script("live_updates")
+bench = load_script("bench_updates")
+live = load_script("live_updates")
 
 
 def _table(caption: str) -> dict:

@@ -10,9 +10,6 @@ from pathlib import Path
 
 from tests.conftest import load_script
 
-REPO = Path(__file__).resolve().parent.parent
-
-
 bench = load_script("bench_updates")
 live = load_script("live_updates")
 

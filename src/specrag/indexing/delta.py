@@ -254,12 +254,17 @@ def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None
 # statistics. Encodings come from the refresh's session.
 
 
+def _pooled(kind: str, docs: list[Document], out: Path, config, progress) -> np.ndarray:
+    """The pooled vectors of ``docs`` in ``kind``'s encoding space (from the store)."""
+    (need,) = get_kind(kind).encodings(config)
+    with encodings_for(docs, need, out, progress) as encoded:
+        return encoded.pooled(config.normalize)
+
+
 def _dense_part(
     docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
 ) -> dict:
-    (need,) = get_kind("dense").encodings(config)
-    with encodings_for(docs, need, out, progress) as encoded:
-        np.save(out / "embeddings.npy", encoded.pooled(config.normalize))
+    np.save(out / "embeddings.npy", _pooled("dense", docs, out, config, progress))
     return {"n_docs": len(docs)}
 
 
@@ -272,9 +277,7 @@ def _bm25_part(
 def _binary_part(
     docs: list[Document], out: Path, base_dir: Path, config, progress, _previous
 ) -> dict:
-    (need,) = get_kind("binary").encodings(config)
-    with encodings_for(docs, need, out, progress) as encoded:
-        embeddings = encoded.pooled(config.normalize)
+    embeddings = _pooled("binary", docs, out, config, progress)
     return write_binary_delta(embeddings, out, base_dir, config)
 
 

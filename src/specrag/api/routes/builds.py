@@ -50,8 +50,9 @@ def _admitted(request: Request, start: Callable[[], JobOut]) -> JobOut:
     responses=errors(*WRITES, 400, 404, 409),
 )
 def refresh(name: str, service: ServiceDep) -> RefreshOut:
-    """Make documents upserted since the current version searchable now (``dense``: a
-    delta segment beside the version; other kinds at the next build). Synchronous: it
+    """Make documents upserted since the current version searchable now: a delta segment
+    beside the version, a part per kind (bm25, dense, splade, binary, colbert; lucene and
+    datastore at the next build; a sharded version: dense). Synchronous: it
     encodes only the new and changed documents."""
     return service.refresh(name)
 

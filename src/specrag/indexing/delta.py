@@ -41,6 +41,7 @@ import json
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,18 @@ def covered_kinds(manifest: dict[str, Any]) -> list[str]:
     return covered
 
 
-def unrefreshable(versions: VersionStore) -> str | None:
-    """Why no refresh can extend the current version (None: one can): no version yet,
-    no kind a delta covers, or a version that recorded no text hashes to find the
-    changed documents by."""
+@dataclass(frozen=True)
+class _Plan:
+    """What a refresh over the current version works with."""
+
+    base: str
+    configs: dict[str, Any]  # covered kind -> its parsed config
+    needs: dict[str, list[EncodingNeed]]  # covered kind with an encoder -> its spaces
+    refs: BaseHashes
+
+
+def _plan(versions: VersionStore) -> _Plan | str:
+    """The refresh plan over the current version, or why there can be none."""
     base = versions.current()
     if base is None:
         return "it has no index yet: build one first"
@@ -119,9 +128,20 @@ def unrefreshable(versions: VersionStore) -> str | None:
     covered = covered_kinds(manifest)
     if not covered:
         return f"a refresh covers {', '.join(DELTA_KINDS)}; the current version has none"
-    if _base_hashes(versions.path(base), _needs(manifest, covered)) is None:
+    configs = {n: get_kind(n).parse_config(manifest["kinds"][n]["config"]) for n in covered}
+    needs = {n: get_kind(n).encodings(c) for n, c in configs.items() if get_kind(n).encodings}
+    refs = _base_hashes(versions.path(base), [need for ns in needs.values() for need in ns])
+    if refs is None:
         return f"version {base} has no stored text hashes (it predates them): run a full build"
-    return None
+    return _Plan(base, configs, needs, refs)
+
+
+def unrefreshable(versions: VersionStore) -> str | None:
+    """Why no refresh can extend the current version (None: one can): no version yet,
+    no kind a delta covers, or a version that recorded no text hashes to find the
+    changed documents by."""
+    plan = _plan(versions)
+    return plan if isinstance(plan, str) else None
 
 
 def build_delta(
@@ -129,19 +149,13 @@ def build_delta(
 ) -> dict[str, Any]:
     """Write the delta of ``corpus`` (a snapshot of the collection) over the current
     version and make it live. Returns its manifest."""
-    why = unrefreshable(versions)
-    if why is not None:
-        raise RefreshError(f"cannot refresh: {why}")
-    base = versions.current()
-    assert base is not None
+    plan = _plan(versions)
+    if isinstance(plan, str):
+        raise RefreshError(f"cannot refresh: {plan}")
+    base, configs, needs = plan.base, plan.configs, plan.needs
     base_dir = versions.path(base)
-    manifest = versions.manifest(base)
-    covered = covered_kinds(manifest)
-    configs = {n: get_kind(n).parse_config(manifest["kinds"][n]["config"]) for n in covered}
-    needs = {n: get_kind(n).encodings(c) for n, c in configs.items() if get_kind(n).encodings}
-    refs = _base_hashes(base_dir, _needs(manifest, covered))
-    assert refs is not None
-    hash_of, base_hash, base_row = refs
+    covered = list(configs)
+    hash_of, base_hash, base_row = plan.refs
     # One pass over the snapshot (it pages through the database): hash each text and
     # keep the documents whose hash differs from the base's.
     pending = [doc for doc in corpus if base_hash.get(doc.id) != hash_of(doc)]
@@ -199,17 +213,6 @@ BaseHashes = tuple[Callable[[Document], bytes], dict[str, bytes], dict[str, int]
 _BASE_CACHE: dict[tuple[str, str], tuple[dict[str, bytes], dict[str, int]]] = {}
 _BASE_CACHE_SIZE = 4
 _BASE_CACHE_LOCK = threading.Lock()
-
-
-def _needs(manifest: dict[str, Any], covered: list[str]) -> list[EncodingNeed]:
-    """The encoding spaces of the covered kinds (their stored hashes are the fallback
-    for versions without ``texts.npy``)."""
-    needs: list[EncodingNeed] = []
-    for name in covered:
-        kind = get_kind(name)
-        if kind.encodings:
-            needs += kind.encodings(kind.parse_config(manifest["kinds"][name]["config"]))
-    return needs
 
 
 def _base_hashes(base_dir: Path, needs: list[EncodingNeed]) -> BaseHashes | None:

@@ -27,7 +27,7 @@ from specrag.indexing.kinds.dense.build import EMBEDDINGS_FILE, write_dense_inde
 from specrag.indexing.kinds.dense.config import DenseConfig
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.scaleout import RayOptions
-from specrag.indexing.texts import save_text_hashes
+from specrag.indexing.texts import write_rows
 from specrag.indexing.versions import VersionStore, new_manifest, new_version_id
 from specrag.types import Corpus, Progress, no_progress
 
@@ -167,13 +167,11 @@ def build_with_ray(
     version_id = new_version_id()
     started = time.time()
     with atomic_directory(versions.path(version_id)) as tmp:
-        ids = np.array([doc.id for doc in corpus], dtype=object)
-        if len(ids) == 0:
+        n_docs = write_rows(tmp, corpus)
+        if n_docs == 0:
             raise ValueError("cannot build an index over an empty collection")
-        np.save(tmp / "ids.npy", ids.astype(str))
-        save_text_hashes(tmp, corpus)
         dataset = corpus_dataset(ray, corpus) if set(parsed) & set(RAY_ENCODED) else None
-        manifest = new_manifest(version_id, len(ids), extra_manifest)
+        manifest = new_manifest(version_id, n_docs, extra_manifest)
         for position, (name, cfg) in enumerate(parsed.items(), start=1):
             kind_started = time.time()
             out = tmp / name
@@ -182,7 +180,7 @@ def build_with_ray(
             report = _labelled(progress, label)
             if name == "dense":
                 emb = encode_on_ray(
-                    ray, dataset, len(ids), cfg, options, out / EMBEDDINGS_FILE, report
+                    ray, dataset, n_docs, cfg, options, out / EMBEDDINGS_FILE, report
                 )
                 stats = write_dense_index(emb, out, cfg, embeddings_written=True)
                 del emb

@@ -22,8 +22,16 @@ def text_hash(doc: Document) -> bytes:
     return hashlib.sha256(doc.full_text().encode()).hexdigest().encode()
 
 
-def save_text_hashes(folder: Path, docs: Iterable[Document]) -> None:
-    np.save(folder / TEXTS_FILE, np.array([text_hash(d) for d in docs], HASH_DTYPE))
+def write_rows(folder: Path, docs: Iterable[Document]) -> int:
+    """A version's rows, in one pass over ``docs``: ``ids.npy`` (external ids) and
+    ``texts.npy`` (their text hashes). Returns the number of rows."""
+    ids, hashes = [], []
+    for doc in docs:
+        ids.append(doc.id)
+        hashes.append(text_hash(doc))
+    np.save(folder / "ids.npy", np.array(ids, dtype=str))
+    np.save(folder / TEXTS_FILE, np.array(hashes, HASH_DTYPE))
+    return len(ids)
 
 
 def load_text_hashes(version_dir: Path) -> np.ndarray | None:

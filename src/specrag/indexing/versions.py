@@ -19,8 +19,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from specrag.atomic import atomic_directory, write_json_atomic, write_text_atomic
 from specrag.indexing.encodings.gc import STORE_DIR
 from specrag.indexing.encodings.session import BuildEncodings
@@ -29,7 +27,7 @@ from specrag.indexing.kinds.base import KindConfig
 from specrag.indexing.kinds.selfcheck import SelfCheckError, failed_checks
 from specrag.indexing.previous import building_over
 from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
-from specrag.indexing.texts import save_text_hashes
+from specrag.indexing.texts import write_rows
 from specrag.types import Corpus, Progress, no_progress
 
 MANIFEST_FORMAT = 1
@@ -117,14 +115,12 @@ class VersionStore:
         # Held shared until the version is renamed into place: GC never removes what
         # this build is about to refer to.
         with encodings.lock(), atomic_directory(self.path(version_id)) as tmp:
-            ids = np.array([doc.id for doc in corpus], dtype=object)
-            if len(ids) == 0:
+            n_docs = write_rows(tmp, corpus)
+            if n_docs == 0:
                 raise ValueError("cannot build an index over an empty collection")
             session = plan_encodings(encodings, corpus, parsed)
             session.prepare(progress)
-            np.save(tmp / "ids.npy", ids.astype(str))
-            save_text_hashes(tmp, corpus)
-            manifest = new_manifest(version_id, len(ids), extra_manifest)
+            manifest = new_manifest(version_id, n_docs, extra_manifest)
             manifest["encodings"] = session.stats()
             previous = None if full else self.current()
             previous_dir = self.path(previous) if previous else None

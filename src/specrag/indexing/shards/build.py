@@ -47,7 +47,7 @@ from specrag.indexing.registry import KindsSpec, get_kind, parse_kinds
 from specrag.indexing.shards import bm25 as sharded_bm25
 from specrag.indexing.shards.routing import ROUTING, ShardingError, check_shards, shard_of
 from specrag.indexing.shards.runners import Runner, make_runner
-from specrag.indexing.texts import save_text_hashes
+from specrag.indexing.texts import write_rows
 from specrag.indexing.versions import (
     MANIFEST_FORMAT,
     VersionStore,
@@ -125,8 +125,7 @@ def build_sharded(
         with encodings.lock(), atomic_directory(versions.path(version_id)) as tmp:
             work = tmp / WORK_DIR
             ids, rows, corpora = _spill(corpus, n_shards, work, progress)
-            np.save(tmp / "ids.npy", np.array(ids, dtype=str))
-            save_text_hashes(tmp, corpus)
+            write_rows(tmp, corpus)  # the collection's rows, in the order _spill read
             live = [s for s in range(n_shards) if len(corpora[s]) > 0]
             stats_of_bm25: dict[str, Any] | None = None
             bm25_args: dict[int, tuple] = {}

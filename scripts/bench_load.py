@@ -26,7 +26,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -43,6 +42,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_results import REPO, table, write_result  # noqa: E402
+from serve_process import serve  # noqa: E402
 
 from specrag.indexing.readers import read_documents  # noqa: E402
 
@@ -79,12 +79,6 @@ class Run:
     load_after: tuple[float, ...] = ()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres_url():
     """A throwaway PostgreSQL cluster (``.ci/postgres.sh``): its URL, stopped afterwards."""
@@ -101,40 +95,6 @@ def postgres_url():
     finally:
         subprocess.run([str(script), "stop", str(folder / "pg")], check=False)
         folder.rmdir()  # empty once the cluster's folder is removed
-
-
-@contextmanager
-def server(home: Path, database_url: str | None):
-    """`specrag serve` (this checkout's code) on a free loopback port: its base URL."""
-    port = free_port()
-    env = {**os.environ, "SPECRAG_HOME": str(home), "PYTHONPATH": str(REPO / "src")}
-    if database_url:
-        env["SPECRAG_DATABASE_URL"] = database_url
-    log = open(home / "server.log", "w")  # noqa: SIM115 -- closed below
-    cmd = [sys.executable, "-m", "specrag.api.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not answer /health within 120 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def wait_build(api: httpx.Client, job_id: str) -> dict:
@@ -250,7 +210,7 @@ def one_run(backend: str, seconds: float, clients: int, n_docs: int) -> tuple[Ru
     with (
         tempfile.TemporaryDirectory(prefix="specrag-load-") as tmp,
         database as url,
-        server(Path(tmp), url) as base,
+        serve(Path(tmp), {"SPECRAG_DATABASE_URL": url} if url else None) as base,
     ):
         with httpx.Client(base_url=base, timeout=600) as api:
             t0 = time.perf_counter()

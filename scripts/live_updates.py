@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 from bench_results import commit, table
+from serve_process import serve
 
 from specrag.indexing.readers import read_queries
 from specrag.types import Document
@@ -54,33 +53,15 @@ class Section:
 
 
 class Server:
+    """``specrag serve`` over ``home`` (``serve_process.serve``), torch on ``threads``
+    threads, and the REST calls this benchmark makes."""
+
     def __init__(self, home: Path, threads: int):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {
-            **os.environ,
-            "SPECRAG_HOME": str(home),
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": str(threads),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "specrag.api.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._stack = ExitStack()
+        base = self._stack.enter_context(
+            serve(home, {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}, start_s=300)
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=600)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if self.http.get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
+        self.http = httpx.Client(base_url=base, timeout=600)
 
     def post(self, path: str, body=None) -> dict:
         r = self.http.post(path, json=body)
@@ -112,9 +93,8 @@ class Server:
         return job
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
         self.http.close()
+        self._stack.close()
 
 
 def searchable(server: Server, docs: list[Document]) -> None:

@@ -382,15 +382,21 @@ def per_query(run: Run, qrels: dict[str, dict[str, int]], query_ids: list[str]) 
     return {n: np.array([values[n].get(q, 0.0) for q in query_ids]) for n in MEASURES}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections", default="scifact,cranfield,cisi,npl,cacm,med,adi,lisa")
+def add_collection_arguments(parser: argparse.ArgumentParser, collections: str) -> None:
+    """Which collections, where their data and cached lists are: the options every
+    relevance script takes (``collections``: the default list)."""
+    parser.add_argument("--collections", default=collections)
     parser.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--collections-dir", type=Path, default=REPO / ".cache" / "collections")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "relevance")
-    parser.add_argument("--index-home", type=Path, default=None, help="default <cache>/home")
     parser.add_argument("--collection-dir", action="append", default=[], metavar="NAME=DIR",
-                        help="use this existing collection folder (holds CURRENT) for NAME")  # fmt: skip
+                        help="an existing collection folder (holds CURRENT) for NAME")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_collection_arguments(parser, "scifact,cranfield,cisi,npl,cacm,med,adi,lisa")
+    parser.add_argument("--index-home", type=Path, default=None, help="default <cache>/home")
     parser.add_argument("--refresh-lists", default="", help="list makers to run again")
     parser.add_argument("--cache-only", action="store_true")
     parser.add_argument("--rescore", action="store_true", help="ignore cached rule scores")
@@ -398,8 +404,7 @@ def main() -> None:
     args = parser.parse_args()
 
     specs = collection_specs(args.collections.split(","), args.scifact, args.collections_dir)
-    existing = dict(item.split("=", 1) for item in args.collection_dir)
-    existing = {k: Path(v) for k, v in existing.items()}
+    existing = {k: Path(v) for k, v in (item.split("=", 1) for item in args.collection_dir)}
     refresh = set(filter(None, args.refresh_lists.split(",")))
     for spec in specs:
         done = all((args.cache / spec.name / f"{s}.json").exists() for s in (spec.choose, "test"))

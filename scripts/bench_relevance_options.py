@@ -318,10 +318,7 @@ class Scores:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections", default="scifact,cranfield,cisi,npl")
-    parser.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
-    parser.add_argument("--collections-dir", type=Path, default=REPO / ".cache" / "collections")
-    parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "relevance")
+    br.add_collection_arguments(parser, "scifact,cranfield,cisi,npl")
     parser.add_argument(
         "--index-home",
         type=Path,
@@ -329,8 +326,6 @@ def main() -> None:
         default=[],
         help="bench_relevance's index homes (repeat; default <cache>/home)",
     )
-    parser.add_argument("--collection-dir", action="append", default=[], metavar="NAME=DIR",
-                        help="bench_relevance's collection folder for NAME")  # fmt: skip
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "relevance_options")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from tests.test_relevance_bench import _script
+from tests.conftest import load_script
 
-af = _script("adaptive_fusion")
+af = load_script("adaptive_fusion")
 
 
 def test_head_minmax_scales_by_the_top_n_only():

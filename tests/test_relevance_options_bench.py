@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_relevance_bench import _script
+from tests.conftest import load_script
 
-bench = _script("bench_relevance_options")
+bench = load_script("bench_relevance_options")
 
 
 class Fixed:

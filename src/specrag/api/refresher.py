@@ -84,6 +84,7 @@ class Refresher:
                     self._last[info.folder] = now
                     self.service.refresh(info.name)
                 self.service.maybe_merge(info)
+                self.service.prune_released(info)
                 self._reported.pop(info.folder, None)
             except Exception as exc:  # noqa: BLE001 - one collection must not stop the others
                 message = f"{type(exc).__name__}: {exc}"

@@ -126,6 +126,9 @@ class CollectionService:
         #: Searches in flight per (storage folder, version id): never pruned under them.
         self._held: dict[tuple[str, str], int] = {}
         self._held_guard = threading.Lock()
+        #: Folders where the last search holding a version that is no longer served ended:
+        #: the refresher prunes them (a build's own prune skips versions held then).
+        self._prune_due: set[str] = set()
         #: Called with the job row (None when it is gone with its collection) when a build
         #: job of the worker ends: the metrics, the build admission count.
         self.build_listeners: list[Callable[[Any], None]] = []
@@ -174,6 +177,15 @@ class CollectionService:
             held,
         )
 
+    def prune_released(self, info: CollectionInfo) -> None:
+        """Prune ``info``'s old versions if a search released one since the last look
+        (called by the refresher thread; housekeeping off the request path)."""
+        with self._held_guard:
+            if info.folder not in self._prune_due:
+                return
+            self._prune_due.discard(info.folder)
+        self.prune(info.name)
+
     @contextlib.contextmanager
     def _holding(self, folder: str, version: OpenVersion) -> Iterator[None]:
         key = (folder, version.path.name)
@@ -186,6 +198,9 @@ class CollectionService:
                 self._held[key] -= 1
                 if not self._held[key]:
                     del self._held[key]
+                    served = self._bases.get(folder)
+                    if served is None or served.path.name != key[1]:  # an older one
+                        self._prune_due.add(folder)
 
     def start_refresher(self) -> None:
         """Refresh collections in the background by their ``refresh_interval`` (the
@@ -646,9 +661,6 @@ class CollectionService:
                 if opened is None or opened.id != base:
                     opened = open_version(versions, base)
                     self._bases[key] = opened
-                    # Kept until the next version: out of the collector's walks; the
-                    # collection this runs frees what an earlier switch dropped.
-                    freeze_after_load()
                 fresh = with_delta(versions, opened)
                 if cached is not None and _covers(fresh) < _covers(cached):
                     # A merge switched CURRENT: writes after its snapshot are in the old
@@ -656,8 +668,12 @@ class CollectionService:
                     # the new version covers them (never drop an acknowledged write).
                     self.refresher.wake()
                     return cached
-                cached = fresh
-                self._versions[key] = cached
+                switched = cached is None or cached.path != fresh.path
+                self._versions[key] = cached = fresh
+                if switched:
+                    # The old version is dropped only now (its view held it): a collection
+                    # can free it, and what is kept leaves the collector's walks.
+                    freeze_after_load()
             return cached
         finally:
             lock.release()

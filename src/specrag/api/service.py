@@ -126,8 +126,9 @@ class CollectionService:
         #: Searches in flight per (storage folder, version id): never pruned under them.
         self._held: dict[tuple[str, str], int] = {}
         self._held_guard = threading.Lock()
-        #: Folders where the last search holding a version that is no longer served ended:
-        #: the refresher prunes them (a build's own prune skips versions held then).
+        #: Folders where a version that is no longer served was let go (by the last search
+        #: holding it, or by the served-view cache): the refresher prunes them (a build's
+        #: own prune skips versions held at that moment).
         self._prune_due: set[str] = set()
         #: Called with the job row (None when it is gone with its collection) when a build
         #: job of the worker ends: the metrics, the build admission count.
@@ -668,12 +669,16 @@ class CollectionService:
                     # the new version covers them (never drop an acknowledged write).
                     self.refresher.wake()
                     return cached
-                switched = cached is None or cached.path != fresh.path
+                dropped = cached is not None and cached.path != fresh.path
+                first = cached is None
                 self._versions[key] = cached = fresh
-                if switched:
+                if dropped or first:
                     # The old version is dropped only now (its view held it): a collection
                     # can free it, and what is kept leaves the collector's walks.
                     freeze_after_load()
+                if dropped:  # no longer held by this cache: the refresher may prune it
+                    with self._held_guard:
+                        self._prune_due.add(key)
             return cached
         finally:
             lock.release()

@@ -36,6 +36,8 @@ def head_minmax(scores: np.ndarray, n: int) -> np.ndarray:
     """Min-max with the min and max of the top ``n`` (scores best first): 1 at the top, 0
     at rank ``n``, below 0 further down."""
     head = scores[:n]
+    if head.size == 0:  # a retriever that found nothing (no query term in the index)
+        return scores.copy()
     low, high = head.min(), head.max()
     return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
 
@@ -43,20 +45,20 @@ def head_minmax(scores: np.ndarray, n: int) -> np.ndarray:
 def head_zscore(scores: np.ndarray, n: int) -> np.ndarray:
     """z-score with the mean and standard deviation of the top ``n``."""
     head = scores[:n]
-    sd = head.std()
+    sd = head.std() if head.size else 0.0
     return (scores - head.mean()) / sd if sd > 0 else np.zeros_like(scores)
 
 
 def gap_weight(scores: np.ndarray, k: int = 10) -> float:
     """How far the top score stands out of the top ``k``, in their standard deviations."""
     head = scores[:k]
-    sd = head.std()
+    sd = head.std() if head.size else 0.0
     return float((head[0] - head.mean()) / sd) if sd > 0 else 0.0
 
 
 def topz_weight(scores: np.ndarray) -> float:
     """The top score's z-score within the whole list."""
-    sd = scores.std()
+    sd = scores.std() if scores.size else 0.0
     return float((scores[0] - scores.mean()) / sd) if sd > 0 else 0.0
 
 

@@ -20,7 +20,9 @@ Two phases:
    a run with specrag's fusion functions (``retrieval/fusion.py``; rows as tie keys, as
    the pipeline fuses); metrics by ir-measures (nDCG@10, R@100); the LOO choice maximizes
    the mean over the other collections of their mean choosing-split nDCG@10 (each
-   collection weighs the same). Test queries never enter a choice.
+   collection weighs the same); a second LOO table chooses for issue #19's target instead
+   (``choose_ahead``: ahead of plain RRF on the most choosing splits, then the mean
+   margin). Test queries never enter a choice.
 
 Cached lists (``--cache``, default ``<repo>/.cache/relevance``), one JSON file per
 collection and split, ``<cache>/<collection>/<split>.json``::
@@ -31,9 +33,11 @@ collection and split, ``<cache>/<collection>/<split>.json``::
                "dense": {...}},                       # best first, top 1000
      "maxsim": {"1": {"ids": [...], "scores": [...]}}}  # raw MaxSim, union of top 200s
 
-``rows`` are the version's internal rows (the pipeline's tie-break). To add a retriever's
-list (e.g. bm25 with pseudo-relevance feedback), add a function ``(version, queries,
-depth) -> list[list[Hit]]`` to ``LIST_MAKERS`` and rerun with ``--refresh-lists NAME``.
+``rows`` are the version's internal rows (the pipeline's tie-break). Besides bm25 and
+dense, the lists include the default hybrid with bm25 RM3 from its fused list
+(``hybrid-prf fbN oW``, the service's final fused list). To add a list, add a function ``(version, queries, depth, texts) -> list[list[Hit]]``
+to ``LIST_MAKERS`` (the next run computes what a cache file lacks; ``--refresh-lists NAME``
+computes it again).
 To add a system, add a ``Rule(name, family, run)`` to ``candidate_rules()`` (or to
 ``extra_rules``) whose ``run(candidates) -> {qid: [(doc_id, score), ...]}`` reads a
 ``Candidates`` (one collection and split of the cache, with its qrels). A rule in
@@ -107,7 +111,7 @@ def collection_specs(names: list[str], scifact: Path, collections_dir: Path) -> 
 
 
 def _search_kind(kind: str) -> Callable:
-    def make(version, queries: list[str], depth: int) -> list[list[Hit]]:
+    def make(version, queries: list[str], depth: int, texts: Callable) -> list[list[Hit]]:
         from specrag.retrieval import pipeline
         from specrag.retrieval.request import SearchRequest
 
@@ -117,8 +121,38 @@ def _search_kind(kind: str) -> Callable:
     return make
 
 
-#: name -> (version, queries, depth) -> hits per query, best first.
-LIST_MAKERS: dict[str, Callable] = {"bm25": _search_kind("bm25"), "dense": _search_kind("dense")}
+#: bm25 RM3 with feedback from the fused list (``"prf": {"feedback": "fused"}``): feedback
+#: documents and original-query weights tried (10 expansion terms, Anserini's default).
+PRF_FB_DOCS = (3, 5, 10)
+PRF_ORIG_WEIGHTS = (0.5, 0.7)
+
+
+def prf_list_name(fb_docs: int, orig_weight: float) -> str:
+    return f"hybrid-prf fb{fb_docs} o{orig_weight}"
+
+
+def _hybrid_prf(fb_docs: int, orig_weight: float) -> Callable:
+    """The default hybrid (``recipe.HYBRID``) with bm25 RM3 from its fused list: the final
+    fused list, as the service returns it."""
+
+    def make(version, queries: list[str], depth: int, texts: Callable) -> list[list[Hit]]:
+        from specrag.retrieval import pipeline
+        from specrag.retrieval.request import PrfSpec, SearchRequest
+
+        prf = PrfSpec(fb_docs=fb_docs, orig_weight=orig_weight, feedback="fused")
+        request = SearchRequest(query="x", k=depth, rerank=None, prf=prf)
+        return pipeline.search_batch(version, queries, request, texts=texts).hits
+
+    return make
+
+
+#: name -> (version, queries, depth, texts) -> hits per query, best first; ``texts`` maps
+#: document ids to their texts (``pipeline.search_batch``'s text source, for PRF).
+LIST_MAKERS: dict[str, Callable] = {
+    "bm25": _search_kind("bm25"),
+    "dense": _search_kind("dense"),
+    **{prf_list_name(fb, w): _hybrid_prf(fb, w) for fb in PRF_FB_DOCS for w in PRF_ORIG_WEIGHTS},
+}
 KINDS = ["bm25", "dense", "colbert"]
 
 
@@ -163,6 +197,13 @@ def judged_queries(spec: CollectionSpec, split: str) -> tuple[dict[str, str], di
 def cache_lists(spec: CollectionSpec, version, cache: Path, refresh: set[str]) -> None:
     """Write (or complete) ``<cache>/<name>/<split>.json`` for the choosing and test splits."""
     reranker = None
+    text_of: dict[str, str] = {}
+
+    def texts(version, ids: list[str]) -> list[str]:
+        if not text_of:
+            text_of.update((d.id, d.full_text()) for d in read_corpus(spec.data))
+        return [text_of[i] for i in ids]
+
     for split in (spec.choose, "test"):
         path = cache / spec.name / f"{split}.json"
         queries, _ = judged_queries(spec, split)
@@ -170,19 +211,19 @@ def cache_lists(spec: CollectionSpec, version, cache: Path, refresh: set[str]) -
         if data.get("version") != version.id or list(data.get("queries", {})) != list(queries):
             data = {"collection": spec.name, "split": split, "version": version.id,
                     "query_ids": list(queries), "queries": queries, "lists": {}}  # fmt: skip
-        texts = list(queries.values())
+        query_texts = list(queries.values())
         for name, make in LIST_MAKERS.items():
             if name in data["lists"] and name not in refresh:
                 continue
             started = time.perf_counter()
-            hits = make(version, texts, min(CACHE_DEPTH, version.n_docs))
+            hits = make(version, query_texts, min(CACHE_DEPTH, version.n_docs), texts)
             data["lists"][name] = {
                 q: {"ids": [h.doc_id for h in hs],
                     "rows": [version.row_of(h.doc_id) for h in hs],
                     "scores": [float(h.score) for h in hs]}
                 for q, hs in zip(queries, hits, strict=True)
             }  # fmt: skip
-            print(f"{spec.name}/{split}: {name} for {len(texts)} queries in "
+            print(f"{spec.name}/{split}: {name} for {len(query_texts)} queries in "
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
         if "maxsim" not in data and "colbert" in version.searchers:
             from specrag.rerank import make_reranker
@@ -363,7 +404,17 @@ def candidate_rules() -> list[Rule]:
                   "maxsim": dict(HYBRID.maxsim_fusion)}  # fmt: skip
         rules.append(Rule(f"zscore {w:.1f}:{1 - w:.1f} d=100 + MaxSim", "zscore+maxsim",
                           fused("convex", 100, w, "zscore", maxsim=HYBRID.maxsim_fusion), params))  # fmt: skip  # noqa: E501
-    return rules + adaptive_rules()
+    return rules + adaptive_rules() + prf_rules()
+
+
+def prf_rules() -> list[Rule]:
+    """The default hybrid with bm25 RM3 from its fused list (``LIST_MAKERS``' PRF lists,
+    cached as the service returns them)."""
+    names = [(prf_list_name(fb, w), fb, w) for fb in PRF_FB_DOCS for w in PRF_ORIG_WEIGHTS]
+    return [Rule(f"{recipe_rule()} + {name.removeprefix('hybrid-')}", "prf", single(name),
+                 {"recipe": recipe_rule(), "prf": {"fb_docs": fb, "orig_weight": w,
+                                                   "feedback": "fused"}})
+            for name, fb, w in names]  # fmt: skip
 
 
 #: Systems scored on every collection but never chosen (other modules may append).
@@ -393,9 +444,18 @@ def add_collection_arguments(parser: argparse.ArgumentParser, collections: str) 
                         help="an existing collection folder (holds CURRENT) for NAME")  # fmt: skip
 
 
+def has_every_list(spec: CollectionSpec, cache: Path) -> bool:
+    """Whether both splits' cache files hold every list of ``LIST_MAKERS``."""
+    paths = [cache / spec.name / f"{split}.json" for split in (spec.choose, "test")]
+    return all(
+        path.exists() and set(LIST_MAKERS) <= set(json.loads(path.read_text())["lists"])
+        for path in paths
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_collection_arguments(parser, "scifact,cranfield,cisi,npl,cacm,med,adi,lisa")
+    add_collection_arguments(parser, "scifact,cranfield,cisi,npl,cacm,med,adi,lisa,nfcorpus")
     parser.add_argument("--index-home", type=Path, default=None, help="default <cache>/home")
     parser.add_argument("--refresh-lists", default="", help="list makers to run again")
     parser.add_argument("--cache-only", action="store_true")
@@ -407,8 +467,7 @@ def main() -> None:
     existing = {k: Path(v) for k, v in (item.split("=", 1) for item in args.collection_dir)}
     refresh = set(filter(None, args.refresh_lists.split(",")))
     for spec in specs:
-        done = all((args.cache / spec.name / f"{s}.json").exists() for s in (spec.choose, "test"))
-        if not done or refresh:
+        if not has_every_list(spec, args.cache) or refresh:
             version = open_collection(spec, args.index_home or args.cache / "home", existing)
             cache_lists(spec, version, args.cache, refresh)
     if args.cache_only:
@@ -479,6 +538,19 @@ def choose(scores: Scores, rules: list[Rule], specs: list[CollectionSpec]) -> Ru
     return max(rules, key=lambda r: np.mean([scores.mean(r.name, s.name, s.choose) for s in specs]))
 
 
+def choose_ahead(scores: Scores, rules: list[Rule], specs: list[CollectionSpec]) -> Rule:
+    """The choice aimed at issue #19's target (ahead of plain RRF on every collection): the
+    rule ahead of RRF on the most choosing splits of ``specs``, then by the mean margin;
+    ties go to the earlier rule."""
+
+    def key(rule: Rule) -> tuple[int, float]:
+        margins = [scores.mean(rule.name, s.name, s.choose) - scores.mean(RRF_PLAIN, s.name, s.choose)
+                   for s in specs]  # fmt: skip
+        return sum(m > 0 for m in margins), float(np.mean(margins))
+
+    return max(rules, key=key)
+
+
 def recipe_rule(recipe: Recipe = HYBRID) -> str:
     """The candidate rule a bm25 + dense ``retriever="hybrid"`` request runs under ``recipe``."""
     if recipe.fusion == "rrf":
@@ -487,12 +559,13 @@ def recipe_rule(recipe: Recipe = HYBRID) -> str:
     return f"{recipe.normalization} {w:.1f}:{1 - w:.1f} d={recipe.depth}"
 
 
-def leave_one_out(scores: Scores, rules: list[Rule], specs: list, singles: list[Rule]) -> dict:
-    """For each collection: the rule chosen without it, scored on its test split against
-    plain RRF, the previous default and the best single retriever (paired tests)."""
+def leave_one_out(scores: Scores, rules: list[Rule], specs: list, singles: list[Rule],
+                  chooser: Callable = choose) -> dict:  # fmt: skip
+    """For each collection: the rule ``chooser`` picks without it, scored on its test split
+    against plain RRF, the previous default and the best single retriever (paired tests)."""
     loo = {}
     for spec in specs:
-        picked = choose(scores, rules, [s for s in specs if s is not spec])
+        picked = chooser(scores, rules, [s for s in specs if s is not spec])
         best_single = max(singles, key=lambda r: scores.mean(r.name, spec.name, "test"))
         names = (picked.name, RRF_PLAIN, TODAY, best_single.name)
         test = functools.partial(scores.get, collection=spec.name, split="test")
@@ -549,6 +622,7 @@ def evaluate_all(specs: list[CollectionSpec], args) -> dict:
     loo = leave_one_out(scores, first_stage, specs, singles)
     loo_any = leave_one_out(scores, usable, specs, singles)
     loo_free = leave_one_out(scores, [r for r in first_stage if weight_free(r)], specs, singles)
+    loo_ahead = leave_one_out(scores, first_stage, specs, singles, choose_ahead)
     overall = choose(scores, first_stage, specs)
     pooled = {
         name: np.concatenate(
@@ -562,9 +636,17 @@ def evaluate_all(specs: list[CollectionSpec], args) -> dict:
     fixed = {
         r.name: {s.name: paired_test(scores.get(r.name, s.name, "test"), scores.get(RRF_PLAIN, s.name, "test"))
                  for s in specs}
-        for r in first_stage if weight_free(r) and r.name != RRF_PLAIN
+        for r in first_stage if (weight_free(r) or r.family == "prf") and r.name != RRF_PLAIN
+    }  # fmt: skip
+    shipped = recipe_rule(HYBRID)
+    prf_vs_shipped = {
+        r.name: {s.name: paired_test(scores.get(r.name, s.name, "test"), scores.get(shipped, s.name, "test"))
+                 for s in specs}
+        for r in first_stage if r.family == "prf"
     }  # fmt: skip
     result = {"loo": loo, "loo_with_maxsim": loo_any, "loo_weight_free": loo_free,
+              "loo_ahead": loo_ahead, "overall_ahead": choose_ahead(scores, first_stage, specs).name,
+              "prf_vs_shipped": prf_vs_shipped,
               "fixed_vs_rrf": fixed, "shipped": recipe_rule(HYBRID), "overall_choice": overall.name,
               "overall_params": overall.params,
               "overall_with_maxsim": choose(scores, usable, specs).name,
@@ -609,8 +691,8 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
     loo = result["loo"]
     names = [s.name for s in specs]
     collections = bench_results.table(
-        "Collections (choosing split: SciFact train; the others' judged test queries split "
-        "by a fixed hash, scripts/fetch_collections.py)",
+        "Collections (choosing split: SciFact train, NFCorpus dev; the classic collections' "
+        "judged queries split by a fixed hash, scripts/fetch_collections.py)",
         ["collection", "domain", "documents", "choosing queries", "test queries"],
         [[s.name, info[s.name].get("domain", ""), info[s.name].get("documents"),
           len(scores.get(RRF_PLAIN, s.name, s.choose)), loo[s.name]["n_test"]]
@@ -636,7 +718,9 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
         cells = [f"{t['mean_diff']:+.4f} (p {t['p_ttest']:.2f})" for t in tests.values()]
         fixed_rows.append([rule, *cells, float(np.mean(diffs)), sum(d > 0 for d in diffs)])
     fixed = bench_results.table(
-        "Every rule with no weight to fit, fixed (not selected), on each test split: nDCG@10 "
+        "Every rule with no weight to fit, and the default with bm25 RM3 from its fused list "
+        "(`+ prf fbN oW`: N feedback documents, original-query weight W), fixed (not "
+        "selected), on each test split: nDCG@10 "
         "difference to plain RRF k=60 d=100 (paired t-test p); mean over collections and the "
         "number of collections where it is ahead. A fixed rule has nothing to choose, so these "
         "are out of sample once the rule is fixed; picking the best row afterwards is not",
@@ -656,6 +740,23 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
         "(paired t-tests over test queries)",
         ["collection", "nDCG@10", "- RRF", "95% interval", "p", "- previous", "95% interval", "p"],
         shipped_rows,
+    )  # fmt: skip
+    ahead = _loo_table(
+        "Leave-one-collection-out with the choice aimed at the target (`choose_ahead`: the "
+        "rule ahead of plain RRF on the most choosing splits of the other collections, then "
+        "by its mean margin), rules without MaxSim; same protocol and columns",
+        result["loo_ahead"], None,
+    )  # fmt: skip
+    prf_rows = []
+    for rule, tests in result["prf_vs_shipped"].items():
+        cells = [f"{t['mean_diff']:+.4f} (p {t['p_ttest']:.2f})" for t in tests.values()]
+        prf_rows.append([rule, *cells, sum(t["mean_diff"] > 0 for t in tests.values())])
+    prf_table = bench_results.table(
+        f"The default with bm25 RM3 from its fused list against the shipped default "
+        f"(`{result['shipped']}`) on each test split: nDCG@10 difference (paired t-test p), "
+        "and the number of collections where it is ahead (its latency: `bench_retrieval.py`)",
+        ["rule", *names, "ahead on"],
+        prf_rows,
     )  # fmt: skip
     with_maxsim = _loo_table(
         "Leave-one-collection-out with the MaxSim rerank among the rules (not the default: "
@@ -682,7 +783,8 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
         "Choosing splits (never test): nDCG@10 of the best rules by their mean over collections, "
         f"plus RRF and the previous default ({len(usable)} rules tried: RRF k=60; convex z-score and "
         f"min-max with bm25 weight {', '.join(map(str, WEIGHTS))}; depth {', '.join(map(str, DEPTHS))}; "
-        "z-score + MaxSim rerank of the top 100)",
+        "z-score + MaxSim rerank of the top 100; the query-adaptive rules; the default with "
+        f"bm25 RM3 from its fused list, {len(PRF_FB_DOCS)} x {len(PRF_ORIG_WEIGHTS)} settings)",
         ["rule", "mean", *names],
         [[r.name, float(np.mean([scores.mean(r.name, s.name, s.choose) for s in specs])),
           *[scores.mean(r.name, s.name, s.choose) for s in specs]] for r in shown],
@@ -714,7 +816,20 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
     bench_results.write_result(
         "relevance",
         f"Relevance defaults chosen leave-one-collection-out ({', '.join(names)})",
-        [main, free, fixed, shipped, today, with_maxsim, maxsim, collections, grid, extra],
+        [
+            main,
+            ahead,
+            free,
+            fixed,
+            prf_table,
+            shipped,
+            today,
+            with_maxsim,
+            maxsim,
+            collections,
+            grid,
+            extra,
+        ],
         notes=[
             "Candidate lists (bm25 and dense MiniLM flat, top 1000; raw MaxSim from the colbert "
             "token store for the union of both top 200s) come from specrag's own indexes through "
@@ -725,7 +840,8 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
             f"`{result['overall_choice']}` ({result['overall_params']}), which replaces the "
             "default only if the leave-one-out table meets the target (ahead of RRF on every "
             "collection, by >= 0.01 on average); "
-            f"with MaxSim among the rules it would be `{result['overall_with_maxsim']}`. MaxSim "
+            f"with MaxSim among the rules it would be `{result['overall_with_maxsim']}`; with "
+            f"the choice aimed at the target (`choose_ahead`), `{result['overall_ahead']}`. MaxSim "
             f"beats its first stage on every choosing split: "
             + ("yes." if result["maxsim_on_every_choosing_split"] else "no, so it stays opt-in."),
             f"Load average when the tables were computed: {os.getloadavg()[0]:.1f} "

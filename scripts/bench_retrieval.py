@@ -10,7 +10,8 @@ MaxSim rerank's paired significance test, build speed and latency.
 3. Paired tests over queries (t-test and a bootstrap 95% interval of the mean nDCG@10
    difference): MaxSim rerank vs hybrid alone, and hybrid vs RRF.
 4. Latency, one query per call through ``CollectionService.search`` (k=10), one thread:
-   the default hybrid next to the one it replaced (100 candidates per kind, not 1000),
+   the default hybrid next to the one it replaced (100 candidates per kind, not 1000)
+   and the opt-in MaxSim rerank and bm25 RM3 from the fused list,
    measured in the same run, so the cost of the deeper lists is a same-load figure.
 
 Run: nice .venv/bin/python scripts/bench_retrieval.py [--data ../shared/data/scifact]
@@ -39,7 +40,7 @@ from scifact_cache import add_data_argument, load_scifact  # noqa: E402
 
 from specrag.api.service import CollectionService  # noqa: E402
 from specrag.retrieval.evaluation import evaluate  # noqa: E402
-from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest  # noqa: E402
+from specrag.retrieval.request import PrfSpec, RerankSpec, RetrieverSpec, SearchRequest  # noqa: E402
 from specrag.settings import Settings  # noqa: E402
 from specrag.storage.store import NotFound  # noqa: E402
 
@@ -50,6 +51,7 @@ MAXSIM = "hybrid + MaxSim rerank of the top 100 (opt-in)"
 HYBRID_ONLY = "hybrid, the default (retrieval/recipe.py HYBRID)"
 RRF = "RRF k=60, bm25 + dense 1:1"
 PREVIOUS = "hybrid as before issue #19 (z-score bm25 0.6 : dense 0.4, 100 per kind)"
+FUSED_PRF = "hybrid + bm25 RM3 from the fused list, 3 documents, query weight 0.7 (opt-in)"
 
 
 def requests() -> dict[str, SearchRequest]:
@@ -79,6 +81,13 @@ def requests() -> dict[str, SearchRequest]:
         MAXSIM: SearchRequest(
             query="x", k=100, retriever="hybrid", rerank=RerankSpec(method="maxsim")
         ),
+        FUSED_PRF: SearchRequest(
+            query="x",
+            k=100,
+            retriever="hybrid",
+            rerank=None,
+            prf=PrfSpec(fb_docs=3, orig_weight=0.7, feedback="fused"),
+        ),  # fmt: skip
     }
 
 
@@ -173,11 +182,12 @@ def main() -> None:
             f"{MAXSIM} vs {HYBRID_ONLY}": paired_test(ndcg[MAXSIM], ndcg[HYBRID_ONLY]),
             f"{HYBRID_ONLY} vs {RRF}": paired_test(ndcg[HYBRID_ONLY], ndcg[RRF]),
             f"{HYBRID_ONLY} vs {PREVIOUS}": paired_test(ndcg[HYBRID_ONLY], ndcg[PREVIOUS]),
+            f"{FUSED_PRF} vs {HYBRID_ONLY}": paired_test(ndcg[FUSED_PRF], ndcg[HYBRID_ONLY]),
         }
         lat = latency(
             service,
             data.query_texts[: args.latency_queries],
-            ["bm25", "dense (MiniLM, flat)", HYBRID_ONLY, PREVIOUS, MAXSIM],
+            ["bm25", "dense (MiniLM, flat)", HYBRID_ONLY, PREVIOUS, MAXSIM, FUSED_PRF],
         )
     finally:
         service.close()

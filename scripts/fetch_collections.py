@@ -2,9 +2,9 @@
 
 SciFact (``../shared/data/scifact``) is the collection the first defaults were tuned on; to
 choose defaults that generalize (``scripts/bench_relevance.py``, leave one collection out)
-we need collections of other domains. Seven classic test collections are small, public
-and kept in public GitHub repositories, so each is rebuilt here from a pinned file
-(repository + commit + path, with its sha256 checked):
+we need collections of other domains. Seven classic test collections and NFCorpus are
+small, public and kept in public GitHub repositories, so each is rebuilt here from pinned
+files (repository + commit + path, with its sha256 checked):
 
 ============  ===================================  =======  ========  =====================
 name          domain                               docs     queries   judgements
@@ -16,12 +16,16 @@ cacm          computer science (CACM 1958-1979)    3,204    52        binary
 med           medicine (MEDLINE abstracts)         1,033    30        binary
 adi           information science                  82       35        binary
 lisa          library and information science      6,004    35        binary
+nfcorpus      nutrition and medicine (NFCorpus) **  3,395    647       graded 2-1
 ============  ===================================  =======  ========  =====================
 
-None of them has a train or dev split, so each query goes by a fixed hash of
+None of the classic ones has a train or dev split, so each query goes by a fixed hash of
 ``<collection>:<query id>`` (sha256, even -> ``dev``, odd -> ``test``) into the choosing
 half (``qrels/dev.tsv``) or the test half (``qrels/test.tsv``): the same split on every
-machine, and no query is in both. Every collection but NPL keeps every document; NPL (*) keeps
+machine, and no query is in both. NFCorpus (**; Boteva et al., ECIR 2016) keeps its own
+dev and test splits: its ``titles`` queries (BEIR's 323 test queries), its 2-1-0
+judgements, and the union of its dev and test documents (its train documents are not in
+the source); its authors lowercased the texts, removed stop words and numbers. Every collection but NPL keeps every document; NPL (*) keeps
 5,000 of its 11,426 (every judged document, then a seeded random sample of the others), as
 encoding all of them took ~45 minutes on a shared 2-core machine. Cranfield's relevance
 codes run the wrong way for nDCG (1 = "complete answer" ... 4 = "minimum interest", -1 =
@@ -216,6 +220,40 @@ def npl(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
     return docs, queries, qrels
 
 
+# -- NFCorpus (Boteva et al., ECIR 2016): tab-separated files of its own dev/test splits --
+
+
+def tab_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """``(id, text)`` per line ``ID<TAB>TEXT``."""
+    for line in text.splitlines():
+        if line.strip():
+            key, value = line.split("\t", 1)
+            yield key, value.strip()
+
+
+def nfcorpus(read: Callable[[str], str]) -> tuple[Docs, Queries, Qrels]:
+    """The documents of the dev and test splits (their union, dev's order first), the
+    ``titles`` queries (the type BEIR's NFCorpus uses) and the 2-1-0 judgements (the
+    grades its authors evaluated with) of both splits."""
+    texts: dict[str, str] = {}
+    for split in ("dev", "test"):
+        texts.update((i, t) for i, t in tab_pairs(read(f"{split}-docs")) if i not in texts)
+    docs = [{"_id": i, "title": "", "text": t} for i, t in texts.items()]
+    queries = {q: t for split in ("dev", "test") for q, t in tab_pairs(read(f"{split}-queries"))}
+    qrels: Qrels = {}
+    for split in ("dev", "test"):
+        for line in read(f"{split}-qrels").splitlines():
+            if line.strip():
+                qid, _, doc_id, grade = line.split()
+                qrels.setdefault(qid, {})[doc_id] = int(grade)
+    return docs, queries, qrels
+
+
+def nfcorpus_splits(read: Callable[[str], str]) -> dict[str, str]:
+    """Query id -> its split in NFCorpus itself (dev chooses, test tests)."""
+    return {q: split for split in ("dev", "test") for q, _ in tab_pairs(read(f"{split}-queries"))}
+
+
 @dataclass(frozen=True)
 class Collection:
     name: str
@@ -225,6 +263,9 @@ class Collection:
     #: Cap on the corpus (encoding time on a shared CPU): every judged document is kept,
     #: then others drawn at random (``SUBSET_SEED``) up to the cap, in corpus order.
     max_docs: int | None = None
+    #: The collection's own query splits (query id -> "dev" or "test"), where it has them;
+    #: else ``split_of``'s hash decides.
+    splits: Callable[[Callable[[str], str]], dict[str, str]] | None = None
 
 
 _CRAN = ("noramtboraas/information-retrieval", "4ea1b8e02da1db64b68b0364d50620b3c95528dc")
@@ -250,6 +291,7 @@ LISA_DOCS = (
     ("LISA5.850", "195854175de7cda61fb04b402d863ad32f78c53732846e83939c8620abb0c9e3"),
 )
 _NPL = ("stefreschke/Information-Retrieval", "ec84884f012ae2c655004f1025753381bef27adb")
+_NF = ("hakimamarullah/medisearch-api", "0ae71a4bb2416506dbdd9a5f8894e7830b99f19f")
 
 COLLECTIONS = {
     c.name: c
@@ -289,6 +331,14 @@ COLLECTIONS = {
             "qrels": Source(*_LISA, "LISA.REL", "b7bc6ddab84342af41353aebefc0225a70bfb0ff24a40c3140f8905fb218d3a3"),
             **{f"docs/{name}": Source(*_LISA, f"Collections/{name}", sha) for name, sha in LISA_DOCS},
         }),
+        Collection("nfcorpus", "nutrition and medicine (NFCorpus; text lowercased and stop words removed by its authors)", nfcorpus, {
+            "dev-docs": Source(*_NF, "data/nfcorpus/dev.docs", "b7cf623af8f991e9d006d901a585234da65b0560a215e3bee85f884946b39751"),
+            "test-docs": Source(*_NF, "data/nfcorpus/test.docs", "9d779d34db160e63a92a6b753ac79bcbc80d0f04dd01bdde71f38e98d6ad1f16"),
+            "dev-queries": Source(*_NF, "data/nfcorpus/dev.titles.queries", "548d2deef61bdc5a9db538f12679c503eb1b117c8ad7d8517493fdb4d5741ca6"),
+            "test-queries": Source(*_NF, "data/nfcorpus/test.titles.queries", "be3c7287d8784ab6f24e215693cdb0716468ff090252147415abe26a056a2648"),
+            "dev-qrels": Source(*_NF, "data/nfcorpus/dev.2-1-0.qrel", "7828a511ee263e09cb4d9e01c8f7adb4101877f1bc84af2b370af9854d72ffe2"),
+            "test-qrels": Source(*_NF, "data/nfcorpus/test.2-1-0.qrel", "854da1b7a95e32383e508a89bf62848dd12b7aed28d2e35796e0190dfb97c3ae"),
+        }, splits=nfcorpus_splits),
     ]
 }  # fmt: skip
 
@@ -340,8 +390,10 @@ def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
         for qid in sorted(qrels, key=_numeric):
             f.write(json.dumps({"_id": qid, "text": queries[qid]}) + "\n")
     counts = {}
+    native = collection.splits(read) if collection.splits is not None else None
     for split in ("dev", "test"):
-        qids = [q for q in sorted(qrels, key=_numeric) if split_of(collection.name, q) == split]
+        qids = [q for q in sorted(qrels, key=_numeric)
+                if (native[q] if native is not None else split_of(collection.name, q)) == split]  # fmt: skip
         counts[split] = len(qids)
         with open(folder / "qrels" / f"{split}.tsv", "w") as f:
             f.write("query-id\tcorpus-id\tscore\n")
@@ -354,7 +406,9 @@ def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
         "documents": len(docs),
         "queries": {"dev": counts["dev"], "test": counts["test"]},
         "judgements": sum(len(r) for r in qrels.values()),
-        "split": "sha256('<name>:<query id>')[0] even -> dev (choosing), odd -> test",
+        "split": "the collection's own dev (choosing) and test splits"
+        if native is not None
+        else "sha256('<name>:<query id>')[0] even -> dev (choosing), odd -> test",
         "subset": (
             f"{len(docs)} of {total} documents: every judged one, then others drawn at random "
             f"(numpy seed {SUBSET_SEED}), corpus order kept"

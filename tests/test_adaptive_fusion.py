@@ -40,6 +40,16 @@ def test_flat_lists_fall_back_to_equal_weights():
     assert af.fuse([a, b], weighting="gap") == af.fuse([a, b])
 
 
+@pytest.mark.parametrize("normalization", ["minmax", "zscore"])
+@pytest.mark.parametrize("weighting", ["equal", "gap", "topz"])
+def test_a_retriever_that_found_nothing_leaves_the_other_ranking(normalization, weighting):
+    # NFCorpus has queries with no term in bm25's vocabulary: an empty list
+    other = [(4, 0.9), (2, 0.5), (7, 0.1)]
+    for fused in (af.fuse([[], other], normalization, head=2, weighting=weighting),
+                  af.rank_biased([[], other]), af.combmnz([[], other])):  # fmt: skip
+        assert [row for row, _ in fused] == [4, 2, 7]
+
+
 def test_combmnz_by_hand():
     a, b = [(1, 1.0), (2, 0.0)], [(2, 1.0), (3, 0.0)]
     # min-max mean x lists holding the doc: 1 -> 0.5 x 1; 2 -> 0.5 x 2; 3 -> 0 x 1

@@ -2,9 +2,12 @@
 computed here from the documents' texts by the textbook formula, scored by brute force
 over every document (the index's scipy reference), equals what the pipeline returns,
 through the exhaustive and the BMP search, with and without a filter mask; with
-``orig_weight=1`` the search is plain bm25."""
+``orig_weight=1`` the search is plain bm25. Feedback from the fused hybrid list is checked
+the same way, fused again with the plain dense list."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from specrag.indexing.kinds.bm25.analyzer import analyze
 from specrag.indexing.kinds.impact.search import QueryBatch
 from specrag.indexing.versions import VersionStore
 from specrag.retrieval import pipeline
+from specrag.retrieval.fusion import convex
+from specrag.retrieval.recipe import HYBRID
 from specrag.retrieval.request import PrfSpec, SearchRequest
 from specrag.retrieval.version import open_version
 from tests.conftest import demo_documents, demo_queries
@@ -122,3 +127,77 @@ def test_prf_options_are_validated(version, texts):
         SearchRequest(query="q", prf={"fb_docs": 5, "expand": True})
     with pytest.raises(pipeline.NotAvailable, match="texts"):
         pipeline.search(version, SearchRequest(query="q", retriever="bm25", prf=PrfSpec()))
+
+
+# -- feedback from the fused list ---------------------------------------------------------
+
+HYBRID_DEPTH = 50
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, docs):
+    """bm25 (BMP) and dense (the offline MiniLM) over the same documents."""
+    store = VersionStore(tmp_path_factory.mktemp("prf-pair"))
+    store.build(docs, {"bm25": MODES["bmp"], "dense": {}})
+    return open_version(store)
+
+
+def test_fused_feedback_equals_rm3_from_the_fused_list_by_brute_force(pair, docs, texts):
+    """Feedback documents = the top of the plain fused list (each weighted by its fused
+    score above the list's lowest); the expansion by the textbook, scored by brute force
+    over every document, fused again with the plain dense list: the pipeline's answer."""
+    recipe = replace(HYBRID, depth=HYBRID_DEPTH)
+    spec = PrfSpec(fb_docs=4, fb_terms=12, orig_weight=0.6, feedback="fused")
+    request = SearchRequest(query="-", k=10, rerank=None, prf=spec)
+    got = pipeline.search_batch(pair, QUERIES, request, recipe=recipe, texts=texts).hits
+    bm25, dense = pair.searchers["bm25"], pair.searchers["dense"]
+    plain_bm25 = bm25.search(QUERIES, HYBRID_DEPTH)
+    plain_dense = dense.search(QUERIES, HYBRID_DEPTH)
+    vocab = {t: i for i, t in enumerate(searcher_vocab(bm25))}
+    everything = np.ones(len(docs), dtype=bool)
+    moved = 0
+    for qi, query in enumerate(QUERIES):
+        rows = [[(pair.row_of(h.doc_id), h.score) for h in hits] for hits in (plain_bm25[qi], plain_dense[qi])]  # fmt: skip  # noqa: E501
+        fused = convex(rows, None, "minmax", tie_key=int)
+        floor = fused[-1][1]
+        feedback = [(score - floor, docs[row].full_text()) for row, score in fused[: spec.fb_docs]]
+        expansion = expected_expansion(query, feedback, spec)
+        known = [(vocab[t], w) for t, w in expansion.items() if t in vocab and w > 0]
+        batch = QueryBatch.from_lists(
+            [np.array([t for t, _ in known])], [np.array([w for _, w in known])], len(vocab)
+        )
+        truth = bm25.reference_scores_encoded(batch)[0]
+        expanded = [(r, float(truth[r])) for r in brute_top(truth, everything, HYBRID_DEPTH)]
+        want = convex([expanded, rows[1]], None, "minmax", tie_key=int)[: request.k]
+        np.testing.assert_allclose([h.score for h in got[qi]], [s for _, s in want], rtol=1e-9)
+        assert [pair.row_of(h.doc_id) for h in got[qi]] == [r for r, _ in want]
+        for hit in got[qi]:
+            if "bm25" in hit.scores:
+                assert hit.scores["bm25"] == pytest.approx(truth[pair.row_of(hit.doc_id)])
+        # the feedback came from the fused list, not bm25's own top: not vacuous
+        own = {pair.row_of(h.doc_id) for h in plain_bm25[qi][: spec.fb_docs]}
+        moved += own != {row for row, _ in fused[: spec.fb_docs]}
+        assert len(expansion) > len(set(analyze(query)))
+    assert moved > 0
+
+
+def test_fused_feedback_with_orig_weight_one_is_the_plain_fusion(pair, texts):
+    plain = SearchRequest(query="-", k=20, rerank=None)
+    prf = plain.model_copy(update={"prf": PrfSpec(orig_weight=1.0, feedback="fused")})
+    want = pipeline.search_batch(pair, QUERIES, plain).hits
+    got = pipeline.search_batch(pair, QUERIES, prf, texts=texts)
+    assert [[(h.doc_id, h.score) for h in q] for q in got.hits] == [
+        [(h.doc_id, h.score) for h in q] for q in want
+    ]
+    assert "prf" in got.timings_ms
+
+
+def test_fused_feedback_refuses_a_calibrated_fusion(pair, texts):
+    request = SearchRequest(
+        query="q", fusion="calibrated", prf=PrfSpec(feedback="fused"),
+        retrievers=[{"kind": "bm25"}, {"kind": "dense"}],
+    )  # fmt: skip
+    with pytest.raises(pipeline.SearchError, match='feedback "fused" needs fusion rrf or convex'):
+        pipeline.search(pair, request, texts=texts)
+    with pytest.raises(ValidationError):
+        PrfSpec(feedback="dense")

@@ -97,6 +97,28 @@ def test_npl_records_end_with_a_slash():
     assert list(fetch.slash_records(text)) == [("1", "first doc continues"), ("2", "second")]
 
 
+def test_nfcorpus_keeps_its_own_splits(tmp_path, monkeypatch):
+    files = {
+        "dev-docs": "MED-1\tstatin breast cancer\nMED-2\tfried food acrylamide\n",
+        "test-docs": "MED-2\tfried food acrylamide\nMED-3\tvitamin d bone\n",
+        "dev-queries": "PLAIN-1\twhy deep fried foods may cause cancer\n",
+        "test-queries": "PLAIN-2\tstatins and breast cancer\nPLAIN-3\tbones\n",
+        "dev-qrels": "PLAIN-1\t0\tMED-2\t2\nPLAIN-1\t0\tMED-1\t1\n",
+        "test-qrels": "PLAIN-2\t0\tMED-1\t2\nPLAIN-3\t0\tMED-3\t1\n",
+    }
+    docs, queries, qrels = fetch.nfcorpus(files.__getitem__)
+    assert [d["_id"] for d in docs] == ["MED-1", "MED-2", "MED-3"]  # the union, once each
+    assert qrels == {"PLAIN-1": {"MED-2": 2, "MED-1": 1}, "PLAIN-2": {"MED-1": 2},
+                     "PLAIN-3": {"MED-3": 1}}  # fmt: skip
+    sources = {k: fetch.Source("o/r", "c" * 40, k, "") for k in files}
+    collection = fetch.Collection("nf", "test", fetch.nfcorpus, sources, splits=fetch.nfcorpus_splits)  # fmt: skip  # noqa: E501
+    monkeypatch.setattr(fetch.Source, "read", lambda self, mirror: files[self.path].encode())
+    info = fetch.build(collection, tmp_path, None)
+    assert info["queries"] == {"dev": 1, "test": 2}  # as NFCorpus splits them, not the hash
+    test = (tmp_path / "nf" / "qrels" / "test.tsv").read_text().splitlines()
+    assert test == ["query-id\tcorpus-id\tscore", "PLAIN-2\tMED-1\t2", "PLAIN-3\tMED-3\t1"]
+
+
 def test_split_is_fixed_and_halves_the_queries():
     splits = [fetch.split_of("cisi", str(q)) for q in range(1, 401)]
     assert splits == [fetch.split_of("cisi", str(q)) for q in range(1, 401)]

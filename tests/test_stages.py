@@ -238,3 +238,14 @@ def test_calibrated_fusion_fuses_each_retrievers_probability(service, pair):
         match=r"fusion calibrated needs a calibration of this search's scores \(bm25-prf\)",
     ):
         service.search(pair, request.model_copy(update={"prf": PrfSpec()}))
+
+
+def test_fused_feedback_through_the_service(service, pair):
+    """The service lends the documents' texts to RM3 from the fused list: with the
+    original query's weight at 1 it is the plain hybrid; with feedback the ranking moves."""
+    plain = SearchRequest(query=QUERY, k=20, rerank=None)
+    want = [(h.doc_id, h.score) for h in service.search(pair, plain).hits]
+    same = plain.model_copy(update={"prf": PrfSpec(orig_weight=1.0, feedback="fused")})
+    assert [(h.doc_id, h.score) for h in service.search(pair, same).hits] == want
+    moved = plain.model_copy(update={"prf": PrfSpec(feedback="fused")})
+    assert [(h.doc_id, h.score) for h in service.search(pair, moved).hits] != want

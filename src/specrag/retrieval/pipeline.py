@@ -36,7 +36,7 @@ from specrag.errors import UserError
 from specrag.indexing.registry import searchable
 from specrag.retrieval.calibration import Calibrator
 from specrag.retrieval.fusion import convex, rrf
-from specrag.retrieval.prf import PRF_KIND, prf_search
+from specrag.retrieval.prf import PRF_KIND, expanded_search, fused_feedback, prf_search
 from specrag.retrieval.recipe import HYBRID, Recipe
 from specrag.retrieval.request import RerankSpec, RetrieverSpec, SearchRequest
 from specrag.retrieval.stages import Stage, TextSource
@@ -100,6 +100,11 @@ def plan(version: OpenVersion, request: SearchRequest, recipe: Recipe = HYBRID) 
         method = "none"
     if request.prf is not None and PRF_KIND not in [s.kind for s in specs]:
         raise SearchError(f"prf expands {PRF_KIND} queries: this search has no {PRF_KIND}")
+    if request.prf is not None and request.prf.feedback == "fused" and method == "calibrated":
+        raise SearchError(
+            'prf feedback "fused" needs fusion rrf or convex (a calibrated fusion fuses '
+            "per-kind calibrations fitted on bm25's own feedback)"
+        )
     return Plan(specs, method, rrf_k, norm)
 
 
@@ -222,18 +227,23 @@ def search_batch(
     # How many fused hits the later stages need before the final cut.
     keep = max([request.k, *(stage.depth for stage in stages)])
 
+    # PRF from the fused list: every kind searches plainly first, bm25 again after fusion.
+    fused_prf = request.prf is not None and request.prf.feedback == "fused"
+    fused_prf = fused_prf and the_plan.fusion != "none"
     per_kind: dict[str, list[list[Hit]]] = {}
+    depths: dict[str, int] = {}
     for spec in the_plan.specs:
         # A fused kind gives its spec's k, else at least the recipe's depth and ``keep``
         # (and its calibration's depth when fused by calibrated relevance).
         floor = calibrators[spec.kind].top_n if the_plan.fusion == "calibrated" else 0
         depth = keep if the_plan.fusion == "none" else spec.k or max(recipe.depth, keep, floor)
-        depth = min(depth, version.n_docs)
+        depth = depths[spec.kind] = min(depth, version.n_docs)
         t0 = time.perf_counter()
         searcher = version.searchers[spec.kind]
-        if request.prf is not None and spec.kind == PRF_KIND:
-            if not hasattr(searcher, "search_weighted"):
-                raise NotAvailable("prf is not available on this version's bm25 (sharded)")
+        expands = request.prf is not None and spec.kind == PRF_KIND
+        if expands and not hasattr(searcher, "search_weighted"):
+            raise NotAvailable("prf is not available on this version's bm25 (sharded)")
+        if expands and not fused_prf:
             per_kind[spec.kind] = prf_search(
                 searcher, queries, depth, allowed, request.prf, lambda ids: texts(version, ids)
             )
@@ -247,6 +257,15 @@ def search_batch(
     else:
         fused = [_fuse(version, the_plan, per_kind, qi, calibrators) for qi in range(len(queries))]
         timings["fusion"] = _ms(t0)
+    if fused_prf:
+        t0 = time.perf_counter()
+        feedback = [fused_feedback(hits, request.prf.fb_docs) for hits in fused]
+        per_kind[PRF_KIND] = expanded_search(
+            version.searchers[PRF_KIND], queries, feedback, depths[PRF_KIND], allowed,
+            request.prf, lambda ids: texts(version, ids),
+        )  # fmt: skip
+        fused = [_fuse(version, the_plan, per_kind, qi, calibrators) for qi in range(len(queries))]
+        timings["prf"] = _ms(t0)
     fused = [hits[:keep] for hits in fused]
 
     for stage in stages:

@@ -7,6 +7,12 @@ the ``fb_terms`` terms with the most votes, renormalized, are mixed with the que
 distribution ``qtf(t) / |Q|`` as ``orig_weight * query + (1 - orig_weight) * feedback``, and
 the weighted query is searched again through the same impact index (BMP or exhaustive).
 
+``feedback="fused"`` takes the feedback documents from the fused hybrid list instead of
+bm25's own first pass (each weighted by its fused score above the list's lowest): documents
+the dense retriever found and bm25 missed then lend their terms, and bm25 is searched again
+and fused again (``pipeline.search_batch``). Measured across collections in
+``docs/benchmarks.md`` ("Relevance defaults chosen leave-one-collection-out").
+
 Documents are re-analyzed from their texts with the bm25 kind's own analyzer: the impact
 index keeps quantized BM25 weights per term, not term frequencies, and no forward index.
 Weights are scaled by ``|Q|`` so that ``orig_weight=1`` is exactly plain bm25 (each query
@@ -62,19 +68,43 @@ def prf_search(
     spec: PrfSpec,
     texts: Callable[[list[str]], list[str]],
 ) -> list[list[Hit]]:
-    """bm25 with RM3 feedback: a first pass for the top ``spec.fb_docs`` documents, their
-    ``texts`` (doc ids -> texts) re-analyzed, then the expanded queries searched for ``k``
-    hits (the ``allowed`` mask applies to both passes)."""
+    """bm25 with RM3 feedback from its own first pass: the top ``spec.fb_docs`` documents,
+    their ``texts`` (doc ids -> texts) re-analyzed, then the expanded queries searched for
+    ``k`` hits (the ``allowed`` mask applies to both passes)."""
     first = searcher.search(queries, spec.fb_docs, allowed)
-    ids = list(dict.fromkeys(h.doc_id for hits in first for h in hits))
+    return expanded_search(searcher, queries, first, k, allowed, spec, texts)
+
+
+def fused_feedback(fused: Sequence[Hit], fb_docs: int) -> list[Hit]:
+    """The top ``fb_docs`` of a fused list as feedback, each scored by its fused score
+    above the list's lowest one (so every fusion, RRF, min-max or z-score, gives
+    non-negative shares that keep the fused order)."""
+    if not fused:
+        return []
+    floor = min(h.score for h in fused)
+    return [Hit(doc_id=h.doc_id, score=h.score - floor) for h in fused[:fb_docs]]
+
+
+def expanded_search(
+    searcher,
+    queries: list[str],
+    feedback: Sequence[Sequence[Hit]],
+    k: int,
+    allowed: DocMask | None,
+    spec: PrfSpec,
+    texts: Callable[[list[str]], list[str]],
+) -> list[list[Hit]]:
+    """Each query expanded by RM3 from its ``feedback`` hits (doc id and weight), searched
+    for ``k`` hits through the bm25 impact index."""
+    ids = list(dict.fromkeys(h.doc_id for hits in feedback for h in hits))
     terms_of = dict(zip(ids, (searcher.analyze(t) for t in texts(ids)), strict=True))
     expanded = [
         rm3_weights(
             searcher.analyze(query),
-            [(h.score, terms_of[h.doc_id]) for h in hits],
+            [(h.score, terms_of[h.doc_id]) for h in hits[: spec.fb_docs]],
             spec.fb_terms,
             spec.orig_weight,
         )
-        for query, hits in zip(queries, first, strict=True)
+        for query, hits in zip(queries, feedback, strict=True)
     ]
     return searcher.search_weighted(expanded, k, allowed)

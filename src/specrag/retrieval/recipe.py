@@ -45,12 +45,14 @@ class Recipe:
 #: The recommended hybrid, chosen leave-one-collection-out on four collections (SciFact,
 #: Cranfield, CISI, NPL; ``docs/relevance.md``, ``scripts/bench_relevance.py``): convex
 #: min-max fusion with equal weights (no weight to fit), 1000 candidates per kind. Why:
-#: it has the best mean choosing-split nDCG@10 over the collections (0.557 vs 0.549 for
-#: plain RRF k=60 and 0.550 for the earlier SciFact-tuned z-score bm25 0.6 : dense 0.4);
-#: out of sample it is +0.004 over RRF on average, not significant on every collection
-#: (docs/benchmarks.md). SciFact test nDCG@10 0.7310 (0.7296 before, p = 0.77); hybrid
-#: latency p50 25.7 -> 33.7 ms (1.31x, measured side by side by bench_retrieval.py, load
-#: 1.0) for the deeper candidate lists.
+#: it had the best mean choosing-split nDCG@10 over those collections (0.557 vs 0.549 for
+#: plain RRF k=60 and 0.550 for the earlier SciFact-tuned z-score bm25 0.6 : dense 0.4).
+#: Over nine collections it is ahead of RRF on six test splits (mean +0.0037). The rule
+#: those nine choose, bm25 RM3 from the fused list (``prf.feedback="fused"``), is not the
+#: default: SciFact test 0.7205 against 0.7310, not ahead of this one everywhere, and
+#: +10.8 ms p50 (docs/relevance.md, "Outcome"). SciFact test nDCG@10 0.7310 (0.7296
+#: before, p = 0.77); hybrid latency p50 18.5 -> 25.7 ms (1.39x, measured side by side by
+#: bench_retrieval.py, load ~1) for the deeper candidate lists.
 #:
 #: No default rerank: MaxSim over a ``colbert`` token store, fused with the first-stage
 #: scores (``maxsim_fusion``, weights from SciFact train), does not beat its first stage on

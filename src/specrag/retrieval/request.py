@@ -38,6 +38,11 @@ class PrfSpec(BaseModel):
     orig_weight: float = Field(
         0.5, ge=0, le=1, description="Weight of the original query (1: plain bm25)."
     )
+    feedback: Literal["bm25", "fused"] = Field(
+        "bm25",
+        description="Where the feedback documents come from: bm25's own first pass, or "
+        "(in a fusion) the fused list, after which bm25 is searched again and fused again.",
+    )
 
 
 class SearchRequest(BaseModel):

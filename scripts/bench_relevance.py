@@ -660,6 +660,11 @@ def evaluate_all(specs: list[CollectionSpec], args) -> dict:
     return result
 
 
+def _diff_cells(tests: dict[str, dict]) -> list[str]:
+    """Per collection: a paired test's mean difference and p, as a table cell."""
+    return [f"{t['mean_diff']:+.4f} (p {t['p_ttest']:.2f})" for t in tests.values()]
+
+
 def _ci(t: dict) -> str:
     return f"[{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}]"
 
@@ -715,8 +720,7 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
     fixed_rows = []
     for rule, tests in result["fixed_vs_rrf"].items():
         diffs = [t["mean_diff"] for t in tests.values()]
-        cells = [f"{t['mean_diff']:+.4f} (p {t['p_ttest']:.2f})" for t in tests.values()]
-        fixed_rows.append([rule, *cells, float(np.mean(diffs)), sum(d > 0 for d in diffs)])
+        fixed_rows.append([rule, *_diff_cells(tests), float(np.mean(diffs)), sum(d > 0 for d in diffs)])  # fmt: skip  # noqa: E501
     fixed = bench_results.table(
         "Every rule with no weight to fit, and the default with bm25 RM3 from its fused list "
         "(`+ prf fbN oW`: N feedback documents, original-query weight W), fixed (not "
@@ -749,8 +753,7 @@ def write(specs, rules, reported, scores: Scores, info: dict, result: dict) -> N
     )  # fmt: skip
     prf_rows = []
     for rule, tests in result["prf_vs_shipped"].items():
-        cells = [f"{t['mean_diff']:+.4f} (p {t['p_ttest']:.2f})" for t in tests.values()]
-        prf_rows.append([rule, *cells, sum(t["mean_diff"] > 0 for t in tests.values())])
+        prf_rows.append([rule, *_diff_cells(tests), sum(t["mean_diff"] > 0 for t in tests.values())])  # fmt: skip  # noqa: E501
     prf_table = bench_results.table(
         f"The default with bm25 RM3 from its fused list against the shipped default "
         f"(`{result['shipped']}`) on each test split: nDCG@10 difference (paired t-test p), "

@@ -6,7 +6,9 @@ replace, with a paired test over the queries (``bench_retrieval.paired_test``):
 - **bm25 RM3 PRF** (``"prf"``, ``retrieval/prf.py``; fb_docs 10, fb_terms 10,
   orig_weight 0.5, Anserini's defaults): alone against plain bm25, and in place of plain
   bm25 inside the shipped default hybrid (``recipe.py`` HYBRID, read at run time: convex
-  min-max, equal weights, 1000 candidates each when measured) and inside plain RRF k=60. Lists come from a bm25 index built here through
+  min-max, equal weights, 1000 candidates each when measured) and inside plain RRF k=60;
+  and the default with RM3 from its fused list (``"feedback": "fused"``, the list
+  ``bench_relevance.py`` caches). Lists come from a bm25 index built here through
   ``VersionStore`` (the kind's builder) and ``pipeline.search_batch`` with the documents'
   texts, as the service runs it.
 - **Calibrated fusion** (``fusion="calibrated"``): a calibrator per retriever
@@ -29,7 +31,7 @@ at ``min_relevance`` 0.5 (with how many are kept per query).
 Reads the candidate lists ``bench_relevance.py`` cached (``--cache``); run that first.
 Every collection with both splits cached is measured, the others are listed as missing.
 
-    nice python scripts/bench_relevance_options.py [--collections scifact,cranfield,cisi,npl]
+    nice python scripts/bench_relevance_options.py [--collections scifact,cranfield,cisi,npl,...]
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ _W_BM25 = HYBRID.weight("bm25") / (HYBRID.weight("bm25") + HYBRID.weight("dense"
 TODAY_RULE = br.fused(HYBRID.fusion, HYBRID.depth, _W_BM25, HYBRID.normalization, HYBRID.rrf_k)
 RRF_PLAIN = br.RRF_PLAIN
 RRF_RULE = br.fused("rrf", 100)
+#: The default with bm25 RM3 from its fused list, as bench_relevance.py caches it (the
+#: setting leave-one-collection-out chooses: 3 feedback documents, query weight 0.7).
+FUSED_PRF_LIST = br.prf_list_name(3, 0.7)
+FUSED_PRF = f"{TODAY}, bm25 RM3 from the fused list (3 docs, weight 0.7)"
 
 
 # -- PRF lists from a bm25 index built here ------------------------------------------------
@@ -318,7 +324,7 @@ class Scores:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    br.add_collection_arguments(parser, "scifact,cranfield,cisi,npl")
+    br.add_collection_arguments(parser, "scifact,cranfield,cisi,npl,cacm,med,adi,lisa,nfcorpus")
     parser.add_argument(
         "--index-home",
         type=Path,
@@ -363,6 +369,7 @@ def main() -> None:
             f"{TODAY}, bm25 + PRF": TODAY_RULE(prf_c),
             RRF_PLAIN: RRF_RULE(test),
             f"{RRF_PLAIN}, bm25 + PRF": RRF_RULE(prf_c),
+            FUSED_PRF: br.single(FUSED_PRF_LIST)(test),
             "calibrated 0.5:0.5": calibrated_fusion(cal_fits[s.name], 0.5)(test),
             "calibrated 0.6:0.4": calibrated_fusion(cal_fits[s.name], 0.6)(test),
         }
@@ -376,6 +383,7 @@ def main() -> None:
         ("bm25 + PRF", "bm25"),
         (f"{TODAY}, bm25 + PRF", TODAY),
         (f"{RRF_PLAIN}, bm25 + PRF", RRF_PLAIN),
+        (FUSED_PRF, TODAY),
         ("calibrated 0.5:0.5", TODAY),
         ("calibrated 0.6:0.4", TODAY),
         ("calibrated 0.5:0.5", RRF_PLAIN),

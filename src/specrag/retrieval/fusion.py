@@ -89,30 +89,45 @@ def convex(
     minmax). Why: a retriever that did not return ``d`` in its top-k scored it at most as
     high as its last hit, so the list's minimum is the best bound we have without scoring
     ``d`` again; it never lifts a missing document above one the retriever did return, and
-    for minmax it is the same as the list contributing nothing."""
+    for minmax it is the same as the list contributing nothing.
+
+    Vectorized (the default hybrid fuses two lists of 1000 per query): each document gets
+    a column index in first-appearance order, each list scatters its normalized scores over
+    its floor, and the weighted columns are added list by list, the same additions in the
+    same order as summing per document."""
     weights = _check_weights(weights, len(score_lists))
     total = sum(weights)
     weights = [w / total for w in weights]
-    normalized: list[dict[Hashable, float]] = []
-    floors: list[float] = []
-    order: dict[Hashable, None] = {}
+    column: dict[Hashable, int] = {}
+    scattered: list[tuple[np.ndarray, np.ndarray]] = []
     for scores in score_lists:
         pairs = list(scores.items()) if isinstance(scores, Mapping) else list(scores)
-        docs = [doc for doc, _ in pairs]
-        if len(set(docs)) != len(docs):
-            raise ValueError("a document appears twice in one score list")
-        norm = normalize([s for _, s in pairs], normalization)
-        normalized.append(dict(zip(docs, norm.tolist(), strict=True)))
-        floors.append(float(norm.min()) if norm.size else 0.0)
-        order.update(dict.fromkeys(docs))
-    fused = {
-        doc: sum(
-            w * table.get(doc, floor)
-            for table, floor, w in zip(normalized, floors, weights, strict=True)
+        at = np.fromiter(
+            (column.setdefault(doc, len(column)) for doc, _ in pairs), np.int64, len(pairs)
         )
-        for doc in order
-    }
-    return _sorted(fused, tie_key)
+        if len(np.unique(at)) != len(at):
+            raise ValueError("a document appears twice in one score list")
+        scattered.append((at, normalize([s for _, s in pairs], normalization)))
+    fused = np.zeros(len(column))
+    for (at, norm), w in zip(scattered, weights, strict=True):
+        values = np.full(len(column), norm.min() if norm.size else 0.0)
+        values[at] = norm
+        fused += w * values
+    docs = list(column)
+    return [(docs[i], float(fused[i])) for i in _best_first(fused, docs, tie_key)]
+
+
+def _best_first(
+    scores: np.ndarray, docs: list[Hashable], tie_key: Callable[[Hashable], Any] | None
+) -> list[int]:
+    """Indices of ``scores`` best first; ties by ``tie_key(doc)``, else by index (first
+    appearance), as ``_sorted`` orders a dict."""
+    if tie_key is None:
+        return np.argsort(-scores, kind="stable").tolist()
+    keys = [tie_key(doc) for doc in docs]
+    if all(isinstance(k, int | np.integer) for k in keys):
+        return np.lexsort((np.array(keys, dtype=np.int64), -scores)).tolist()
+    return sorted(range(len(docs)), key=lambda i: (-scores[i], keys[i]))
 
 
 def _check_weights(weights: Sequence[float] | None, n_lists: int) -> list[float]:

@@ -253,9 +253,11 @@ def search_batch(
 
     t0 = time.perf_counter()
     if the_plan.fusion == "none":
-        fused = per_kind[the_plan.specs[0].kind]
+        fused = [hits[:keep] for hits in per_kind[the_plan.specs[0].kind]]
     else:
-        fused = [_fuse(version, the_plan, per_kind, qi, calibrators) for qi in range(len(queries))]
+        # The whole fused list only where PRF's feedback weights need its lowest score.
+        limit = None if fused_prf else keep
+        fused = [_fuse(version, the_plan, per_kind, qi, calibrators, limit) for qi in range(len(queries))]  # fmt: skip  # noqa: E501
         timings["fusion"] = _ms(t0)
     if fused_prf:
         t0 = time.perf_counter()
@@ -264,9 +266,8 @@ def search_batch(
             version.searchers[PRF_KIND], queries, feedback, depths[PRF_KIND], allowed,
             request.prf, lambda ids: texts(version, ids),
         )  # fmt: skip
-        fused = [_fuse(version, the_plan, per_kind, qi, calibrators) for qi in range(len(queries))]
+        fused = [_fuse(version, the_plan, per_kind, qi, calibrators, keep) for qi in range(len(queries))]  # fmt: skip  # noqa: E501
         timings["prf"] = _ms(t0)
-    fused = [hits[:keep] for hits in fused]
 
     for stage in stages:
         t0 = time.perf_counter()
@@ -302,17 +303,14 @@ def _fuse(
     per_kind: dict[str, list[list[Hit]]],
     qi: int,
     calibrators: Mapping[str, Calibrator],
+    limit: int | None,
 ) -> list[Hit]:
-    """Fuse one query's lists over internal rows, so ties go to the lower row."""
-    raw: dict[int, dict[str, float]] = {}
-    lists: list[list[tuple[int, float]]] = []
-    for spec in the_plan.specs:
-        pairs = []
-        for hit in per_kind[spec.kind][qi]:
-            row = version.row_of(hit.doc_id)
-            pairs.append((row, hit.score))
-            raw.setdefault(row, {})[spec.kind] = hit.score
-        lists.append(pairs)
+    """Fuse one query's lists over internal rows, so ties go to the lower row; the best
+    ``limit`` hits (all when None)."""
+    row_of = version.row_of
+    lists = [[(row_of(h.doc_id), h.score) for h in per_kind[s.kind][qi]] for s in the_plan.specs]
+    # Each kind's raw scores, looked up only for the hits returned.
+    raw = [(spec.kind, dict(pairs)) for spec, pairs in zip(the_plan.specs, lists, strict=True)]
     weights = [s.weight for s in the_plan.specs]
     if the_plan.fusion == "rrf":
         ranked = rrf(
@@ -335,8 +333,12 @@ def _fuse(
     else:
         raise SearchError(f"unknown fusion {the_plan.fusion!r}; use rrf, convex or calibrated")
     return [
-        Hit(doc_id=str(version.doc_ids[row]), score=float(score), scores=dict(raw[row]))
-        for row, score in ranked
+        Hit(
+            doc_id=str(version.doc_ids[row]),
+            score=float(score),
+            scores={kind: table[row] for kind, table in raw if row in table},
+        )
+        for row, score in ranked[:limit]
     ]
 
 

@@ -50,9 +50,9 @@ class Recipe:
 #: Over nine collections it is ahead of RRF on six test splits (mean +0.0037). The rule
 #: those nine choose, bm25 RM3 from the fused list (``prf.feedback="fused"``), is not the
 #: default: SciFact test 0.7205 against 0.7310, not ahead of this one everywhere, and
-#: +10.8 ms p50 (docs/relevance.md, "Outcome"). SciFact test nDCG@10 0.7310 (0.7296
-#: before, p = 0.77); hybrid latency p50 18.5 -> 25.7 ms (1.39x, measured side by side by
-#: bench_retrieval.py, load ~1) for the deeper candidate lists.
+#: +10 ms p50 (docs/relevance.md, "Outcome"). SciFact test nDCG@10 0.7310 (0.7296
+#: before, p = 0.77); hybrid latency p50 18.1 -> 22.4 ms (1.24x with the vectorized
+#: fusion, measured side by side by bench_retrieval.py, load ~1) for the deeper lists.
 #:
 #: No default rerank: MaxSim over a ``colbert`` token store, fused with the first-stage
 #: scores (``maxsim_fusion``, weights from SciFact train), does not beat its first stage on

@@ -141,3 +141,11 @@ def test_convex_equals_the_formula_document_by_document(normalization, tie):
         key = {"row": int, "first": first.__getitem__, "name": tie_key}[tie]
         expected = sorted(want.items(), key=lambda item: (-item[1], key(item[0])))
         assert got == expected
+
+
+def test_convex_ties_by_keys_beyond_int64():
+    keys = {"a": 2**64, "b": 2**64 - 1}
+    assert convex([[("a", 0.0)], [("b", 0.0)]], tie_key=keys.__getitem__) == [
+        ("b", 0.0),
+        ("a", 0.0),
+    ]

@@ -201,3 +201,21 @@ def test_fused_feedback_refuses_a_calibrated_fusion(pair, texts):
         pipeline.search(pair, request, texts=texts)
     with pytest.raises(ValidationError):
         PrfSpec(feedback="dense")
+
+
+def test_calibration_records_tell_the_feedback_modes_apart(pair):
+    """bm25's own feedback is recorded as it was before ``feedback`` existed (saved
+    calibrations still apply); feedback from the fused list has its own record and file
+    name; without a fusion, "fused" is bm25's own feedback and records so."""
+    own = pipeline.scores_record(pair, SearchRequest(query="q", rerank=None, prf=PrfSpec()))
+    assert own["prf"] == {"fb_docs": 10, "fb_terms": 10, "orig_weight": 0.5}
+    fused = pipeline.scores_record(
+        pair, SearchRequest(query="q", rerank=None, prf=PrfSpec(feedback="fused"))
+    )
+    assert fused["prf"]["feedback"] == "fused"
+    assert pipeline.calibration_key(own) == "bm25+dense-convex-prf"
+    assert pipeline.calibration_key(fused) == "bm25+dense-convex-prf-fused"
+    alone = SearchRequest(query="q", retriever="bm25", prf=PrfSpec(feedback="fused"))
+    assert pipeline.scores_record(pair, alone) == pipeline.scores_record(
+        pair, alone.model_copy(update={"prf": PrfSpec()})
+    )

@@ -125,7 +125,7 @@ def _best_first(
     if tie_key is None:
         return np.argsort(-scores, kind="stable").tolist()
     keys = [tie_key(doc) for doc in docs]
-    if all(isinstance(k, int | np.integer) for k in keys):
+    if all(isinstance(k, int | np.integer) and -(2**63) <= k < 2**63 for k in keys):
         return np.lexsort((np.array(keys, dtype=np.int64), -scores)).tolist()
     return sorted(range(len(docs)), key=lambda i: (-scores[i], keys[i]))
 

@@ -128,6 +128,10 @@ def scores_record(version: OpenVersion, request: SearchRequest, recipe: Recipe =
         record["normalization"] = the_plan.normalization
     if request.prf is not None:
         record["prf"] = request.prf.model_dump()
+        # bm25's own feedback (what "fused" is without a fusion) is recorded as before the
+        # field existed, so calibrations fitted then still apply.
+        if request.prf.feedback == "bm25" or the_plan.fusion == "none":
+            del record["prf"]["feedback"]
     spec = rerank_spec(version, request, recipe)
     if spec is not None:
         record["rerank"] = spec.model_dump()
@@ -138,14 +142,15 @@ def scores_record(version: OpenVersion, request: SearchRequest, recipe: Recipe =
 
 def calibration_key(record: dict) -> str:
     """The file name of the calibration of a scoring pipeline (``scores_record``): the
-    kinds, then the fusion, ``prf`` and the rerank method, e.g. ``bm25``, ``bm25-prf``,
-    ``bm25+dense-convex``, ``bm25+dense-convex-maxsim``. Weights and depths are not in the
-    name; a calibration fitted with others is refused by its record."""
+    kinds, then the fusion, ``prf`` (``prf-fused`` for feedback from the fused list) and the
+    rerank method, e.g. ``bm25``, ``bm25-prf``, ``bm25+dense-convex-prf-fused``,
+    ``bm25+dense-convex-maxsim``. Weights and depths are not in the name; a calibration
+    fitted with others is refused by its record."""
     parts = ["+".join(r["kind"] for r in record["retrievers"])]
     if record["fusion"] != "none":
         parts.append(record["fusion"])
     if "prf" in record:
-        parts.append("prf")
+        parts.append("prf-fused" if record["prf"].get("feedback") == "fused" else "prf")
     if "rerank" in record:
         parts.append(record["rerank"]["method"])
     return "-".join(parts)

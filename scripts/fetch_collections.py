@@ -51,6 +51,7 @@ from ``raw.githubusercontent.com`` at the pinned commit. Run::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import re
@@ -365,6 +366,7 @@ def split_of(collection: str, qid: str) -> str:
 def build(collection: Collection, out: Path, mirror: Path | None) -> dict:
     """Write ``out/<name>/`` in BEIR layout; returns what ``collection.json`` records."""
 
+    @functools.cache  # a parser and the split may both read a file (NFCorpus's queries)
     def read(what: str) -> str:
         return collection.sources[what].read(mirror).decode("utf-8")
 

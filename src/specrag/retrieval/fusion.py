@@ -125,8 +125,12 @@ def _best_first(
     if tie_key is None:
         return np.argsort(-scores, kind="stable").tolist()
     keys = [tie_key(doc) for doc in docs]
-    if all(isinstance(k, int | np.integer) and -(2**63) <= k < 2**63 for k in keys):
-        return np.lexsort((np.array(keys, dtype=np.int64), -scores)).tolist()
+    try:  # numpy infers a signed integer array only when every key is an int64 integer
+        key_array = np.array(keys)
+    except (ValueError, OverflowError):  # keys numpy cannot hold in one array
+        key_array = None
+    if key_array is not None and key_array.ndim == 1 and key_array.dtype.kind == "i":
+        return np.lexsort((key_array, -scores)).tolist()
     return sorted(range(len(docs)), key=lambda i: (-scores[i], keys[i]))
 
 

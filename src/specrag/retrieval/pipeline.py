@@ -233,8 +233,9 @@ def search_batch(
     keep = max([request.k, *(stage.depth for stage in stages)])
 
     # PRF from the fused list: every kind searches plainly first, bm25 again after fusion.
-    fused_prf = request.prf is not None and request.prf.feedback == "fused"
-    fused_prf = fused_prf and the_plan.fusion != "none"
+    fused_prf = (
+        request.prf is not None and request.prf.feedback == "fused" and the_plan.fusion != "none"
+    )
     per_kind: dict[str, list[list[Hit]]] = {}
     depths: dict[str, int] = {}
     for spec in the_plan.specs:
